@@ -1,0 +1,48 @@
+"""The error tree.
+
+``PTError`` is the root.  Errors caused by what the *peer* sent (the network) are
+``RemoteProtocolError`` and subclass ``ConnectionError``, so code that already catches
+``OSError`` keeps working.  Errors caused by *our* configuration are ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+
+class PTError(Exception):
+    """Root of every error ptdispatch raises on purpose."""
+
+
+class ConfigError(PTError, ValueError):
+    """A flag, environment variable or option is missing or malformed.
+
+    The message is written for a person: it names the flag or key and says what is expected.
+    """
+
+
+class OptionsError(ConfigError):
+    """A transport rejected one of its options (client or server side)."""
+
+    def __init__(self, transport: str, message: str) -> None:
+        super().__init__(message)
+        self.transport = transport
+        self.message = message
+
+
+class RemoteProtocolError(PTError, ConnectionError):
+    """The peer sent bytes that break the protocol (garbage, a probe, a wrong key, a bad tag).
+
+    ``linger`` is how many seconds the connection should keep reading and discarding before it
+    is closed, so that a prober learns nothing from the timing (obfs4 does this); 0 closes at once.
+    """
+
+    def __init__(self, message: str, *, linger: float = 0.0) -> None:
+        super().__init__(message)
+        self.linger = linger
+
+
+class HandshakeTimeout(RemoteProtocolError):
+    """The peer did not finish the transport handshake in time."""
+
+
+class LocalProtocolError(PTError, RuntimeError):
+    """We used an engine or protocol object the wrong way (a bug on our side)."""

@@ -1,0 +1,1 @@
+"""Networking helpers: addresses, relaying, upstream proxies, UDP framing."""

@@ -1,0 +1,136 @@
+"""Relay bytes both ways between two asyncio transports, with back-pressure and half-close.
+
+A :class:`Splice` owns two :class:`RelayProtocol` halves.  Each half forwards what its transport
+reads to the other half's transport, pauses reading while the other side's write buffer is full,
+passes EOF through as a half-close, and when both directions are done (or either side fails)
+closes both.  Either side can be a plain socket or a transport connection's
+:class:`~ptdispatch.transports.adapter.EngineTransport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+class RelayProtocol(asyncio.Protocol):
+    """One side of a splice."""
+
+    def __init__(self, splice: Splice) -> None:
+        self.splice = splice
+        self.peer: RelayProtocol = self
+        self.transport: asyncio.Transport | None = None
+        self.bytes_in = 0
+        self.eof = False
+        self.pending: list[bytes] = []  # read before the peer was attached
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        peer_transport = self.peer.transport
+        if peer_transport is not None:
+            peer_transport.write(data)
+        else:
+            self.pending.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer = self.peer
+        if peer.transport is None:
+            return True
+        if peer.eof or not peer.transport.can_write_eof():
+            self.splice.close()
+        else:
+            peer.transport.write_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.splice.side_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        if self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+class Splice:
+    """Two relay halves, ``a`` and ``b``, joined once both have transports.
+
+    Typical use: the accepted side is attached first (its reads are held back), the dialed side
+    second; :meth:`attach` then flushes what was held back.  ``on_done`` runs once both sides
+    are closed, with the first error seen.
+    """
+
+    def __init__(self, on_done: Callable[[Splice, Exception | None], None] | None = None) -> None:
+        self.a = RelayProtocol(self)
+        self.b = RelayProtocol(self)
+        self.a.peer, self.b.peer = self.b, self.a
+        self._on_done = on_done
+        self.error: Exception | None = None
+        self._lost = 0
+
+    def attach(self, side: RelayProtocol, transport: asyncio.Transport, early: bytes = b"") -> None:
+        """Give ``side`` its transport (switching that transport's protocol to it).
+
+        ``early`` is data already read from ``transport`` by a previous protocol (SOCKS leftovers).
+        """
+        side.transport = transport
+        transport.set_protocol(side)
+        if early:
+            side.bytes_in += len(early)
+            side.pending.append(early)
+        peer = side.peer
+        if peer.transport is None:
+            if side.pending or early:
+                transport.pause_reading()
+            return
+        for one, other in ((side, peer), (peer, side)):
+            assert one.transport is not None and other.transport is not None
+            if one.pending:
+                other.transport.write(b"".join(one.pending))
+                one.pending.clear()
+            if one.eof:
+                if other.transport.can_write_eof():
+                    other.transport.write_eof()
+            else:
+                one.transport.resume_reading()
+
+    @property
+    def bytes_a_to_b(self) -> int:
+        return self.a.bytes_in
+
+    @property
+    def bytes_b_to_a(self) -> int:
+        return self.b.bytes_in
+
+    def close(self) -> None:
+        for side in (self.a, self.b):
+            if side.transport is not None and not side.transport.is_closing():
+                side.transport.close()
+
+    def abort(self) -> None:
+        for side in (self.a, self.b):
+            if side.transport is not None:
+                side.transport.abort()
+
+    def side_lost(self, side: RelayProtocol, exc: Exception | None) -> None:
+        self._lost += 1
+        if exc is not None and self.error is None:
+            self.error = exc
+        other = side.peer.transport
+        if other is not None and not other.is_closing():
+            if exc is not None:
+                other.abort()
+            else:
+                other.close()
+        if self._lost == 2 and self._on_done is not None:
+            self._on_done(self, self.error)

@@ -1,0 +1,98 @@
+"""Outgoing connections: direct, or through an upstream proxy (``-proxy``) via python-socks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ConfigError
+from .addr import Address, is_ip
+
+SCHEMES = {"socks5": "socks5", "socks4a": "socks4", "socks4": "socks4", "http": "http"}
+
+
+@dataclass(frozen=True)
+class UpstreamProxy:
+    """A validated ``-proxy`` URI."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> UpstreamProxy:
+        """Parse ``socks5://[user:pass@]ip:port``, ``socks4a://ip:port`` or ``http://[user:pass@]ip:port``."""
+        parts = urlsplit(uri)
+        scheme = parts.scheme.lower()
+        if scheme not in SCHEMES:
+            raise ConfigError(f"proxy scheme {parts.scheme or '(none)'!r} unsupported; use socks5, socks4a or http")
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError as exc:
+            raise ConfigError(f"proxy {uri!r}: {exc}") from None
+        if not host or port is None:
+            raise ConfigError(f"proxy {uri!r} needs an IP address and a port, as {scheme}://127.0.0.1:1080")
+        if not is_ip(host):
+            raise ConfigError(f"proxy host {host!r} must be an IP address, not a host name")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(f"proxy {uri!r} must have no path, query or fragment")
+        username = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password) if parts.password is not None else None
+        if scheme.startswith("socks4") and password:
+            raise ConfigError("a socks4a proxy takes no password")
+        if username is not None and (len(username.encode()) > 255 or len((password or "").encode()) > 255):
+            raise ConfigError("proxy user name and password must each be at most 255 bytes")
+        return cls(scheme, host, port, username, password)
+
+    def url(self) -> str:
+        auth = ""
+        if self.username is not None:
+            auth = self.username + (f":{self.password}" if self.password is not None else "") + "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{SCHEMES[self.scheme]}://{auth}{host}:{self.port}"
+
+
+async def open_socket(address: Address, proxy: UpstreamProxy | None, *, timeout: float = 30.0) -> socket.socket:
+    """A connected, non-blocking TCP socket to ``address``, through ``proxy`` if given."""
+    if proxy is None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        last: OSError | None = None
+        for family, type_, proto, _, sockaddr in infos:
+            sock = socket.socket(family, type_, proto)
+            sock.setblocking(False)
+            try:
+                async with asyncio.timeout(timeout):
+                    await loop.sock_connect(sock, sockaddr)
+            except (OSError, TimeoutError) as exc:
+                sock.close()
+                last = exc if isinstance(exc, OSError) else TimeoutError(f"connect to {address} timed out")
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        raise last or OSError(f"no address found for {address.host}")
+    from python_socks import ProxyError, ProxyTimeoutError
+    from python_socks.async_.asyncio import Proxy
+
+    upstream = Proxy.from_url(proxy.url(), rdns=True)
+    try:
+        sock = await upstream.connect(address.host, address.port, timeout=timeout)
+    except ProxyTimeoutError as exc:
+        raise TimeoutError(str(exc)) from exc
+    except ProxyError as exc:
+        raise ProxyRefused(str(exc), getattr(exc, "error_code", None)) from exc
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class ProxyRefused(ConnectionError):
+    """The upstream proxy refused to connect us (its reply code, when it gave one)."""
+
+    def __init__(self, message: str, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code

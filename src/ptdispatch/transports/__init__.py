@@ -1,0 +1,1 @@
+"""Transports: sans-IO engines that wrap a byte stream, and their option parsers."""

@@ -1,0 +1,32 @@
+"""Transport names (case-insensitive) to their specs, imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import TransportSpec
+
+# name -> module defining ``SPEC``.  Modules are imported lazily so that one transport's
+# import cost (or failure) never touches another.
+_MODULES: dict[str, str] = {
+    "plain": "ptdispatch.transports.plain",
+    "obfs4": "ptdispatch.transports.obfs4",
+    "obfs2": "ptdispatch.transports.obfs2",
+    "obfs3": "ptdispatch.transports.obfs3",
+    "shadow": "ptdispatch.transports.shadow",
+}
+
+
+def names() -> list[str]:
+    """Every transport name we know, in canonical spelling."""
+    return list(_MODULES)
+
+
+def lookup(name: str) -> TransportSpec | None:
+    """The spec for ``name`` (any letter case), or ``None`` if we do not know it."""
+    module_name = _MODULES.get(name.lower())
+    if module_name is None:
+        return None
+    module = importlib.import_module(module_name)
+    spec: TransportSpec = module.SPEC
+    return spec
