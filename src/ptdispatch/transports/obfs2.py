@@ -1,0 +1,205 @@
+"""``obfs2``: the original obfuscation protocol, as obfs4proxy 0.0.14 speaks it (no arguments).
+
+Spec: obfsproxy ``doc/obfs2/obfs2-protocol-spec.txt``; where it and obfs4proxy differ, the code wins:
+
+* each side derives its padding key from its *own* seed (the spec's text says INIT_SEED for both);
+* both sides send ``SEED(16) || AES-CTR(padkey)(BE32 magic || BE32 padlen || padlen random bytes)``
+  as soon as the connection is up, with padlen uniform in [0, 8192];
+* the receiver decrypts the 8-byte header, closes on a wrong magic or padlen > 8192, and skips the
+  padding without decrypting it;
+* data keys need both seeds, so nobody sends data before reading the peer's seed;
+* either side gives the peer 30 s to complete the handshake; ``shared-secret`` is refused.
+
+``MAC(s, x) = SHA256(s || x || s)``; a MAC's first 16 bytes are an AES-128 key, its last 16 the
+initial 128-bit counter block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+
+from ..errors import OptionsError, RemoteProtocolError
+from ..net.addr import Address
+from .base import ClientTransport, Engine, RawOptions, Rng, ServerContext, ServerTransport, TransportSpec
+
+NAME = "obfs2"
+MAGIC = 0x2BF5CA7E
+MAX_PADDING = 8192
+SEED_LEN = 16
+HEADER_LEN = 8
+HANDSHAKE_TIMEOUT = 30.0
+INITIATOR_PAD = b"Initiator obfuscation padding"
+RESPONDER_PAD = b"Responder obfuscation padding"
+INITIATOR_DATA = b"Initiator obfuscated data"
+RESPONDER_DATA = b"Responder obfuscated data"
+
+_HEADER = struct.Struct(">II")
+
+
+def aes_ctr(secret: bytes) -> CipherContext:
+    """An AES-128-CTR keystream keyed by ``secret[:16]`` starting at counter block ``secret[16:32]``."""
+    return Cipher(algorithms.AES(secret[:16]), modes.CTR(secret[16:32])).encryptor()
+
+
+def mac(s: bytes, x: bytes) -> bytes:
+    """obfs2's MAC: ``SHA256(s || x || s)``."""
+    return hashlib.sha256(s + x + s).digest()
+
+
+def random_below(rng: Rng, n: int) -> int:
+    """A uniform integer in ``[0, n)`` from ``rng`` (rejection sampling, no modulo bias)."""
+    if n <= 1:
+        return 0
+    nbytes = ((n - 1).bit_length() + 7) // 8
+    span = 1 << (8 * nbytes)
+    limit = span - span % n
+    while True:
+        value = int.from_bytes(rng(nbytes), "big")
+        if value < limit:
+            return value % n
+
+
+def join(chunks: list[bytes]) -> bytes:
+    """One ``bytes`` from a list of output chunks."""
+    if not chunks:
+        return b""
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Obfs2Engine(Engine):
+    """One obfs2 connection; ``initiator`` is the side that dialled."""
+
+    __slots__ = ("_buf", "_initiator", "_out", "_peer_seed", "_pending", "_rng", "_rx", "_seed", "_skip", "_tx")
+    handshake_timeout = HANDSHAKE_TIMEOUT
+
+    def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
+        self._initiator = initiator
+        self._rng = rng
+        self._seed = b""  # ours, once the handshake is queued
+        self._peer_seed = b""
+        self._buf = bytearray()
+        self._skip = -1  # padding bytes still to discard; -1 until the peer's header is read
+        self._out: list[bytes] = []
+        self._pending: list[bytes] = []  # plaintext queued before the keys exist
+        self._rx: CipherContext | None = None
+        self._tx: CipherContext | None = None
+
+    @property
+    def established(self) -> bool:
+        return self._rx is not None
+
+    def initiate(self) -> None:
+        if self._seed:
+            return
+        rng = self._rng
+        self._seed = seed = rng(SEED_LEN)
+        pad_len = random_below(rng, MAX_PADDING + 1)
+        label = INITIATOR_PAD if self._initiator else RESPONDER_PAD
+        body = _HEADER.pack(MAGIC, pad_len) + (rng(pad_len) if pad_len else b"")
+        self._out.append(seed + aes_ctr(mac(label, seed)).update(body))
+
+    def receive_data(self, data: bytes) -> bytes:
+        rx = self._rx
+        if rx is not None:
+            return rx.update(data)
+        return self._receive_handshake(data)
+
+    def send_data(self, data: bytes) -> None:
+        tx = self._tx
+        if tx is None:
+            self._pending.append(data)
+        else:
+            self._out.append(tx.update(data))
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return join(out)
+
+    # --- handshake ---------------------------------------------------------------------------
+    def _receive_handshake(self, data: bytes) -> bytes:
+        self.initiate()
+        buf = self._buf
+        buf += data
+        if self._skip < 0:
+            if len(buf) < SEED_LEN + HEADER_LEN:
+                return b""
+            self._skip = self._read_header(bytes(buf[: SEED_LEN + HEADER_LEN]))
+            del buf[: SEED_LEN + HEADER_LEN]
+        if len(buf) < self._skip:
+            self._skip -= len(buf)
+            buf.clear()
+            return b""
+        rest = bytes(buf[self._skip :])
+        buf.clear()
+        rx = self._derive_keys()
+        return rx.update(rest) if rest else b""
+
+    def _read_header(self, head: bytes) -> int:
+        peer_seed = head[:SEED_LEN]
+        label = RESPONDER_PAD if self._initiator else INITIATOR_PAD
+        magic: int
+        pad_len: int
+        magic, pad_len = _HEADER.unpack(aes_ctr(mac(label, peer_seed)).update(head[SEED_LEN:]))
+        if magic != MAGIC:
+            raise RemoteProtocolError("obfs2: wrong magic value in the handshake")
+        if pad_len > MAX_PADDING:
+            raise RemoteProtocolError(f"obfs2: handshake padding of {pad_len} bytes exceeds {MAX_PADDING}")
+        self._peer_seed = peer_seed
+        return pad_len
+
+    def _derive_keys(self) -> CipherContext:
+        both = self._seed + self._peer_seed if self._initiator else self._peer_seed + self._seed
+        init = aes_ctr(mac(INITIATOR_DATA, both))
+        resp = aes_ctr(mac(RESPONDER_DATA, both))
+        tx, rx = (init, resp) if self._initiator else (resp, init)
+        self._tx, self._rx = tx, rx
+        if self._pending:
+            self._out.append(tx.update(join(self._pending)))
+            self._pending = []
+        return rx
+
+
+def _check_options(raw: RawOptions) -> None:
+    # obfs4proxy refuses the spec's optional shared secret (no bridge uses it); so do we.
+    if "shared-secret" in raw:
+        raise OptionsError(NAME, "unsupported argument 'shared-secret' (obfs2 takes no arguments)")
+
+
+class Obfs2Client(ClientTransport):
+    """obfs2 client side (the initiator)."""
+
+    def __init__(self, rng: Rng = os.urandom) -> None:
+        self._rng = rng
+
+    def new_engine(self, destination: Address | None) -> Engine:
+        return Obfs2Engine(True, self._rng)
+
+
+class Obfs2Server(ServerTransport):
+    """obfs2 server side (the responder); no state, no arguments to publish."""
+
+    def __init__(self, rng: Rng = os.urandom) -> None:
+        self._rng = rng
+
+    def new_engine(self) -> Engine:
+        return Obfs2Engine(False, self._rng)
+
+
+def _client(raw: RawOptions) -> Obfs2Client:
+    _check_options(raw)
+    return Obfs2Client()
+
+
+def _server(raw: RawOptions, ctx: ServerContext) -> Obfs2Server:
+    _check_options(raw)
+    return Obfs2Server(ctx.rng)
+
+
+SPEC = TransportSpec(name=NAME, client=_client, server=_server)

@@ -1,0 +1,193 @@
+"""``obfs3``: UniformDH then AES-CTR, as obfs4proxy 0.0.14 speaks it (no arguments).
+
+Spec: obfsproxy ``doc/obfs3/obfs3-protocol-spec.txt``; behaviour matched to obfs4proxy:
+
+* on connect each side sends ``PUB(192) || WR(padlen)`` with padlen uniform in [0, 4097]
+  (obfs4proxy: ``IntRange(0, maxPadding/2)``, maxPadding = 8194);
+* reading the peer's 192-byte key completes the handshake (the 30 s deadline ends there);
+* the first data a side writes is preceded by ``WR(padlen2) || MY_MAGIC``, padlen2 again in
+  [0, 4097]; a side that never writes never sends its magic;
+* the receiver discards what follows the peer's key up to and including the peer's magic, which
+  must start within 8194 bytes (obfs4proxy gives up once 8194 + 32 bytes hold no magic);
+* ``X_SECRET = HMAC-SHA256(SHARED, "Initiator/Responder obfuscated data")``: key ``[:16]``, initial
+  counter block ``[16:32]``; ``X_MAGIC = HMAC-SHA256(SHARED, "Initiator/Responder magic")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.hazmat.primitives.ciphers import CipherContext
+
+from ..crypto import uniformdh
+from ..errors import RemoteProtocolError
+from ..net.addr import Address
+from .base import ClientTransport, Engine, RawOptions, Rng, ServerContext, ServerTransport, TransportSpec
+from .obfs2 import aes_ctr, join, random_below
+
+NAME = "obfs3"
+MAX_PADDING = 8194
+PAD_MAX = MAX_PADDING // 2  # inclusive: padding lengths are uniform in [0, 4097]
+MAGIC_LEN = 32
+SCAN_LIMIT = MAX_PADDING + MAGIC_LEN
+HANDSHAKE_TIMEOUT = 30.0
+INITIATOR_DATA = b"Initiator obfuscated data"
+RESPONDER_DATA = b"Responder obfuscated data"
+INITIATOR_MAGIC = b"Initiator magic"
+RESPONDER_MAGIC = b"Responder magic"
+
+
+def _hmac(key: bytes, message: bytes) -> bytes:
+    return hmac.digest(key, message, hashlib.sha256)
+
+
+class Obfs3Engine(Engine):
+    """One obfs3 connection; ``initiator`` is the side that dialled.
+
+    :attr:`established` turns true once the peer's public key is in; the peer's magic is looked
+    for in what follows, and only the bytes after it are data.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_initiator",
+        "_key",
+        "_out",
+        "_pending",
+        "_rng",
+        "_rx",
+        "_rx_magic",
+        "_rx_secret",
+        "_scan_from",
+        "_tx",
+        "_tx_magic",
+    )
+    handshake_timeout = HANDSHAKE_TIMEOUT
+
+    def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
+        self._initiator = initiator
+        self._rng = rng
+        self._key: uniformdh.PrivateKey | None = None
+        self._buf = bytearray()
+        self._scan_from = 0
+        self._out: list[bytes] = []
+        self._pending: list[bytes] = []  # plaintext queued before the handshake completes
+        self._rx_magic = b""  # empty until the shared secret is known
+        self._rx_secret = b""
+        self._tx_magic = b""  # our magic, until it has been sent
+        self._rx: CipherContext | None = None  # set once the peer's magic has been found
+        self._tx: CipherContext | None = None
+
+    @property
+    def established(self) -> bool:
+        return self._tx is not None
+
+    def initiate(self) -> None:
+        if self._key is not None:
+            return
+        rng = self._rng
+        self._key = key = uniformdh.PrivateKey.generate(rng)
+        pad_len = random_below(rng, PAD_MAX + 1)
+        self._out.append(key.public + rng(pad_len) if pad_len else key.public)
+
+    def receive_data(self, data: bytes) -> bytes:
+        rx = self._rx
+        if rx is not None:
+            return rx.update(data)
+        buf = self._buf
+        buf += data
+        if self._tx is None:
+            if len(buf) < uniformdh.SIZE:
+                self.initiate()
+                return b""
+            self._complete_handshake(bytes(buf[: uniformdh.SIZE]))
+            del buf[: uniformdh.SIZE]
+        return self._scan_magic()
+
+    def send_data(self, data: bytes) -> None:
+        tx = self._tx
+        if tx is None:
+            self._pending.append(data)
+            return
+        if self._tx_magic:
+            # The first write carries random padding and our magic in front of the data.
+            pad_len = random_below(self._rng, PAD_MAX + 1)
+            self._out.append(self._rng(pad_len) + self._tx_magic if pad_len else self._tx_magic)
+            self._tx_magic = b""
+        self._out.append(tx.update(data))
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return join(out)
+
+    # --- handshake ---------------------------------------------------------------------------
+    def _complete_handshake(self, peer_public: bytes) -> None:
+        self.initiate()
+        key = self._key
+        if key is None:  # pragma: no cover - initiate() just set it
+            raise RuntimeError("obfs3: no key pair")
+        shared = key.exchange(peer_public)
+        self._key = None  # the private key is no longer needed
+        init_secret = _hmac(shared, INITIATOR_DATA)
+        resp_secret = _hmac(shared, RESPONDER_DATA)
+        init_magic = _hmac(shared, INITIATOR_MAGIC)
+        resp_magic = _hmac(shared, RESPONDER_MAGIC)
+        if self._initiator:
+            self._tx_magic, self._rx_magic, self._rx_secret = init_magic, resp_magic, resp_secret
+            self._tx = aes_ctr(init_secret)
+        else:
+            self._tx_magic, self._rx_magic, self._rx_secret = resp_magic, init_magic, init_secret
+            self._tx = aes_ctr(resp_secret)
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.send_data(join(pending))
+
+    def _scan_magic(self) -> bytes:
+        buf = self._buf
+        end = min(len(buf), SCAN_LIMIT)
+        pos = buf.find(self._rx_magic, self._scan_from, end)
+        if pos < 0:
+            if len(buf) >= SCAN_LIMIT:
+                raise RemoteProtocolError(f"obfs3: no peer magic within {MAX_PADDING} bytes of padding")
+            self._scan_from = max(0, len(buf) - MAGIC_LEN + 1)
+            return b""
+        rest = bytes(buf[pos + MAGIC_LEN :])
+        buf.clear()
+        self._rx = rx = aes_ctr(self._rx_secret)
+        return rx.update(rest) if rest else b""
+
+
+class Obfs3Client(ClientTransport):
+    """obfs3 client side (the initiator)."""
+
+    def __init__(self, rng: Rng = os.urandom) -> None:
+        self._rng = rng
+
+    def new_engine(self, destination: Address | None) -> Engine:
+        return Obfs3Engine(True, self._rng)
+
+
+class Obfs3Server(ServerTransport):
+    """obfs3 server side (the responder); no state, no arguments to publish."""
+
+    def __init__(self, rng: Rng = os.urandom) -> None:
+        self._rng = rng
+
+    def new_engine(self) -> Engine:
+        return Obfs3Engine(False, self._rng)
+
+
+def _client(raw: RawOptions) -> Obfs3Client:
+    return Obfs3Client()
+
+
+def _server(raw: RawOptions, ctx: ServerContext) -> Obfs3Server:
+    return Obfs3Server(ctx.rng)
+
+
+SPEC = TransportSpec(name=NAME, client=_client, server=_server)
