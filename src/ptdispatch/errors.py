@@ -22,10 +22,12 @@ class ConfigError(PTError, ValueError):
 class OptionsError(ConfigError):
     """A transport rejected one of its options (client or server side)."""
 
-    def __init__(self, transport: str, message: str) -> None:
+    def __init__(self, transport: str, message: str, *, missing: bool = False) -> None:
         super().__init__(message)
         self.transport = transport
         self.message = message
+        #: True when a required key is absent (it may still come per connection, via SOCKS).
+        self.missing = missing
 
 
 class RemoteProtocolError(PTError, ConnectionError):

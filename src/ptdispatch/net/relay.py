@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 
 class RelayProtocol(asyncio.Protocol):
@@ -23,10 +24,10 @@ class RelayProtocol(asyncio.Protocol):
         self.bytes_in = 0
         self.eof = False
         self.pending: list[bytes] = []  # read before the peer was attached
+        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
@@ -70,8 +71,13 @@ class Splice:
     are closed, with the first error seen.
     """
 
-    def __init__(self, on_done: Callable[[Splice, Exception | None], None] | None = None) -> None:
-        self.a = RelayProtocol(self)
+    def __init__(
+        self,
+        on_done: Callable[[Splice, Exception | None], None] | None = None,
+        *,
+        a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol,
+    ) -> None:
+        self.a = a_factory(self)
         self.b = RelayProtocol(self)
         self.a.peer, self.b.peer = self.b, self.a
         self._on_done = on_done
@@ -88,19 +94,24 @@ class Splice:
         if early:
             side.bytes_in += len(early)
             side.pending.append(early)
-        peer = side.peer
-        if peer.transport is None:
-            if side.pending or early:
+        if side.peer.transport is None:
+            if side.pending:
                 transport.pause_reading()
             return
-        for one, other in ((side, peer), (peer, side)):
-            assert one.transport is not None and other.transport is not None
+        self.join()
+
+    def join(self) -> None:
+        """Both sides have transports: deliver what each held back and let both read."""
+        for one in (self.a, self.b):
+            other = one.peer.transport
+            if one.transport is None or other is None:
+                return
             if one.pending:
-                other.transport.write(b"".join(one.pending))
+                other.write(b"".join(one.pending))
                 one.pending.clear()
             if one.eof:
-                if other.transport.can_write_eof():
-                    other.transport.write_eof()
+                if other.can_write_eof():
+                    other.write_eof()
             else:
                 one.transport.resume_reading()
 
@@ -122,7 +133,22 @@ class Splice:
             if side.transport is not None:
                 side.transport.abort()
 
+    def fail(self, exc: BaseException) -> None:
+        """A side could not be connected (dial failed): close the other and finish."""
+        if self.error is None and isinstance(exc, Exception):
+            self.error = exc
+        for side in (self.a, self.b):
+            if side.transport is None and not side.lost:
+                side.lost = True
+                self._lost += 1
+        self.abort()
+        if self._lost == 2 and self._on_done is not None:
+            self._on_done(self, self.error)
+
     def side_lost(self, side: RelayProtocol, exc: Exception | None) -> None:
+        if side.lost:
+            return
+        side.lost = True
         self._lost += 1
         if exc is not None and self.error is None:
             self.error = exc

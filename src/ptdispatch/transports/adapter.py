@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import HandshakeTimeout, RemoteProtocolError
 from .base import Engine
@@ -115,8 +115,7 @@ class EngineProtocol(asyncio.Protocol):
 
     # --- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.wire = transport
+        self.wire = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self._timer = self._loop.call_later(self.engine.handshake_timeout, self._handshake_timed_out)
         self.engine.initiate()
         self.flush()

@@ -20,7 +20,7 @@ def get_str(raw: RawOptions, transport: str, *keys: str, default: str | None = N
 def require_str(raw: RawOptions, transport: str, *keys: str) -> str:
     value = get_str(raw, transport, *keys)
     if value is None or value == "":
-        raise OptionsError(transport, f"missing option {keys[0]!r}")
+        raise OptionsError(transport, f"missing option {keys[0]!r}", missing=True)
     return value
 
 

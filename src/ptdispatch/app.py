@@ -1,0 +1,216 @@
+"""Start the listeners the configuration asks for, report them, and run until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+
+from . import api
+from .backends import ServerMethod
+from .config import Config, Mode, Role
+from .errors import OptionsError
+from .events import ConnectionTracker, EventLog
+from .frontends.accept import DialOnAccept
+from .frontends.dialer import ClientMethod
+from .frontends.socks5.server import Socks5Frontend
+from .ipc.args import format_smethod_args
+from .ipc.reporter import Reporter
+from .net.addr import Address, format_hostport
+from .net.relay import Splice
+from .transports import registry
+from .transports.base import ServerContext, TransportSpec
+
+SHUTDOWN_GRACE = float(os.environ.get("PTDISPATCH_SHUTDOWN_GRACE", "5"))
+"""Seconds open connections get to finish after a graceful stop."""
+PARENT_POLL = 1.0
+
+
+class Dispatcher:
+    """The running process: listeners, connections, and the reasons to stop."""
+
+    def __init__(self, config: Config, reporter: Reporter) -> None:
+        self.config = config
+        self.reporter = reporter
+        self.log = EventLog(reporter, show_addresses=config.log_addresses)
+        self.tracker = ConnectionTracker()
+        self.listeners: list[asyncio.AbstractServer] = []
+        self.stop = asyncio.Event()
+        self.stop_reason = ""
+
+    # --- start-up --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.config.role is Role.CLIENT:
+            if self.config.proxy is not None:
+                self.reporter.line("PROXY", "DONE")
+            for name in self.config.transports:
+                await self._start_client(name)
+            self.reporter.line("CMETHODS", "DONE")
+        else:
+            for name in self.config.transports:
+                await self._start_server(name)
+            self.reporter.line("SMETHODS", "DONE")
+
+    def _spec(self, name: str, error_keyword: str) -> TransportSpec | None:
+        try:
+            spec = registry.lookup(name)
+        except ImportError as exc:
+            self.reporter.error(error_keyword, name, f"transport unavailable: {exc}")
+            return None
+        if spec is None:
+            self.log.debug(f"ignoring unknown transport {name!r}")
+        return spec
+
+    async def _start_client(self, name: str) -> None:
+        spec = self._spec(name, "CMETHOD-ERROR")
+        if spec is None:
+            return
+        mode = self.config.mode
+        method = ClientMethod(name, spec, self.config.options_for(name), self.config.proxy, self.log, self.tracker)
+        try:
+            method.check_options(per_connection_allowed=mode is Mode.SOCKS5)
+            factory = self._client_factory(method)
+        except OptionsError as exc:
+            self.reporter.error("CMETHOD-ERROR", name, exc.message)
+            return
+        listen = self.config.listen or Address("127.0.0.1", 0)
+        try:
+            server = await asyncio.get_running_loop().create_server(factory, listen.host, listen.port)
+        except OSError as exc:
+            self.reporter.error("CMETHOD-ERROR", name, f"cannot listen on {listen}: {exc.strerror or exc}")
+            return
+        self.listeners.append(server)
+        where = _bound(server)
+        self.reporter.line("CMETHOD", name, mode.value, where)
+        self.log.info(f"{name}: {mode.value} listener on {where}")
+
+    def _client_factory(self, method: ClientMethod) -> Callable[[], asyncio.Protocol]:
+        mode = self.config.mode
+        if mode is Mode.SOCKS5:
+            return lambda: Socks5Frontend(method)
+        if mode is Mode.TRANSPARENT_TCP:
+            route = method.route({}, None)  # raises OptionsError without serverAddress
+
+            async def dial(splice: Splice, accepted: asyncio.Transport) -> None:
+                await method.dial(route, splice)
+
+            def factory() -> asyncio.Protocol:
+                accepting = method.new_splice(
+                    method.name, a_factory=lambda s: DialOnAccept(s, dial, method.log, method.name)
+                )
+                return accepting.a
+
+            return factory
+        raise OptionsError(method.name, f"-mode {mode.value} is not supported yet")
+
+    async def _start_server(self, name: str) -> None:
+        spec = self._spec(name, "SMETHOD-ERROR")
+        if spec is None:
+            return
+        bind = self.config.bind.get(name.lower())
+        if bind is None:
+            self.reporter.error("SMETHOD-ERROR", name, f"no bind address for {name} in -bindaddr")
+            return
+        if self.config.mode.is_udp:
+            self.reporter.error("SMETHOD-ERROR", name, f"-mode {self.config.mode.value} is not supported yet")
+            return
+        if self.config.target is None:
+            self.reporter.error("SMETHOD-ERROR", name, "the Extended ORPort is not supported yet; use -target")
+            return
+        context = ServerContext(state_dir=self.config.state_dir)
+        try:
+            server = spec.server(self.config.options_for(name), context)
+        except OptionsError as exc:
+            self.reporter.error("SMETHOD-ERROR", name, exc.message)
+            return
+        method = ServerMethod(name, server, self.config.target, self.log, self.tracker)
+        try:
+            listener = await api.listen(server, bind.host, bind.port, method.accepted, on_error=method.handshake_failed)
+        except OSError as exc:
+            self.reporter.error("SMETHOD-ERROR", name, f"cannot listen on {bind}: {exc.strerror or exc}")
+            return
+        self.listeners.append(listener)
+        where = _bound(listener)
+        args = server.smethod_args()
+        self.reporter.line("SMETHOD", name, where, *([format_smethod_args(args)] if args else []))
+        self.log.info(f"{name}: server listener on {where}")
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    async def shutdown(self) -> None:
+        """Stop listening, give open connections a grace period, then cut the rest."""
+        for listener in self.listeners:
+            listener.close()
+        if len(self.tracker):
+            self.log.info(f"stopping ({self.stop_reason}): waiting for {len(self.tracker)} connection(s)")
+            if not await self.tracker.wait_idle(SHUTDOWN_GRACE):
+                self.tracker.abort_all()
+        self.log.info(f"stopped ({self.stop_reason})")
+
+
+def _bound(server: asyncio.AbstractServer) -> str:
+    sockets: tuple[socket.socket, ...] = getattr(server, "sockets", ())
+    name = sockets[0].getsockname()
+    return format_hostport(name[0], name[1])
+
+
+def _watch_stdin(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop) -> None:
+    """Read stdin until EOF in a thread (works for pipes, files and terminals alike)."""
+
+    def reader() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(sys.stdin.fileno(), 4096):
+                pass
+        loop.call_soon_threadsafe(dispatcher.request_stop, "stdin closed")
+
+    threading.Thread(target=reader, name="stdin-watch", daemon=True).start()
+
+
+async def _watch_parent(dispatcher: Dispatcher) -> None:
+    parent = os.getppid()
+    while not dispatcher.stop.is_set():
+        await asyncio.sleep(PARENT_POLL)
+        if os.getppid() != parent:
+            dispatcher.request_stop("parent process exited")
+
+
+def _install_signals(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop) -> None:
+    def on_signal(signum: int) -> None:
+        if dispatcher.stop.is_set():
+            os._exit(1)  # second signal: leave at once
+        dispatcher.request_stop(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def run(config: Config, reporter: Reporter) -> int:
+    """Run the dispatcher until stdin closes (with -exit-on-stdin-close), a signal, or parent death."""
+    loop = asyncio.get_running_loop()
+    dispatcher = Dispatcher(config, reporter)
+
+    def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        exc = context.get("exception")
+        what = f"{type(exc).__name__}: {exc}" if exc else context.get("message")
+        dispatcher.log.error(f"internal error: {what}")
+        loop.default_exception_handler(context)  # the traceback goes to stderr, never stdout
+
+    loop.set_exception_handler(on_loop_error)
+    _install_signals(dispatcher, loop)
+    await dispatcher.start()
+    if config.exit_on_stdin_close:
+        _watch_stdin(dispatcher, loop)
+    watcher = asyncio.ensure_future(_watch_parent(dispatcher))
+    await dispatcher.stop.wait()
+    watcher.cancel()
+    await dispatcher.shutdown()
+    return 0

@@ -1,0 +1,48 @@
+"""Server side: accept transport connections and forward the decoded stream onward."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from .events import ConnectionTracker, EventLog, closed_logger
+from .frontends.accept import DialOnAccept
+from .net.addr import Address
+from .net.relay import RelayProtocol, Splice
+from .net.upstream import open_socket
+from .transports.base import ServerTransport
+
+
+@dataclass
+class ServerMethod:
+    """One started server transport and where its connections go."""
+
+    name: str
+    server: ServerTransport
+    target: Address | None
+    log: EventLog
+    tracker: ConnectionTracker
+    connect_timeout: float = 30.0
+
+    def accepted(self) -> RelayProtocol:
+        """Protocol factory for connections whose transport handshake completed."""
+        splice = Splice(
+            on_done=closed_logger(self.log, self.tracker, self.name),
+            a_factory=lambda s: DialOnAccept(s, self._dial_target, self.log, self.name),
+        )
+        self.tracker.add(splice)
+        return splice.a
+
+    def handshake_failed(self, exc: Exception) -> None:
+        self.log.info(f"{self.name}: handshake failed: {exc}")
+
+    async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
+        assert self.target is not None
+        self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
+        sock = await open_socket(self.target, None, timeout=self.connect_timeout)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: splice.b, sock=sock)
+        except BaseException:
+            sock.close()
+            raise

@@ -1,0 +1,82 @@
+"""Command-line entry: flags (PT 3.0) or TOR_PT_* variables (PT 1.0) -> config -> run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+
+from .errors import ConfigError
+from .ipc.flags import ProxyConfigError, build_config, negotiate_version, tokenize
+from .ipc.reporter import Reporter
+
+EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 69, 78
+
+USAGE = """\
+usage: ptdispatch [-client | -server] -transport NAME | -transports NAME,NAME [flags]
+
+Pluggable Transports 3.0 dispatcher. Flags (single or double dash, "-flag value" or "-flag=value"):
+  -ptversion 3.0           versions the parent supports        -state DIR        state directory (default .)
+  -exit-on-stdin-close     exit when stdin closes              -ipcLogLevel L    NONE ERROR WARN INFO DEBUG
+  -mode M                  socks5 transparent-TCP transparent-UDP STUN (default socks5)
+  -options JSON | -optionsFile PATH                            transport options, flat or keyed by transport
+client: -proxylistenaddr IP:PORT (or -proxylistenhost/-proxylistenport)   -proxy socks5|socks4a|http://IP:PORT
+server: -bindaddr NAME-IP:PORT,... (or -bindhost/-bindport)   -target HOST:PORT (or -targethost/-targetport)
+        -extorport IP:PORT -authcookie PATH
+Also runs as a Tor PT 1.0 managed proxy when started with TOR_PT_* environment variables and no flags.
+"""
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return int(asyncio.run(main))
+    return int(uvloop.run(main))
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the dispatcher; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    environ = os.environ if environ is None else environ
+    if any(a in ("-h", "-help", "--help") for a in argv):
+        sys.stderr.write(USAGE)
+        return EX_OK
+    if not argv and "TOR_PT_MANAGED_TRANSPORT_VER" in environ:
+        from .ipc import env as pt1
+
+        return pt1.main(environ, _run)
+    reporter = Reporter()
+    flags, problem = tokenize(argv)
+    version = negotiate_version(flags)
+    if version is None:
+        reporter.error("VERSION-ERROR", "no-version")
+        return EX_CONFIG
+    reporter.line("VERSION", version)
+    if problem is not None:
+        reporter.error("ENV-ERROR", problem)
+        return EX_USAGE
+    try:
+        config = build_config(flags)
+    except ProxyConfigError as exc:
+        reporter.error("PROXY-ERROR", str(exc))
+        return EX_UNAVAILABLE
+    except ConfigError as exc:
+        reporter.error("ENV-ERROR", str(exc))
+        return EX_USAGE
+    try:
+        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        reporter.error("ENV-ERROR", f"-state {str(config.state_dir)!r} cannot be created: {exc.strerror or exc}")
+        return EX_USAGE
+    reporter.level = config.log_level
+    from .app import run
+
+    return _run(run(config, reporter))
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Accept a connection, dial the other side, then relay: transparent-TCP clients and every server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from ..errors import OptionsError, RemoteProtocolError
+from ..events import EventLog
+from ..net.relay import RelayProtocol, Splice
+
+Dial = Callable[[Splice, asyncio.Transport], Awaitable[None]]
+"""Connect ``splice.b`` (reads from the accepted side are held back meanwhile)."""
+
+
+class DialOnAccept(RelayProtocol):
+    """The accepted side of a splice; starts ``dial`` as soon as it is connected."""
+
+    def __init__(self, splice: Splice, dial: Dial, log: EventLog, label: str) -> None:
+        super().__init__(splice)
+        self._dial = dial
+        self._log = log
+        self._label = label
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        accepted = cast(asyncio.Transport, transport)
+        accepted.pause_reading()
+        self._task = asyncio.ensure_future(self._run(accepted))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _run(self, transport: asyncio.Transport) -> None:
+        splice = self.splice
+        try:
+            await self._dial(splice, transport)
+        except asyncio.CancelledError:
+            splice.fail(ConnectionAbortedError("accepted side went away"))
+            raise
+        except (OSError, OptionsError, RemoteProtocolError) as exc:
+            self._log.warn(f"{self._label}: cannot connect onward: {exc or type(exc).__name__}")
+            splice.fail(exc)
+            return
+        except Exception as exc:  # a bug must cost one connection, never the process
+            self._log.error(f"{self._label}: internal error: {type(exc).__name__}: {exc}")
+            splice.fail(exc)
+            return
+        if self.transport is None:
+            splice.fail(ConnectionAbortedError("accepted side went away"))
+            return
+        splice.join()

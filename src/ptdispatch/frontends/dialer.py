@@ -1,0 +1,116 @@
+"""What every client frontend shares: resolve per-connection options, dial, splice."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..api import connect
+from ..errors import OptionsError, RemoteProtocolError
+from ..events import ConnectionTracker, EventLog, closed_logger
+from ..net.addr import Address, parse_hostport
+from ..net.relay import RelayProtocol, Splice
+from ..net.upstream import ProxyRefused, UpstreamProxy
+from ..transports.base import ClientTransport, TransportSpec
+from .socks5.protocol import Reply
+
+SERVER_ADDRESS_KEY = "serverAddress"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one connection goes: the transport server, and the destination it should carry."""
+
+    client: ClientTransport
+    server: Address
+    destination: Address | None
+
+
+@dataclass
+class ClientMethod:
+    """One started client transport: its options and what it needs to dial."""
+
+    name: str
+    spec: TransportSpec
+    options: Mapping[str, object]
+    proxy: UpstreamProxy | None
+    log: EventLog
+    tracker: ConnectionTracker
+    connect_timeout: float = 30.0
+    _default: ClientTransport | None = field(default=None, repr=False)
+
+    def check_options(self, *, per_connection_allowed: bool) -> None:
+        """Validate the -options at start-up (raises ``OptionsError``).
+
+        Where per-connection arguments can still complete the options (SOCKS5 mode), a missing
+        required key is not an error yet.
+        """
+        self.server_address(self.options)
+        try:
+            self._default = self.spec.client(self.options)
+        except OptionsError as exc:
+            if not (per_connection_allowed and exc.missing):
+                raise
+
+    def server_address(self, options: Mapping[str, object]) -> Address | None:
+        value = options.get(SERVER_ADDRESS_KEY)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise OptionsError(self.name, f"option {SERVER_ADDRESS_KEY!r} must be a string host:port")
+        try:
+            return parse_hostport(value, allow_zero_port=False)
+        except ValueError as exc:
+            raise OptionsError(self.name, f"option {SERVER_ADDRESS_KEY!r}: {exc}") from None
+
+    def route(self, per_connection: Mapping[str, object], requested: Address | None) -> Route:
+        """Merge per-connection arguments into the options and decide where to dial."""
+        merged = {**self.options, **per_connection} if per_connection else self.options
+        server = self.server_address(merged)
+        destination = requested if server is not None else None
+        if server is None:
+            if requested is None:
+                raise OptionsError(self.name, f"no {SERVER_ADDRESS_KEY!r} option: set it in -options")
+            server = requested
+        client = self._default if (not per_connection and self._default is not None) else self.spec.client(merged)
+        return Route(client, server, destination)
+
+    def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
+        splice = Splice(on_done=closed_logger(self.log, self.tracker, label), a_factory=a_factory)
+        self.tracker.add(splice)
+        return splice
+
+    async def dial(self, route: Route, splice: Splice) -> None:
+        """Connect ``splice.b`` through the transport to ``route.server``."""
+        await connect(
+            route.client,
+            route.server,
+            lambda: splice.b,
+            destination=route.destination,
+            proxy=self.proxy,
+            connect_timeout=self.connect_timeout,
+        )
+
+
+def reply_for(exc: BaseException) -> Reply:
+    """The RFC 1928 reply code that best describes a failed dial."""
+    if isinstance(exc, OptionsError):
+        return Reply.ARGS_INVALID
+    if isinstance(exc, ProxyRefused) and exc.code is not None and 1 <= exc.code <= 8:
+        return Reply(exc.code)
+    if isinstance(exc, ConnectionRefusedError):
+        return Reply.CONNECTION_REFUSED
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return Reply.TTL_EXPIRED
+    if isinstance(exc, socket.gaierror):
+        return Reply.HOST_UNREACHABLE
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.ENETDOWN):
+        return Reply.NETWORK_UNREACHABLE
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.EHOSTDOWN):
+        return Reply.HOST_UNREACHABLE
+    if isinstance(exc, RemoteProtocolError):
+        return Reply.GENERAL_FAILURE
+    return Reply.GENERAL_FAILURE

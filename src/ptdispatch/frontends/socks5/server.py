@@ -1,0 +1,110 @@
+"""The asyncio SOCKS5 frontend: run the sans-IO handshake, dial through the transport, splice."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from ...errors import OptionsError
+from ..dialer import ClientMethod, reply_for
+from .protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
+
+HANDSHAKE_TIMEOUT = 30.0
+"""Seconds a client has to complete the SOCKS5 handshake (greeting, arguments, request)."""
+ARGS_TIMEOUT = 10.0
+"""Seconds a client has to deliver a 0x09 parameter block once the method is chosen (reply 0x11)."""
+
+
+class Socks5Frontend(asyncio.Protocol):
+    """One accepted SOCKS5 client connection."""
+
+    def __init__(self, method: ClientMethod) -> None:
+        self.method = method
+        self.core = Socks5Server()
+        self.transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        event = self.core.receive_data(data)
+        self._flush()
+        if event is NEED_DATA:
+            if self.core.awaiting_json_block and self._timer is not None:
+                self._timer.cancel()
+                self._timer = asyncio.get_running_loop().call_later(ARGS_TIMEOUT, self._timed_out)
+            return
+        self._cancel_timer()
+        if isinstance(event, Failure):
+            self.method.log.debug(f"{self.method.name}: SOCKS5 handshake failed: {event.message}")
+            self._close()
+        elif isinstance(event, Request):
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._task = asyncio.ensure_future(self._connect(event))
+
+    def eof_received(self) -> bool:
+        if self._task is None:
+            self._close()
+        return True  # keep the write side open until the dial finishes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self.transport = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def _connect(self, request: Request) -> None:
+        method, transport = self.method, self.transport
+        assert transport is not None
+        splice = method.new_splice(method.name)
+        try:
+            route = method.route(request.args, request.address)
+            await method.dial(route, splice)
+        except asyncio.CancelledError:
+            splice.fail(ConnectionAbortedError("client went away"))
+            raise
+        except (OSError, OptionsError) as exc:
+            code = reply_for(exc)
+            method.log.warn(f"{method.name}: connection failed: {exc or type(exc).__name__}")
+            splice.fail(exc)
+            if self.transport is not None:
+                transport.write(reply(code))
+                transport.close()
+            return
+        except Exception as exc:  # a bug must cost one connection, never the process
+            method.log.error(f"{method.name}: internal error: {type(exc).__name__}: {exc}")
+            splice.fail(exc)
+            transport.abort()
+            return
+        if self.transport is None:  # the client left while we dialed
+            splice.fail(ConnectionAbortedError("client went away"))
+            return
+        method.log.info(f"{method.name}: connection from {method.log.peer(transport)} established")
+        transport.write(reply(Reply.SUCCEEDED))
+        splice.attach(splice.a, transport, request.leftover)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.core.awaiting_json_block:
+            self.core.fail(Reply.ARGS_TIMEOUT, "no parameter block within the timeout")
+            self._flush()
+        self.method.log.debug(f"{self.method.name}: SOCKS5 handshake timed out")
+        self._close()
+
+    def _flush(self) -> None:
+        out = self.core.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
