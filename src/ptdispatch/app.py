@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from . import api
 from .backends import ServerMethod
@@ -26,6 +27,14 @@ from .net.relay import Splice
 from .transports import registry
 from .transports.base import ServerContext, TransportSpec
 
+if TYPE_CHECKING:
+    from .udp.server import UdpServerMethod
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
 SHUTDOWN_GRACE = float(os.environ.get("PTDISPATCH_SHUTDOWN_GRACE", "5"))
 """Seconds open connections get to finish after a graceful stop."""
 PARENT_POLL = 1.0
@@ -39,7 +48,7 @@ class Dispatcher:
         self.reporter = reporter
         self.log = EventLog(reporter, show_addresses=config.log_addresses)
         self.tracker = ConnectionTracker()
-        self.listeners: list[asyncio.AbstractServer] = []
+        self.listeners: list[Closeable] = []
         self.stop = asyncio.Event()
         self.stop_reason = ""
 
@@ -80,17 +89,28 @@ class Dispatcher:
             return
         listen = self.config.listen or Address("127.0.0.1", 0)
         try:
-            server = await asyncio.get_running_loop().create_server(factory, listen.host, listen.port)
+            if factory is None:
+                from .udp.client import start_udp_client
+
+                udp = await start_udp_client(method, listen, stun=mode is Mode.STUN)
+                self.listeners.append(udp)
+                where = str(udp.address)
+            else:
+                server = await asyncio.get_running_loop().create_server(factory, listen.host, listen.port)
+                self.listeners.append(server)
+                where = _bound(server)
         except OSError as exc:
             self.reporter.error("CMETHOD-ERROR", name, f"cannot listen on {listen}: {exc.strerror or exc}")
             return
-        self.listeners.append(server)
-        where = _bound(server)
         self.reporter.line("CMETHOD", name, mode.value, where)
         self.log.info(f"{name}: {mode.value} listener on {where}")
 
-    def _client_factory(self, method: ClientMethod) -> Callable[[], asyncio.Protocol]:
+    def _client_factory(self, method: ClientMethod) -> Callable[[], asyncio.Protocol] | None:
+        """The accept-side protocol factory for TCP modes (None for the UDP modes)."""
         mode = self.config.mode
+        if mode.is_udp:
+            method.route({}, None)  # raises OptionsError without serverAddress
+            return None
         if mode is Mode.SOCKS5:
             return lambda: Socks5Frontend(method)
         if mode is Mode.TRANSPARENT_TCP:
@@ -106,7 +126,7 @@ class Dispatcher:
                 return accepting.a
 
             return factory
-        raise OptionsError(method.name, f"-mode {mode.value} is not supported yet")
+        raise AssertionError(mode)
 
     async def _start_server(self, name: str) -> None:
         spec = self._spec(name, "SMETHOD-ERROR")
@@ -115,9 +135,6 @@ class Dispatcher:
         bind = self.config.bind.get(name.lower())
         if bind is None:
             self.reporter.error("SMETHOD-ERROR", name, f"no bind address for {name} in -bindaddr")
-            return
-        if self.config.mode.is_udp:
-            self.reporter.error("SMETHOD-ERROR", name, f"-mode {self.config.mode.value} is not supported yet")
             return
         if self.config.target is None:
             self.reporter.error("SMETHOD-ERROR", name, "the Extended ORPort is not supported yet; use -target")
@@ -128,7 +145,15 @@ class Dispatcher:
         except OptionsError as exc:
             self.reporter.error("SMETHOD-ERROR", name, exc.message)
             return
-        method = ServerMethod(name, server, self.config.target, self.log, self.tracker)
+        method: ServerMethod | UdpServerMethod
+        if self.config.mode.is_udp:
+            from .udp.server import UdpServerMethod
+
+            method = UdpServerMethod(
+                name, self.config.target, self.config.mode is Mode.STUN, self.config.options_for(name), self.log
+            )
+        else:
+            method = ServerMethod(name, server, self.config.target, self.log, self.tracker)
         try:
             listener = await api.listen(server, bind.host, bind.port, method.accepted, on_error=method.handshake_failed)
         except OSError as exc:
