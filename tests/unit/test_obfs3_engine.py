@@ -1,0 +1,184 @@
+"""obfs3 engines: in-memory client/server pairs, magic scanning limits, bad input, the asyncio API."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+import ptdispatch
+from ptdispatch.crypto import uniformdh
+from ptdispatch.errors import RemoteProtocolError
+from ptdispatch.transports import obfs3
+from ptdispatch.transports.obfs3 import Obfs3Engine
+
+
+def pump(a: Obfs3Engine, b: Obfs3Engine) -> tuple[bytes, bytes]:
+    """Move bytes both ways until quiet; return the plaintext each side received."""
+    got_a, got_b = [], []
+    while True:
+        out_a, out_b = a.data_to_send(), b.data_to_send()
+        if not out_a and not out_b:
+            return b"".join(got_a), b"".join(got_b)
+        if out_a:
+            got_b.append(b.receive_data(out_a))
+        if out_b:
+            got_a.append(a.receive_data(out_b))
+
+
+def pair() -> tuple[Obfs3Engine, Obfs3Engine]:
+    client, server = Obfs3Engine(True), Obfs3Engine(False)
+    client.initiate()
+    server.initiate()
+    return client, server
+
+
+def test_pair_roundtrip_both_ways() -> None:
+    client, server = pair()
+    pump(client, server)
+    assert client.established and server.established
+    up, down = os.urandom(200_000), os.urandom(10)
+    client.send_data(up)
+    server.send_data(down)
+    got_client, got_server = pump(client, server)
+    assert got_server == up and got_client == down
+    client.send_data(b"more")
+    assert pump(client, server) == (b"", b"more")
+
+
+def test_established_on_the_peer_key_before_any_magic() -> None:
+    """obfs4proxy sends its magic only with its first data: the handshake cannot wait for it."""
+    client, server = pair()
+    c_hello = client.data_to_send()
+    assert server.receive_data(c_hello[: uniformdh.SIZE]) == b""
+    assert server.established
+    assert server.receive_data(c_hello[uniformdh.SIZE :]) == b""  # padding: still scanning
+
+
+def test_handshake_and_data_in_one_chunk() -> None:
+    client, server = pair()
+    client.receive_data(server.data_to_send())
+    client.send_data(b"GET / HTTP/1.0\r\n\r\n")
+    assert server.receive_data(client.data_to_send()) == b"GET / HTTP/1.0\r\n\r\n"
+
+
+def test_data_queued_before_the_handshake() -> None:
+    client, server = pair()
+    client.send_data(b"early")
+    server.send_data(b"late")
+    assert pump(client, server) == (b"late", b"early")
+
+
+def test_hello_sizes() -> None:
+    for initiator in (True, False):
+        engine = Obfs3Engine(initiator)
+        engine.initiate()
+        assert uniformdh.SIZE <= len(engine.data_to_send()) <= uniformdh.SIZE + 4097
+
+
+def _peer_stream(pre_magic: int) -> tuple[Obfs3Engine, bytes, bytes]:
+    """A server engine, the client's public key, and the client's data stream with
+    ``pre_magic`` bytes of padding before the magic."""
+    client, server = pair()
+    client.receive_data(server.data_to_send())
+    pub = client.data_to_send()[: uniformdh.SIZE]
+    magic = client._tx_magic
+    client.send_data(b"payload")
+    first = client.data_to_send()
+    magic_at = first.index(magic)
+    body = first[magic_at:]
+    return server, pub, os.urandom(pre_magic) + body
+
+
+def test_magic_may_start_at_8194_but_not_8195() -> None:
+    server, pub, stream = _peer_stream(8194)
+    assert server.receive_data(pub + stream) == b"payload"
+    server, pub, stream = _peer_stream(8195)
+    with pytest.raises(RemoteProtocolError, match="magic"):
+        server.receive_data(pub + stream)
+
+
+def test_no_magic_within_the_limit_fails_only_at_the_limit() -> None:
+    server, pub, _ = _peer_stream(0)
+    server.receive_data(pub)
+    junk = os.urandom(obfs3.SCAN_LIMIT)
+    assert server.receive_data(junk[:-1]) == b""
+    with pytest.raises(RemoteProtocolError):
+        server.receive_data(junk[-1:])
+
+
+def test_magic_split_across_chunks() -> None:
+    server, pub, stream = _peer_stream(100)
+    out = server.receive_data(pub)
+    for i in range(0, len(stream), 7):
+        out += server.receive_data(stream[i : i + 7])
+    assert out == b"payload"
+
+
+def test_wire_bytes_follow_the_spec_formulas() -> None:
+    """Keys and magic are HMAC-SHA256(shared, label); data is AES-128-CTR after the magic."""
+    client, server = pair()
+    s_hello = server.data_to_send()
+    client.receive_data(s_hello)
+    c_hello = client.data_to_send()
+    client.send_data(b"hello obfs3")
+    first = client.data_to_send()
+    # Recompute the secret from the server's point of view with the UniformDH module.
+    shared = server._key.exchange(c_hello[: uniformdh.SIZE])  # type: ignore[union-attr]
+    magic = hmac.digest(shared, b"Initiator magic", hashlib.sha256)
+    secret = hmac.digest(shared, b"Initiator obfuscated data", hashlib.sha256)
+    at = first.index(magic)
+    assert at <= 4097  # random padding before the magic
+    dec = Cipher(algorithms.AES(secret[:16]), modes.CTR(secret[16:])).decryptor()
+    assert dec.update(first[at + 32 :]) == b"hello obfs3"
+
+
+def test_handshake_timeout_matches_obfs4proxy() -> None:
+    assert Obfs3Engine(True).handshake_timeout == 30.0
+    assert Obfs3Engine(False).handshake_timeout == 30.0
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_api_roundtrip_and_garbage_closes_quietly() -> None:
+    server = await ptdispatch.start_server(_echo, "obfs3", "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(os.urandom(uniformdh.SIZE + obfs3.SCAN_LIMIT))
+        received = await asyncio.wait_for(reader.read(-1), 5)
+        assert len(received) <= uniformdh.SIZE + 4097  # its hello, nothing more
+        writer.close()
+        reader, writer = await ptdispatch.open_connection("obfs3", f"127.0.0.1:{port}")
+        blob = os.urandom(1 << 20)
+        writer.write(blob)
+        assert await asyncio.wait_for(reader.readexactly(len(blob)), 10) == blob
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_silent_peer_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.2)
+    server = await ptdispatch.start_server(_echo, "obfs3", "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(os.urandom(100))  # less than a public key
+        await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
