@@ -1,0 +1,172 @@
+"""Client and server engines for Shadowsocks AEAD over TCP.
+
+The client is established at once: :meth:`ShadowClientEngine.initiate` queues its salt and a first
+chunk holding only the target address header (ss-server connects to the target when it has the
+header, so a server-speaks-first protocol works), and application data follows in later chunks.
+
+The server is established when the first chunk has been authenticated and its address header
+parsed; the address is exposed as :attr:`ShadowServerEngine.requested_destination` for logging and
+is not obeyed.  Every failure from the network raises ``RemoteProtocolError`` with a random
+``linger`` (the adapter then reads and discards until it expires, and closes with no reply).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import RemoteProtocolError
+from ...net.addr import Address
+from ..base import Engine, Rng
+from .ciphers import Aead, CipherInfo, derive_subkey
+from .framing import ChunkOpener, ChunkSealer
+from .header import decode_address
+from .replay import SaltFilter
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    """The cipher and master key shared by both ends."""
+
+    cipher: CipherInfo
+    master_key: bytes
+
+    def aead_for(self, salt: bytes) -> Aead:
+        return self.cipher.factory(derive_subkey(self.master_key, salt))
+
+
+def _random_seconds(rng: Rng, low: float, high: float) -> float:
+    """A uniformly drawn duration in ``[low, high]`` with 10 ms steps."""
+    steps = round((high - low) * 100)
+    return low + (int.from_bytes(rng(4), "big") % (steps + 1)) / 100
+
+
+def _join(parts: list[bytes]) -> bytes:
+    if not parts:
+        return b""
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class _Sender:
+    """Our sending direction: a fresh salt (remembered in ``salts``) then chunks.
+
+    Plaintext waits in a list until :meth:`take`, so everything written in between shares full chunks.
+    """
+
+    __slots__ = ("_config", "_pending", "_prefix", "_rng", "_salts", "_sealer")
+
+    def __init__(self, config: ShadowConfig, rng: Rng, salts: SaltFilter) -> None:
+        self._config = config
+        self._rng = rng
+        self._salts = salts
+        self._sealer: ChunkSealer | None = None
+        self._prefix = b""
+        self._pending: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        if self._sealer is None:
+            salt = self._rng(self._config.cipher.salt_size)
+            self._salts.add(salt)  # so a reflected copy of our own stream is refused (as ss-libev does)
+            self._sealer = ChunkSealer(self._config.aead_for(salt), self._config.cipher.nonce_size)
+            self._prefix = salt
+        self._pending.append(data)
+
+    def take(self) -> bytes:
+        pending = self._pending
+        if not pending or self._sealer is None:
+            return b""
+        self._pending = []
+        prefix, self._prefix = self._prefix, b""
+        return self._sealer.seal(prefix, _join(pending))
+
+
+class ShadowClientEngine(Engine):
+    """Our side of a connection to a Shadowsocks server (ss-server or our own)."""
+
+    def __init__(self, config: ShadowConfig, header: bytes, rng: Rng, salts: SaltFilter) -> None:
+        self._config = config
+        self._header = header
+        self._salts = salts
+        self._sender = _Sender(config, rng, salts)
+        self._started = False
+        cipher = config.cipher
+        self._opener = ChunkOpener(cipher.salt_size, cipher.nonce_size, self._server_salt, linger=0.0)
+
+    @property
+    def established(self) -> bool:
+        return True
+
+    def initiate(self) -> None:
+        if not self._started:
+            self._started = True
+            self._sender.send(self._header)
+
+    def send_data(self, data: bytes) -> None:
+        self.initiate()
+        if data:
+            self._sender.send(data)
+
+    def data_to_send(self) -> bytes:
+        return self._sender.take()
+
+    def receive_data(self, data: bytes) -> bytes:
+        return self._opener.feed(data)
+
+    def _server_salt(self, salt: bytes) -> Aead:
+        if not self._salts.check_and_add(salt):
+            raise RemoteProtocolError("the server repeated a known salt (replay or reflection)")
+        return self._config.aead_for(salt)
+
+
+class ShadowServerEngine(Engine):
+    """One accepted connection on our Shadowsocks server."""
+
+    #: Bounds of the random handshake timeout and of the linger after a failure, in seconds.
+    HANDSHAKE_TIMEOUT = (30.0, 60.0)
+    LINGER = (10.0, 60.0)
+
+    def __init__(self, config: ShadowConfig, rng: Rng, salts: SaltFilter) -> None:
+        self._config = config
+        self._salts = salts
+        self._sender = _Sender(config, rng, salts)
+        self._established = False
+        self._salt = b""
+        self.handshake_timeout = _random_seconds(rng, *self.HANDSHAKE_TIMEOUT)
+        self.linger = _random_seconds(rng, *self.LINGER)
+        #: Where the client asked to go (logged by the dispatcher; never obeyed).
+        self.requested_destination: Address | None = None
+        cipher = config.cipher
+        self._opener = ChunkOpener(cipher.salt_size, cipher.nonce_size, self._client_salt, linger=self.linger)
+
+    @property
+    def established(self) -> bool:
+        return self._established
+
+    def receive_data(self, data: bytes) -> bytes:
+        plain = self._opener.feed(data)
+        if not self._established and self._opener.chunks:
+            plain = self._first_chunk(plain, self._opener.first_payload_size or 0)
+            self._established = True
+        return plain
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self._sender.send(data)
+
+    def data_to_send(self) -> bytes:
+        return self._sender.take()
+
+    def _client_salt(self, salt: bytes) -> Aead:
+        if salt in self._salts:
+            raise RemoteProtocolError("repeated salt (replayed connection)", linger=self.linger)
+        self._salt = salt
+        return self._config.aead_for(salt)
+
+    def _first_chunk(self, plain: bytes, first_size: int) -> bytes:
+        # The first chunk is authentic: only now remember the salt, so that garbage cannot flush the filter.
+        if not self._salts.check_and_add(self._salt):
+            raise RemoteProtocolError("repeated salt (replayed connection)", linger=self.linger)
+        parsed = decode_address(plain[:first_size])
+        if parsed is None:
+            raise RemoteProtocolError("malformed or truncated address header", linger=self.linger)
+        self.requested_destination, size = parsed
+        return plain[size:]

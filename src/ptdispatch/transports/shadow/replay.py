@@ -1,0 +1,43 @@
+"""A bounded salt replay filter, in the manner of shadowsocks-libev's ``ppbloom``.
+
+ss-libev keeps two Bloom filters of fixed capacity and starts afresh with the older one when the
+newer fills up ("ping-pong").  We do the same with two exact sets: a salt is remembered for at least
+``capacity`` further salts and at most ``2 * capacity``, so memory is bounded (about 100 bytes per
+salt: 2**16 capacity is ~13 MB at worst) and there are no false positives.
+"""
+
+from __future__ import annotations
+
+DEFAULT_CAPACITY = 1 << 16
+
+
+class SaltFilter:
+    """Salts seen recently (received ones and our own sent ones, as ss-libev does)."""
+
+    __slots__ = ("_capacity", "_current", "_previous")
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self._capacity = capacity
+        self._current: set[bytes] = set()
+        self._previous: set[bytes] = set()
+
+    def __contains__(self, salt: object) -> bool:
+        return salt in self._current or salt in self._previous
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
+
+    def add(self, salt: bytes) -> None:
+        if len(self._current) >= self._capacity:
+            self._previous = self._current
+            self._current = set()
+        self._current.add(salt)
+
+    def check_and_add(self, salt: bytes) -> bool:
+        """Remember ``salt``; ``False`` if it was already known (a replay)."""
+        if salt in self:
+            return False
+        self.add(salt)
+        return True
