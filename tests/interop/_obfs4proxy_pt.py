@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 from python_socks import ProxyType
 from python_socks.async_.asyncio import Proxy
 
+import ptdispatch
 from tests.conftest import need_binary
 from tests.peers.managed import run_managed
 
@@ -83,3 +86,139 @@ async def socks5_connect(
     proxy = Proxy(ProxyType.SOCKS5, socks[0], socks[1], username=username, password=password)
     sock = await proxy.connect(target[0], target[1], timeout=timeout)
     return await asyncio.open_connection(sock=sock, limit=1 << 20)
+
+
+async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An echo handler for ``ptdispatch.start_server`` (or ``asyncio.start_server``)."""
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def echo_roundtrip(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, size: int, *, timeout: float = 60.0
+) -> None:
+    """Write ``size`` random bytes while reading them back from an echo; fail on any difference.
+
+    Does not half-close: obfs4proxy closes both directions as soon as one ends.
+    """
+    block = os.urandom(1 << 20)
+    sent = hashlib.sha256()
+
+    async def produce() -> None:
+        left = size
+        offset = 0
+        while left:
+            n = min(left, 1 << 16)
+            piece = block[offset : offset + n]
+            offset = (offset + n) % len(block)
+            if len(piece) < n:
+                piece += block[: n - len(piece)]
+            sent.update(piece)
+            writer.write(piece)
+            await writer.drain()
+            left -= n
+
+    received = hashlib.sha256()
+    async with asyncio.timeout(timeout):
+        producer = asyncio.create_task(produce())
+        got = 0
+        try:
+            while got < size:
+                data = await reader.read(1 << 20)
+                if not data:
+                    raise AssertionError(f"echo ended after {got} of {size} bytes")
+                received.update(data)
+                got += len(data)
+        except BaseException:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await producer
+            raise
+        await producer
+    assert got == size, f"echo returned {got} bytes, sent {size}"
+    assert received.digest() == sent.digest(), "echoed bytes differ"
+
+
+Exercise = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _banner_echo_server(banner: bytes) -> tuple[asyncio.Server, int]:
+    """A loopback echo server (the ORPort) that first sends ``banner``, if any."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if banner:
+            writer.write(banner)
+        await echo_handler(reader, writer)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def via_obfs4proxy_server(
+    transport: str,
+    state_dir: Path,
+    exercise: Exercise,
+    *,
+    server_options: Mapping[str, str] | None = None,
+    client_options: Mapping[str, object] | None = None,
+    banner: bytes = b"",
+) -> None:
+    """Our client (``ptdispatch.open_connection``) -> obfs4proxy server -> echo ORPort.
+
+    ``client_options`` default to the SMETHOD ARGS obfs4proxy printed (obfs4's cert and iat-mode).
+    """
+    orport_server, orport = await _banner_echo_server(banner)
+    try:
+        async with obfs4proxy_server(transport, orport, state_dir, server_options) as (host, port, args):
+            options = dict(args) if client_options is None else client_options
+            reader, writer = await asyncio.wait_for(ptdispatch.open_connection(transport, (host, port), options), 30)
+            try:
+                await exercise(reader, writer)
+            finally:
+                writer.close()
+    finally:
+        orport_server.close()
+        await orport_server.wait_closed()
+
+
+async def via_obfs4proxy_client(
+    transport: str,
+    state_dir: Path,
+    exercise: Exercise,
+    *,
+    server_options: Mapping[str, object] | None = None,
+    client_args: Mapping[str, str] | None = None,
+    banner: bytes = b"",
+) -> None:
+    """obfs4proxy client (SOCKS5, as tor drives it) -> our server (``ptdispatch.start_server``), echoing.
+
+    ``client_args`` are the per-connection arguments tor would send (e.g. obfs4's cert).
+    """
+    (state_dir / "server").mkdir(exist_ok=True)
+    (state_dir / "client").mkdir(exist_ok=True)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if banner:
+            writer.write(banner)
+        await echo_handler(reader, writer)
+
+    server = await ptdispatch.start_server(
+        handle, transport, "127.0.0.1", 0, server_options, state_dir=state_dir / "server"
+    )
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with obfs4proxy_client(transport, state_dir / "client") as socks:
+            reader, writer = await socks5_connect(socks, ("127.0.0.1", port), client_args)
+            try:
+                await exercise(reader, writer)
+            finally:
+                writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
