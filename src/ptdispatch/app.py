@@ -136,8 +136,8 @@ class Dispatcher:
         if bind is None:
             self.reporter.error("SMETHOD-ERROR", name, f"no bind address for {name} in -bindaddr")
             return
-        if self.config.target is None:
-            self.reporter.error("SMETHOD-ERROR", name, "the Extended ORPort is not supported yet; use -target")
+        if self.config.mode.is_udp and self.config.target is None:
+            self.reporter.error("SMETHOD-ERROR", name, "the UDP modes forward to -target, not to an ExtORPort")
             return
         context = ServerContext(state_dir=self.config.state_dir)
         try:
@@ -153,7 +153,15 @@ class Dispatcher:
                 name, self.config.target, self.config.mode is Mode.STUN, self.config.options_for(name), self.log
             )
         else:
-            method = ServerMethod(name, server, self.config.target, self.log, self.tracker)
+            method = ServerMethod(
+                name,
+                server,
+                self.config.target,
+                self.log,
+                self.tracker,
+                extorport=self.config.extorport,
+                authcookie=self.config.authcookie,
+            )
         try:
             listener = await api.listen(server, bind.host, bind.port, method.accepted, on_error=method.handshake_failed)
         except OSError as exc:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from .events import ConnectionTracker, EventLog, closed_logger
+from .extorport import open_extorport, read_cookie_file
 from .frontends.accept import DialOnAccept
 from .net.addr import Address
 from .net.relay import RelayProtocol, Splice
@@ -15,13 +17,15 @@ from .transports.base import ServerTransport
 
 @dataclass
 class ServerMethod:
-    """One started server transport and where its connections go."""
+    """One started server transport and where its connections go: -target, or tor's ExtORPort."""
 
     name: str
     server: ServerTransport
     target: Address | None
     log: EventLog
     tracker: ConnectionTracker
+    extorport: Address | None = None
+    authcookie: Path | None = None
     connect_timeout: float = 30.0
 
     def accepted(self) -> RelayProtocol:
@@ -37,12 +41,29 @@ class ServerMethod:
         self.log.info(f"{self.name}: handshake failed: {exc}")
 
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
-        assert self.target is not None
         self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
-        sock = await open_socket(self.target, None, timeout=self.connect_timeout)
+        leftover = b""
+        if self.extorport is not None and self.authcookie is not None:
+            # Read per connection: tor rewrites the cookie when it restarts.
+            cookie = read_cookie_file(self.authcookie)
+            sock, leftover = await open_extorport(
+                self.extorport, cookie, self.name, _peer_address(accepted), timeout=self.connect_timeout
+            )
+        else:
+            assert self.target is not None
+            sock = await open_socket(self.target, None, timeout=self.connect_timeout)
         loop = asyncio.get_running_loop()
         try:
             await loop.create_connection(lambda: splice.b, sock=sock)
         except BaseException:
             sock.close()
             raise
+        if leftover:
+            splice.b.data_received(leftover)
+
+
+def _peer_address(transport: asyncio.BaseTransport) -> Address | None:
+    name = transport.get_extra_info("peername")
+    if isinstance(name, tuple) and len(name) >= 2:
+        return Address(str(name[0]), int(name[1]))
+    return None

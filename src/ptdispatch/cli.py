@@ -8,7 +8,9 @@ import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+from .config import Config
 from .errors import ConfigError
+from .extorport import read_cookie_file
 from .ipc.flags import ProxyConfigError, build_config, negotiate_version, tokenize
 from .ipc.reporter import Reporter
 
@@ -67,14 +69,29 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         reporter.error("ENV-ERROR", str(exc))
         return EX_USAGE
     try:
-        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        reporter.error("ENV-ERROR", f"-state {str(config.state_dir)!r} cannot be created: {exc.strerror or exc}")
+        check_environment(config)
+    except ConfigError as exc:
+        reporter.error("ENV-ERROR", str(exc))
         return EX_USAGE
     reporter.level = config.log_level
     from .app import run
 
     return _run(run(config, reporter))
+
+
+def check_environment(config: Config, *, cookie_source: str = "-authcookie") -> None:
+    """Checks that touch the file system: the state directory and the ExtORPort cookie."""
+    try:
+        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"state directory {str(config.state_dir)!r} cannot be created: {exc.strerror or exc}"
+        ) from None
+    if config.authcookie is not None:
+        try:
+            read_cookie_file(config.authcookie)
+        except ConfigError as exc:
+            raise ConfigError(f"{cookie_source}: {exc}") from None
 
 
 def entry() -> None:
