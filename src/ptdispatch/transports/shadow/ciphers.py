@@ -137,7 +137,11 @@ def decode_key(text: str, key_size: int) -> bytes:
     return raw[:key_size]
 
 
+def hkdf_sha1(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 HKDF with SHA-1."""
+    return HKDF(algorithm=hashes.SHA1(), length=length, salt=salt, info=info).derive(ikm)
+
+
 def derive_subkey(master_key: bytes, salt: bytes) -> bytes:
     """HKDF-SHA1(ikm=master_key, salt=salt, info="ss-subkey"), as long as the master key."""
-    hkdf = HKDF(algorithm=hashes.SHA1(), length=len(master_key), salt=salt, info=SUBKEY_INFO)
-    return hkdf.derive(master_key)
+    return hkdf_sha1(master_key, salt, SUBKEY_INFO, len(master_key))
