@@ -1,0 +1,158 @@
+"""shadow over real loopback sockets through the library API (our client <-> our server)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+import pytest
+
+import ptdispatch
+from ptdispatch.net.addr import Address
+from ptdispatch.transports.shadow import ShadowClient, parse_config
+from ptdispatch.transports.shadow.ciphers import CIPHERS
+from ptdispatch.transports.shadow.engine import ShadowServerEngine
+
+OPTIONS = {"password": "api-test", "cipherName": "chacha20-ietf-poly1305"}
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def start(options: dict[str, str]) -> tuple[asyncio.Server, int]:
+    server = await ptdispatch.start_server(echo, "shadow", "127.0.0.1", 0, options)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def read_exactly(reader: asyncio.StreamReader, size: int) -> bytes:
+    return await asyncio.wait_for(reader.readexactly(size), 10)
+
+
+@pytest.mark.parametrize("cipher", sorted(CIPHERS))
+async def test_roundtrip_every_cipher(cipher: str) -> None:
+    options = {"password": "api-test", "cipherName": cipher}
+    server, port = await start(options)
+    try:
+        reader, writer = await ptdispatch.open_connection(
+            "shadow", f"127.0.0.1:{port}", options, destination="192.0.2.9:80"
+        )
+        blob = os.urandom(1 << 20)
+        writer.write(blob)
+        assert await read_exactly(reader, len(blob)) == blob
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_target_option_without_destination() -> None:
+    server, port = await start(OPTIONS)
+    try:
+        reader, writer = await ptdispatch.open_connection(
+            "shadow", f"127.0.0.1:{port}", {**OPTIONS, "target": "example.com:443"}
+        )
+        writer.write(b"ping")
+        assert await read_exactly(reader, 4) == b"ping"
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def probe(port: int, data: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    return reader, writer
+
+
+async def assert_quiet_then_closed(reader: asyncio.StreamReader, quiet: float, closed_within: float) -> None:
+    """No byte and no close for ``quiet`` seconds; then closed (EOF or reset) without a reply."""
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(reader.read(1), quiet)
+    with contextlib.suppress(ConnectionResetError):
+        assert await asyncio.wait_for(reader.read(1), closed_within) == b""
+
+
+async def good_client_works(port: int) -> None:
+    reader, writer = await ptdispatch.open_connection("shadow", f"127.0.0.1:{port}", OPTIONS, destination="10.1.2.3:4")
+    writer.write(b"still fine")
+    assert await read_exactly(reader, 10) == b"still fine"
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [os.urandom(300), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 4, bytes(64)],
+    ids=["random", "http", "zeros"],
+)
+async def test_probe_gets_silence_then_close(monkeypatch: pytest.MonkeyPatch, garbage: bytes) -> None:
+    monkeypatch.setattr(ShadowServerEngine, "LINGER", (0.6, 0.6))
+    server, port = await start(OPTIONS)
+    try:
+        reader, writer = await probe(port, garbage)
+        await good_client_works(port)
+        await assert_quiet_then_closed(reader, 0.3, 3.0)
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_short_probe_times_out_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ShadowServerEngine, "HANDSHAKE_TIMEOUT", (0.5, 0.5))
+    server, port = await start(OPTIONS)
+    try:
+        reader, writer = await probe(port, os.urandom(20))
+        await assert_quiet_then_closed(reader, 0.2, 3.0)
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_replayed_connection_rejected_over_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ShadowServerEngine, "LINGER", (0.5, 0.5))
+    server, port = await start(OPTIONS)
+    try:
+        engine = ShadowClient(parse_config(OPTIONS)).new_engine(Address("192.0.2.1", 80))
+        engine.initiate()
+        engine.send_data(b"recorded request")
+        recorded = engine.data_to_send()
+        reader, writer = await probe(port, recorded)
+        reply = await read_exactly(reader, 32 + 18 + 16 + 16)  # server salt + one chunk echoing the request
+        assert len(reply) == 82
+        writer.close()
+        reader, writer = await probe(port, recorded)
+        await assert_quiet_then_closed(reader, 0.25, 3.0)
+        writer.close()
+        await good_client_works(port)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_wrong_password_client_gets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ShadowServerEngine, "LINGER", (0.5, 0.5))
+    server, port = await start(OPTIONS)
+    try:
+        reader, writer = await ptdispatch.open_connection(
+            "shadow", f"127.0.0.1:{port}", {**OPTIONS, "password": "wrong"}, destination="10.0.0.1:1"
+        )
+        writer.write(b"hello")
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError, TimeoutError)):
+            await asyncio.wait_for(reader.readexactly(5), 3)
+        writer.close()
+        await good_client_works(port)
+    finally:
+        server.close()
+        await server.wait_closed()
