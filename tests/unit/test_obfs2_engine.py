@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import ptdispatch
+from ptdispatch import api
 from ptdispatch.errors import OptionsError, RemoteProtocolError
 from ptdispatch.transports import obfs2
 from ptdispatch.transports.base import ServerContext
@@ -218,6 +219,35 @@ async def test_silent_peer_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await asyncio.wait_for(reader.read(-1), 5)  # returns once the server gives up
         writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "probe",
+    [
+        pytest.param(b"\x00" * 40, id="zeros"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", id="http"),
+        pytest.param(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", id="truncated"),
+    ],
+)
+async def test_server_reports_only_remote_protocol_errors(probe: bytes) -> None:
+    errors: list[Exception] = []
+    transport = api.server_transport("obfs2", {})
+    server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(probe)
+        writer.write_eof()  # a truncated handshake ends in EOF
+        await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+        for _ in range(50):
+            if errors:
+                break
+            await asyncio.sleep(0.01)
+        assert errors and all(isinstance(e, RemoteProtocolError) for e in errors)
     finally:
         server.close()
         await server.wait_closed()

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import ptdispatch
+from ptdispatch import api
 from ptdispatch.crypto import uniformdh
 from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.transports import obfs3
@@ -179,6 +180,37 @@ async def test_silent_peer_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
         writer.write(os.urandom(100))  # less than a public key
         await asyncio.wait_for(reader.read(-1), 5)
         writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("probe", "fails"),
+    [
+        pytest.param(b"\x00" * 40, True, id="short"),
+        # Once the peer's key is in, the connection is established; EOF then is an ordinary close.
+        pytest.param(os.urandom(uniformdh.SIZE + 100), False, id="key-then-eof"),
+        pytest.param(os.urandom(uniformdh.SIZE + obfs3.SCAN_LIMIT), True, id="no-magic"),
+    ],
+)
+async def test_server_reports_only_remote_protocol_errors(probe: bytes, fails: bool) -> None:
+    errors: list[Exception] = []
+    transport = api.server_transport("obfs3", {})
+    server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(probe)
+        writer.write_eof()
+        await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+        for _ in range(50):
+            if errors:
+                break
+            await asyncio.sleep(0.01)
+        assert all(isinstance(e, RemoteProtocolError) for e in errors)
+        assert bool(errors) == fails
     finally:
         server.close()
         await server.wait_closed()
