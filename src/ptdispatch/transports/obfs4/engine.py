@@ -1,0 +1,235 @@
+"""obfs4 client and server engines (sans-IO), shaped like obfs4proxy 0.0.14's ``obfs4Conn``.
+
+Each :meth:`send_data` is one obfs4proxy ``Write``: the data is cut into 1427-byte payload
+packets, then (iat-mode 0 and 1) padded once per burst to a length drawn from the seeded
+distribution.  iat-mode 1 writes the burst in <= 1448-byte pieces separated by 0-10 ms;
+iat-mode 2 also draws every piece's length (padding when short), as obfs4proxy does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from ...crypto import ntor
+from ...errors import LocalProtocolError, RemoteProtocolError
+from ..base import Clock, Engine, Rng
+from .framing import (
+    MAX_SEGMENT,
+    SEED_PAYLOAD,
+    TYPE_PRNG_SEED,
+    Decoder,
+    Encoder,
+    make_packet,
+    padding_packets,
+)
+from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKey
+from .probdist import Sampler
+from .replay import ReplayFilter
+
+IAT_NONE, IAT_ENABLED, IAT_PARANOID = 0, 1, 2
+MAX_IAT_DELAY = 100  # units of 100 microseconds
+SERVER_HANDSHAKE_TIMEOUT = 30.0
+CLIENT_HANDSHAKE_TIMEOUT = 60.0
+MAX_CLOSE_DELAY = 60
+MAX_CLOSE_DELAY_BYTES = 8192
+
+
+def iat_seed(seed: bytes) -> bytes:
+    return hashlib.sha256(seed).digest()[:SEED_PAYLOAD]
+
+
+class Obfs4Engine(Engine):
+    """What both sides share once keys exist: framing, padding and pacing."""
+
+    def __init__(self, iat_mode: int, rng: Rng, clock: Clock) -> None:
+        self._iat_mode = iat_mode
+        self.paced = iat_mode != IAT_NONE
+        self._rng = rng
+        self._clock = clock
+        self._encoder: Encoder | None = None
+        self._decoder: Decoder | None = None
+        self._raw: list[bytes] = []  # unshaped bytes (handshakes), written first
+        self._out: list[bytes] = []  # framed bursts
+        self._len: Sampler | None = None
+        self._iat: Sampler | None = None
+        self._hs_buf = b""
+
+    @property
+    def established(self) -> bool:
+        return self._encoder is not None
+
+    def _set_seed(self, seed: bytes) -> None:
+        if self._len is None:
+            self._len = Sampler(seed, 0, MAX_SEGMENT, self._rng)
+        else:
+            self._len.reset(seed, 0, MAX_SEGMENT)
+        if self._iat_mode != IAT_NONE:
+            if self._iat is None:
+                self._iat = Sampler(iat_seed(seed), 0, MAX_IAT_DELAY, self._rng)
+            else:
+                self._iat.reset(iat_seed(seed), 0, MAX_IAT_DELAY)
+
+    def _len_sampler(self) -> Sampler:
+        if self._len is None:
+            self._set_seed(self._rng(SEED_PAYLOAD))
+        assert self._len is not None
+        return self._len
+
+    def send_data(self, data: bytes) -> None:
+        encoder = self._encoder
+        if encoder is None:
+            raise LocalProtocolError("obfs4: send_data() before the handshake completed")
+        if not data:
+            return
+        frames = encoder.payload(data)
+        if self._iat_mode == IAT_PARANOID:
+            self._out.append(frames)
+            return
+        pads = padding_packets(len(frames), self._len_sampler().sample())
+        if self._iat_mode == IAT_NONE:
+            self._out.append(frames)
+            if pads:
+                self._out.append(encoder.packets(pads))
+        else:
+            self._out.append(frames + encoder.packets(pads) if pads else frames)
+
+    def data_to_send(self) -> bytes:
+        out = self._raw + self._out if self._raw else self._out
+        if not out:
+            return b""
+        self._raw = []
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def paced_writes(self) -> list[tuple[bytes, float]]:
+        writes: list[tuple[bytes, float]] = []
+        if self._raw:
+            writes.append((b"".join(self._raw), 0.0))
+            self._raw = []
+        bursts, self._out = self._out, []
+        for burst in bursts:
+            if self._iat_mode == IAT_PARANOID:
+                self._paranoid(burst, writes)
+            else:
+                self._slices(burst, writes)
+        return writes
+
+    def _delay(self) -> float:
+        if self._iat is None:
+            self._len_sampler()
+        assert self._iat is not None
+        return self._iat.sample() * 100e-6
+
+    def _slices(self, burst: bytes, writes: list[tuple[bytes, float]]) -> None:
+        for i in range(0, len(burst), MAX_SEGMENT):
+            writes.append((burst[i : i + MAX_SEGMENT], self._delay()))
+
+    def _paranoid(self, burst: bytes, writes: list[tuple[bytes, float]]) -> None:
+        assert self._encoder is not None
+        sampler = self._len_sampler()
+        buf = burst
+        while buf:
+            target = sampler.sample()
+            if target == 0:  # obfs4proxy would attempt an empty write here; never send one
+                target = min(len(buf), MAX_SEGMENT)
+            if len(buf) < target:
+                buf += self._encoder.packets(padding_packets(len(buf), target))
+                if len(buf) != target:
+                    continue
+            writes.append((buf[:target], self._delay()))
+            buf = buf[target:]
+
+
+class ClientEngine(Obfs4Engine):
+    """obfs4 client: sends its handshake on :meth:`initiate`, nothing more until the reply."""
+
+    handshake_timeout = CLIENT_HANDSHAKE_TIMEOUT
+
+    def __init__(self, node_id: bytes, server_public: bytes, iat_mode: int, rng: Rng, clock: Clock) -> None:
+        super().__init__(iat_mode, rng, clock)
+        self._hs = ClientHandshake(node_id, server_public, SessionKey(rng), rng, clock())
+
+    def initiate(self) -> None:
+        self._raw.append(self._hs.message())
+
+    def receive_data(self, data: bytes) -> bytes:
+        decoder = self._decoder
+        if decoder is None:
+            buf = self._hs_buf + data if self._hs_buf else data
+            result = self._hs.parse(buf)
+            if result is None:
+                self._hs_buf = buf
+                return b""
+            consumed, key_seed = result
+            okm = ntor.kdf(key_seed, 144)
+            self._encoder = Encoder(okm[:72])
+            self._decoder = decoder = Decoder(okm[72:], self._rng)
+            decoder.keep_seed = True
+            self._hs_buf = b""
+            data = buf[consumed:]
+        plain = decoder.decode(data)
+        if decoder.seed is not None:
+            self._set_seed(decoder.seed)
+            decoder.seed = None
+        return plain
+
+
+class ServerShared:
+    """Per-listener server state: identity, seeds, replay filter, close-delay parameters."""
+
+    def __init__(self, identity: ServerIdentity, drbg_seed: bytes, iat_mode: int) -> None:
+        from ...crypto.drbg import HashDrbg
+        from .probdist import GoRand
+
+        self.identity = identity
+        self.drbg_seed = drbg_seed
+        self.iat_mode = iat_mode
+        self.replay = ReplayFilter()
+        go = GoRand(HashDrbg(drbg_seed))
+        self.close_delay_bytes = go.intn(MAX_CLOSE_DELAY_BYTES)
+        self.close_delay = go.intn(MAX_CLOSE_DELAY)
+        self.seed_frame_packet = make_packet(TYPE_PRNG_SEED, drbg_seed)
+
+
+class ServerEngine(Obfs4Engine):
+    """obfs4 server: validates the client handshake, replies with its own and the PRNG seed."""
+
+    handshake_timeout = SERVER_HANDSHAKE_TIMEOUT
+
+    def __init__(self, shared: ServerShared, rng: Rng, clock: Clock) -> None:
+        super().__init__(shared.iat_mode, rng, clock)
+        self._shared = shared
+        self._start = clock()
+        self._failed = False
+        self._hs = ServerHandshake(shared.identity, SessionKey(rng), rng)
+        self._set_seed(shared.drbg_seed)
+
+    @property
+    def linger(self) -> float:
+        """Seconds left before a failed connection is closed (30 s + the server's close delay)."""
+        deadline = self._start + SERVER_HANDSHAKE_TIMEOUT + self._shared.close_delay
+        return max(0.0, deadline - self._clock())
+
+    def receive_data(self, data: bytes) -> bytes:
+        decoder = self._decoder
+        if decoder is not None:
+            return decoder.decode(data)
+        if self._failed:
+            raise RemoteProtocolError("obfs4: handshake already failed", linger=self.linger)
+        buf = self._hs_buf + data if self._hs_buf else data
+        try:
+            key_seed = self._hs.parse(buf, self._shared.replay, self._clock())
+        except RemoteProtocolError as exc:
+            self._failed = True
+            self._hs_buf = b""
+            raise RemoteProtocolError(str(exc), linger=self.linger) from None
+        if key_seed is None:
+            self._hs_buf = buf
+            return b""
+        self._hs_buf = b""
+        okm = ntor.kdf(key_seed, 144)
+        self._decoder = Decoder(okm[:72], self._rng)
+        encoder = Encoder(okm[72:])
+        self._raw.append(self._hs.reply() + encoder.packets([self._shared.seed_frame_packet]))
+        self._encoder = encoder
+        return b""

@@ -1,0 +1,43 @@
+"""The server's replay filter: client handshake MACs seen in the last three hours."""
+
+from __future__ import annotations
+
+REPLAY_TTL = 3 * 3600.0
+MAX_ENTRIES = 100 * 1024
+
+
+class ReplayFilter:
+    """``test_and_set`` answers whether a key was seen within ``ttl`` seconds, and records it.
+
+    Entries are kept in insertion order, so expiry pops from the front; the filter is capped at
+    ``max_entries`` (oldest dropped first), as obfs4proxy caps its own.
+    """
+
+    __slots__ = ("_entries", "_max", "_ttl")
+
+    def __init__(self, ttl: float = REPLAY_TTL, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: dict[bytes, float] = {}
+        self._ttl = ttl
+        self._max = max_entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def test_and_set(self, now: float, key: bytes) -> bool:
+        entries = self._entries
+        self._expire(now)
+        if key in entries:
+            return True
+        if len(entries) >= self._max:
+            del entries[next(iter(entries))]
+        entries[key] = now
+        return False
+
+    def _expire(self, now: float) -> None:
+        entries = self._entries
+        limit = now - self._ttl
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest] >= limit:
+                break
+            del entries[oldest]
