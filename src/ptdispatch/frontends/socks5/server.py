@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 from ...errors import OptionsError
+from .. import socks4
 from ..dialer import ClientMethod, reply_for
 from .protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
 
@@ -16,11 +18,13 @@ ARGS_TIMEOUT = 10.0
 
 
 class Socks5Frontend(asyncio.Protocol):
-    """One accepted SOCKS5 client connection."""
+    """One accepted SOCKS5 client connection (or SOCKS4/4a, chosen by the first byte, 0x04)."""
 
     def __init__(self, method: ClientMethod) -> None:
         self.method = method
-        self.core = Socks5Server()
+        self.core: Socks5Server | socks4.Socks4Server = Socks5Server()
+        self._reply: Callable[[Reply], bytes] = reply
+        self._first = True
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -30,6 +34,10 @@ class Socks5Frontend(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
+        if self._first and data:
+            self._first = False
+            if data[0] == socks4.VERSION:
+                self.core, self._reply = socks4.Socks4Server(), socks4.reply
         event = self.core.receive_data(data)
         self._flush()
         if event is NEED_DATA:
@@ -72,7 +80,7 @@ class Socks5Frontend(asyncio.Protocol):
             method.log.warn(f"{method.name}: connection failed: {exc or type(exc).__name__}")
             splice.fail(exc)
             if self.transport is not None:
-                transport.write(reply(code))
+                transport.write(self._reply(code))
                 transport.close()
             return
         except Exception as exc:  # a bug must cost one connection, never the process
@@ -84,7 +92,7 @@ class Socks5Frontend(asyncio.Protocol):
             splice.fail(ConnectionAbortedError("client went away"))
             return
         method.log.info(f"{method.name}: connection from {method.log.peer(transport)} established")
-        transport.write(reply(Reply.SUCCEEDED))
+        transport.write(self._reply(Reply.SUCCEEDED))
         splice.attach(splice.a, transport, request.leftover)
 
     def _timed_out(self) -> None:
