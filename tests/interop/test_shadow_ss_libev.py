@@ -168,7 +168,7 @@ async def test_ss_local_to_our_server_64_mib() -> None:
 
 
 async def test_ss_local_stream_replayed_to_our_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (0.5, 0.5))
+    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
     cipher = "chacha20-ietf-poly1305"
     errors: list[Exception] = []
     transport = server_transport("shadow", {"password": PASSWORD, "cipherName": cipher})

@@ -96,7 +96,7 @@ async def good_client_works(port: int) -> None:
     ids=["random", "http", "zeros"],
 )
 async def test_probe_gets_silence_then_close(monkeypatch: pytest.MonkeyPatch, garbage: bytes) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (0.6, 0.6))
+    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
     server, port = await start(OPTIONS)
     try:
         reader, writer = await probe(port, garbage)
@@ -109,7 +109,7 @@ async def test_probe_gets_silence_then_close(monkeypatch: pytest.MonkeyPatch, ga
 
 
 async def test_short_probe_times_out_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "HANDSHAKE_TIMEOUT", (0.5, 0.5))
+    monkeypatch.setattr(ShadowServerEngine, "HANDSHAKE_TIMEOUT", (1.0, 1.0))
     server, port = await start(OPTIONS)
     try:
         reader, writer = await probe(port, os.urandom(20))
@@ -121,7 +121,7 @@ async def test_short_probe_times_out_quietly(monkeypatch: pytest.MonkeyPatch) ->
 
 
 async def test_replayed_connection_rejected_over_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (0.5, 0.5))
+    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
     server, port = await start(OPTIONS)
     try:
         engine = ShadowClient(parse_config(OPTIONS)).new_engine(Address("192.0.2.1", 80))
@@ -142,7 +142,7 @@ async def test_replayed_connection_rejected_over_the_network(monkeypatch: pytest
 
 
 async def test_wrong_password_client_gets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (0.5, 0.5))
+    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
     server, port = await start(OPTIONS)
     try:
         reader, writer = await ptdispatch.open_connection(
