@@ -139,38 +139,44 @@ class ChunkOpener:
         """Process one complete salt, length block or payload block; return the new output size."""
         phase = self._phase
         if phase is _PAYLOAD:
-            counter = self._counter
-            self._counter = counter + 1
-            size = len(unit) - TAG_SIZE
-            try:
-                self._open_into(counter.to_bytes(self._nonce_size, "little"), unit, None, out[written : written + size])
-            except InvalidTag:
-                raise self._error("bad payload tag (wrong key or corrupted stream)") from None
-            self.chunks += 1
-            if self.first_payload_size is None:
-                self.first_payload_size = size
+            return self._payload(unit, out, written)
+        if phase is _LENGTH:
+            self._length(unit)
+        else:
+            aead = self._on_salt(bytes(unit))
+            self._length_open = aead.decrypt
+            self._open_into = aead.decrypt_into
             self._phase = _LENGTH
             self._need = LENGTH_BLOCK
-            return written + size
-        if phase is _LENGTH:
-            counter = self._counter
-            self._counter = counter + 1
-            try:
-                plain = self._length_open(counter.to_bytes(self._nonce_size, "little"), unit, None)
-            except InvalidTag:
-                raise self._error("bad length tag (wrong key or corrupted stream)") from None
-            length = int.from_bytes(plain, "big")
-            if length == 0 or length > MAX_PAYLOAD:
-                raise self._error(f"invalid chunk length {length}")
-            self._phase = _PAYLOAD
-            self._need = length + TAG_SIZE
-            return written
-        aead = self._on_salt(bytes(unit))
-        self._length_open = aead.decrypt
-        self._open_into = aead.decrypt_into
+        return written
+
+    def _length(self, unit: memoryview) -> None:
+        counter = self._counter
+        self._counter = counter + 1
+        try:
+            plain = self._length_open(counter.to_bytes(self._nonce_size, "little"), unit, None)
+        except InvalidTag:
+            raise self._error("bad length tag (wrong key or corrupted stream)") from None
+        length = int.from_bytes(plain, "big")
+        if length == 0 or length > MAX_PAYLOAD:
+            raise self._error(f"invalid chunk length {length}")
+        self._phase = _PAYLOAD
+        self._need = length + TAG_SIZE
+
+    def _payload(self, unit: memoryview, out: memoryview, written: int) -> int:
+        counter = self._counter
+        self._counter = counter + 1
+        size = len(unit) - TAG_SIZE
+        try:
+            self._open_into(counter.to_bytes(self._nonce_size, "little"), unit, None, out[written : written + size])
+        except InvalidTag:
+            raise self._error("bad payload tag (wrong key or corrupted stream)") from None
+        self.chunks += 1
+        if self.first_payload_size is None:
+            self.first_payload_size = size
         self._phase = _LENGTH
         self._need = LENGTH_BLOCK
-        return written
+        return written + size
 
     def _error(self, message: str) -> RemoteProtocolError:
         return RemoteProtocolError(message, linger=self._linger)
