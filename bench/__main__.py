@@ -1,0 +1,98 @@
+"""``python -m bench``: ptdispatch against socat, obfs4proxy and shadowsocks-libev, on loopback.
+
+For each row a client proxy and a server proxy are started (two processes, like tor's client and
+bridge), the load generator (this process, plain sockets and threads) enters the client proxy, and a
+target process (bench/target.py) echoes or discards behind the server proxy.  CPU and memory are
+read from /proc for the proxy processes only (and any children they fork, as socat does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import peers, report
+from .procs import raise_fd_limit, stop
+from .rows import all_rows, select
+from .runner import Settings, run_row
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    names = ", ".join(row.name for row in all_rows())
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help="small sizes and few connections (smoke test, CI)")
+    p.add_argument("--only", metavar="ROWS", help=f"comma-separated rows or transports; rows: {names}")
+    p.add_argument("--size", type=float, metavar="MIB", help="MiB pushed one way per throughput run (default 256)")
+    p.add_argument("--connections", type=int, metavar="N", help="concurrent idle connections held (default 1000)")
+    p.add_argument("--latency", type=int, metavar="N", help="fresh connections timed for latency (default 300)")
+    p.add_argument(
+        "--handshakes", type=int, metavar="N", help="connections for server CPU per connection (default 300)"
+    )
+    p.add_argument("--echo", action="store_true", help="also measure throughput through an echo (both ways)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--no-goals", action="store_true", help="do not print the goals")
+    p.add_argument("-v", "--verbose", action="store_true", help="print each step's duration and tracebacks")
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    quick = args.quick
+
+    def pick(value: float | None, full: float, small: float) -> float:
+        return value if value is not None else (small if quick else full)
+
+    return Settings(
+        size_mib=pick(args.size, 256, 4),
+        connections=int(pick(args.connections, 1000, 20)),
+        latency_count=int(pick(args.latency, 300, 10)),
+        handshake_count=int(pick(args.handshakes, 300, 10)),
+        echo=args.echo,
+        verbose=args.verbose,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from(args)
+    rows = select(all_rows(), args.only)
+    raise_fd_limit()
+    results: list[dict[str, Any]] = []
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ptdispatch-bench-") as tmp:
+        workdir = Path(tmp)
+        target = peers.target(workdir)
+        try:
+            for row in rows:
+                why = row.available()
+                if why is not None:
+                    results.append({"row": row.name, "skipped": why})
+                    continue
+                if settings.verbose:
+                    print(f"-- {row.name}", flush=True)
+                results.append(run_row(row, target, workdir, settings))
+        finally:
+            stop([target.proc])
+    elapsed = time.monotonic() - began
+    print(
+        f"ptdispatch bench: {settings.size_mib:g} MiB one way, {settings.connections} idle connections, "
+        f"{settings.latency_count} latency and {settings.handshake_count} server connections; {elapsed:.0f} s"
+    )
+    print(report.table(results, settings.echo))
+    goal_list = report.goals(results)
+    if not args.no_goals:
+        print()
+        print(report.goals_text(goal_list))
+    if args.json:
+        payload = {"settings": settings.__dict__, "elapsed_s": elapsed, "results": results, "goals": goal_list}
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    failed = [r for r in results if r.get("errors")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

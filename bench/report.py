@@ -1,0 +1,150 @@
+"""The table, and the figures the issues ask for next to their goals."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Result = Mapping[str, Any]
+
+COLUMNS: list[tuple[str, str, str]] = [
+    # (key, header, format)
+    ("mib_s", "MiB/s", "{:.0f}"),
+    ("mib_cpu_s", "MiB/CPU-s", "{:.0f}"),
+    ("cpu_s", "CPU-s", "{:.2f}"),
+    ("lat_median_ms", "lat med ms", "{:.3f}"),
+    ("lat_p90_ms", "lat p90 ms", "{:.3f}"),
+    ("hs_per_cpu_s", "srv conn/CPU-s", "{:.0f}"),
+    ("rss_idle_kib", "RSS idle MiB", "{:.1f}"),
+    ("kib_per_conn", "RSS KiB/conn", "{:.1f}"),
+    ("pss_kib_per_conn", "PSS KiB/conn", "{:.1f}"),
+    ("dropped", "dropped", "{}"),
+]
+ECHO_COLUMNS: list[tuple[str, str, str]] = [
+    ("echo_mib_s", "echo MiB/s", "{:.0f}"),
+    ("echo_mib_cpu_s", "echo MiB/CPU-s", "{:.0f}"),
+]
+
+
+def _cell(result: Result, key: str, fmt: str) -> str:
+    value = result.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if key == "rss_idle_kib":
+        value = value / 1024
+    if key == "dropped":
+        return f"{value}/{result.get('conns', '?')}"
+    return fmt.format(value)
+
+
+def table(results: Sequence[Result], echo: bool = False) -> str:
+    columns = COLUMNS + (ECHO_COLUMNS if echo else [])
+    header = ["row", *(title for _, title, _ in columns)]
+    body = [[str(r["row"]), *(_cell(r, key, fmt) for key, _, fmt in columns)] for r in results]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def fmt_line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    lines = [fmt_line(header), "  ".join("-" * w for w in widths), *(fmt_line(b) for b in body)]
+    for r in results:
+        for message in r.get("errors", []):
+            lines.append(f"  ! {r['row']}: {message}")
+        if r.get("note"):
+            lines.append(f"  * {r['row']}: {r['note']}")
+        if r.get("skipped"):
+            lines.append(f"  - {r['row']}: skipped ({r['skipped']})")
+    return "\n".join(lines)
+
+
+def _get(by: Mapping[str, Result], row: str, key: str) -> float | None:
+    value = by.get(row, {}).get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def _goal(text: str, ours: float | None, theirs: float | None, ok: bool | None, unit: str) -> dict[str, Any]:
+    status = "n/a" if ok is None else ("PASS" if ok else "FAIL")
+    return {"goal": text, "figure": ours, "against": theirs, "unit": unit, "status": status}
+
+
+def _at_least(text: str, ours: float | None, theirs: float | None, unit: str, factor: float = 1.0) -> dict[str, Any]:
+    bound = None if theirs is None else theirs * factor
+    ok = None if ours is None or bound is None else ours >= bound
+    return _goal(text, ours, bound, ok, unit)
+
+
+def _at_most(text: str, ours: float | None, theirs: float | None, unit: str, factor: float = 1.0) -> dict[str, Any]:
+    bound = None if theirs is None else theirs * factor
+    ok = None if ours is None or bound is None else ours <= bound
+    return _goal(text, ours, bound, ok, unit)
+
+
+def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
+    by = {str(r["row"]): r for r in results}
+    out = [
+        _at_least("plain >= 300 MiB per CPU-second", _get(by, "plain ptd/ptd", "mib_cpu_s"), 300.0, "MiB/CPU-s"),
+        _at_most(
+            "plain connect+1-byte echo (median) <= 2x socat's",
+            _get(by, "plain ptd/ptd", "lat_median_ms"),
+            _get(by, "socat", "lat_median_ms"),
+            "ms",
+            2.0,
+        ),
+    ]
+    for row in by:
+        if row.endswith(" ptd/ptd"):
+            kib = _get(by, row, "kib_per_conn")
+            dropped = by[row].get("dropped")
+            goal = _at_most(f"{row.split()[0]} RSS per idle connection <= 64 KiB (client+server)", kib, 64.0, "KiB")
+            if dropped:
+                goal["status"] = "FAIL"
+                goal["goal"] += f" [{dropped} connections dropped]"
+            out.append(goal)
+    mine, theirs = "obfs4 ptd/ptd", "obfs4 o4p/o4p"
+    out.append(
+        _at_least(
+            "obfs4 MiB/CPU-s >= obfs4proxy's", _get(by, mine, "mib_cpu_s"), _get(by, theirs, "mib_cpu_s"), "MiB/CPU-s"
+        )
+    )
+    out.append(
+        _at_most(
+            "obfs4 connect+echo latency (median) <= obfs4proxy's",
+            _get(by, mine, "lat_median_ms"),
+            _get(by, theirs, "lat_median_ms"),
+            "ms",
+        )
+    )
+    out.append(
+        _at_least(
+            "shadow MiB/CPU-s >= ss-libev's",
+            _get(by, "shadow ptd/ptd", "mib_cpu_s"),
+            _get(by, "shadow ss/ss", "mib_cpu_s"),
+            "MiB/CPU-s",
+        )
+    )
+    for transport in ("obfs2", "obfs3"):
+        out.append(
+            _at_least(
+                f"{transport} MiB/CPU-s >= obfs4proxy's",
+                _get(by, f"{transport} ptd/ptd", "mib_cpu_s"),
+                _get(by, f"{transport} o4p/o4p", "mib_cpu_s"),
+                "MiB/CPU-s",
+            )
+        )
+    return out
+
+
+def goals_text(items: Sequence[Mapping[str, Any]]) -> str:
+    def num(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}" if value < 10 else f"{value:.0f}"
+
+    width = max(len(str(g["goal"])) for g in items)
+    lines = ["Goals (ours vs bound):"]
+    for g in items:
+        lines.append(f"  {g['status']:<4}  {g['goal']:<{width}}  {num(g['figure'])} vs {num(g['against'])} {g['unit']}")
+    return "\n".join(lines)
