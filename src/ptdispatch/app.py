@@ -102,6 +102,9 @@ class Dispatcher:
         except OSError as exc:
             self.reporter.error("CMETHOD-ERROR", name, f"cannot listen on {listen}: {exc.strerror or exc}")
             return
+        except OptionsError as exc:  # the UDP modes read their udp* options here
+            self.reporter.error("CMETHOD-ERROR", name, exc.message)
+            return
         self.reporter.line("CMETHOD", name, mode.value, where)
         self.log.info(f"{name}: {mode.value} listener on {where}")
 
@@ -149,9 +152,13 @@ class Dispatcher:
         if self.config.mode.is_udp:
             from .udp.server import UdpServerMethod
 
-            method = UdpServerMethod(
-                name, self.config.target, self.config.mode is Mode.STUN, self.config.options_for(name), self.log
-            )
+            try:
+                method = UdpServerMethod(
+                    name, self.config.target, self.config.mode is Mode.STUN, self.config.options_for(name), self.log
+                )
+            except OptionsError as exc:
+                self.reporter.error("SMETHOD-ERROR", name, exc.message)
+                return
         else:
             method = ServerMethod(
                 name,
@@ -168,6 +175,8 @@ class Dispatcher:
             self.reporter.error("SMETHOD-ERROR", name, f"cannot listen on {bind}: {exc.strerror or exc}")
             return
         self.listeners.append(listener)
+        if not isinstance(method, ServerMethod):
+            self.listeners.append(method)  # UDP: close() ends the sessions at shutdown
         where = _bound(listener)
         args = server.smethod_args()
         self.reporter.line("SMETHOD", name, where, *([format_smethod_args(args)] if args else []))
@@ -208,8 +217,12 @@ def _watch_stdin(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop) -> Non
     threading.Thread(target=reader, name="stdin-watch", daemon=True).start()
 
 
+STARTING_PARENT = os.getppid()
+"""Our parent when this module was first imported (before any slow start-up work)."""
+
+
 async def _watch_parent(dispatcher: Dispatcher) -> None:
-    parent = os.getppid()
+    parent = STARTING_PARENT
     while not dispatcher.stop.is_set():
         await asyncio.sleep(PARENT_POLL)
         if os.getppid() != parent:

@@ -8,11 +8,13 @@ import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+from .app import run
 from .config import Config
 from .errors import ConfigError
 from .extorport import read_cookie_file
 from .ipc.flags import ProxyConfigError, build_config, negotiate_version, tokenize
 from .ipc.reporter import Reporter
+from .net import malloc
 
 EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 69, 78
 
@@ -74,8 +76,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         reporter.error("ENV-ERROR", str(exc))
         return EX_USAGE
     reporter.level = config.log_level
-    from .app import run
-
+    malloc.tune()
     return _run(run(config, reporter))
 
 

@@ -1,0 +1,117 @@
+"""Section 1.3: stdin close, signals, parent death."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.peers.dispatcher import COMMAND, running
+
+
+async def test_exit_on_stdin_close(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with running("-transport", "plain", "-exit-on-stdin-close", "-state", str(tmp_path)) as disp:
+        assert disp.process.stdin is not None
+        disp.process.stdin.close()
+        assert await asyncio.wait_for(disp.process.wait(), 10) == 0
+
+
+async def test_stdin_close_without_flag_changes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with running("-transport", "plain", "-state", str(tmp_path)) as disp:
+        assert disp.process.stdin is not None
+        disp.process.stdin.close()
+        await asyncio.sleep(1.5)
+        assert disp.process.returncode is None
+
+
+async def test_runs_with_stdin_from_dev_null(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with running("-transport", "plain", "-state", str(tmp_path), stdin=subprocess.DEVNULL) as disp:
+        await asyncio.sleep(1.5)
+        assert disp.process.returncode is None
+
+
+async def test_exit_flag_zero_ignores_stdin_close(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with running("-transport", "plain", "-exit-on-stdin-close", "0", "-state", str(tmp_path)) as disp:
+        assert disp.process.stdin is not None
+        disp.process.stdin.close()
+        await asyncio.sleep(1.5)
+        assert disp.process.returncode is None
+
+
+async def test_sigterm_and_sigint_exit_zero(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        async with running("-transport", "plain", "-state", str(tmp_path)) as disp:
+            disp.process.send_signal(signum)
+            assert await asyncio.wait_for(disp.process.wait(), 10) == 0
+
+
+async def test_open_connection_finishes_during_grace_then_exit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = await asyncio.start_server(_slow_echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    opts = f'{{"serverAddress": "127.0.0.1:{port}"}}'
+    async with running(
+        "-transport", "plain", "-mode", "transparent-TCP", "-options", opts, "-state", str(tmp_path)
+    ) as disp:  # fmt: skip
+        host, lport = disp.method("CMETHOD", "plain")
+        reader, writer = await asyncio.open_connection(host, lport)
+        writer.write(b"ping")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        disp.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"  # delivered after the stop began
+        writer.close()
+        assert await asyncio.wait_for(disp.process.wait(), 10) == 0
+        # the listener is gone
+        try:
+            await asyncio.open_connection(host, lport)
+        except ConnectionRefusedError:
+            pass
+        else:
+            raise AssertionError("listener still accepting after stop")
+    server.close()
+
+
+async def _slow_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    data = await reader.read(100)
+    await asyncio.sleep(0.8)
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+
+
+def test_exits_when_parent_dies(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # sh starts the dispatcher in the background, prints its PID, lives one more second, and exits.
+    script = '"$@" </dev/null >/dev/null 2>&1 & echo $!; exec sleep 1'
+    out = subprocess.run(
+        ["sh", "-c", script, "sh", *COMMAND, "-transport", "plain", "-state", str(tmp_path)],
+        capture_output=True, text=True, timeout=10, check=True,
+    )  # fmt: skip
+    pid = int(out.stdout.strip())
+    assert _alive(pid)  # the parent is gone, the dispatcher is noticing
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("dispatcher kept running after its parent exited")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_no_traceback_on_stdout_for_bad_input() -> None:
+    proc = subprocess.run(
+        [*COMMAND, "-transport", "plain", "-options", "\xff{"], capture_output=True, timeout=20, check=False
+    )
+    assert proc.returncode == 64
+    assert proc.stdout.decode().splitlines() == ["VERSION 3.0"]
+    assert sys.platform != "win32"

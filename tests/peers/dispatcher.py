@@ -1,0 +1,118 @@
+"""Run the real ``ptdispatch`` command in tests and read its protocol lines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+COMMAND = [sys.executable, "-m", "ptdispatch"]
+
+
+@dataclass
+class Dispatcher:
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def method(self, keyword: str, name: str) -> tuple[str, int]:
+        """Address of the ``CMETHOD``/``SMETHOD`` line for ``name``."""
+        for line in self.lines:
+            words = line.split(" ")
+            if words[0] == keyword and words[1] == name:
+                text = words[3] if keyword == "CMETHOD" else words[2]
+                host, _, port = text.rpartition(":")
+                return host.strip("[]"), int(port)
+        raise KeyError(f"no {keyword} {name} in {self.lines}")
+
+    def smethod_args(self, name: str) -> dict[str, str]:
+        for line in self.lines:
+            words = line.split(" ")
+            if words[0] == "SMETHOD" and words[1] == name and len(words) > 3:
+                body = words[3].removeprefix("ARGS:")
+                return dict(item.split("=", 1) for item in body.split(","))
+        return {}
+
+    async def more_lines(self, timeout: float = 5.0) -> list[str]:
+        """Read stdout lines until EOF or ``timeout``; returns the new ones."""
+        assert self.process.stdout is not None
+        new: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while raw := await self.process.stdout.readline():
+                    new.append(raw.decode().rstrip("\n"))
+        self.lines.extend(new)
+        return new
+
+
+async def run_once(
+    *argv: str, env: Mapping[str, str] | None = None, timeout: float = 15.0, stdin: bytes = b""
+) -> tuple[int, list[str], list[str]]:
+    """Run ``ptdispatch argv`` expecting it to exit; return (code, stdout lines, stderr lines)."""
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, *argv, env=_env(env), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode().splitlines(), err.decode().splitlines()
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOR_PT_")}
+    env.update(extra or {})
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running(
+    *argv: str,
+    env: Mapping[str, str] | None = None,
+    done: Sequence[str] = ("CMETHODS DONE", "SMETHODS DONE"),
+    timeout: float = 20.0,
+    stdin: int | None = asyncio.subprocess.PIPE,
+) -> AsyncIterator[Dispatcher]:
+    """Start ``ptdispatch argv``, wait for its DONE line, and stop it by PID afterwards."""
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, *argv, env=_env(env), stdin=stdin,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    disp = Dispatcher(proc)
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await proc.stdout.readline()
+                if not raw:
+                    err = (await proc.stderr.read()).decode() if proc.stderr else ""
+                    raise RuntimeError(f"ptdispatch exited early: {disp.lines} {err}")
+                line = raw.decode().rstrip("\n")
+                disp.lines.append(line)
+                if line in done:
+                    break
+        yield disp
+    finally:
+        await stop(proc)
+        if proc.stderr is not None:
+            with contextlib.suppress(Exception):
+                disp.errors = (await asyncio.wait_for(proc.stderr.read(), 2)).decode().splitlines()
+
+
+async def stop(proc: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()

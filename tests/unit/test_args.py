@@ -1,0 +1,31 @@
+"""k=v microformats: SMETHOD ARGS and Tor-style per-connection arguments."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ptdispatch.ipc.args import escape, format_smethod_args, parse_kv_list
+
+
+def test_smethod_args_escaping() -> None:
+    assert format_smethod_args({"cert": "a=b,c", "iat-mode": "0"}) == r"ARGS:cert=a\=b\,c,iat-mode=0"
+
+
+def test_parse_tor_args() -> None:
+    assert parse_kv_list("cert=AAA;iat-mode=0") == {"cert": "AAA", "iat-mode": "0"}
+    assert parse_kv_list(r"a=x\;y;b=\=") == {"a": "x;y", "b": "="}
+    assert parse_kv_list("") == {}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=v", "a=b\\"])
+def test_parse_errors(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parse_kv_list(bad)
+
+
+@given(st.dictionaries(st.text(min_size=1), st.text(), max_size=5))
+def test_roundtrip(pairs: dict[str, str]) -> None:
+    text = ";".join(f"{escape(k, '=;')}={escape(v, '=;')}" for k, v in pairs.items())
+    assert parse_kv_list(text) == pairs

@@ -1,0 +1,177 @@
+"""PT 3.0 flag parsing and validation (section 1.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ptdispatch.config import LogLevel, Mode, Role
+from ptdispatch.errors import ConfigError
+from ptdispatch.ipc.flags import ProxyConfigError, build_config, negotiate_version, tokenize
+from ptdispatch.net.addr import Address
+
+
+def config(*argv: str):  # type: ignore[no-untyped-def]
+    flags, problem = tokenize(argv)
+    assert problem is None, problem
+    return build_config(flags, cwd=Path("/tmp/cwd"))
+
+
+def error(*argv: str) -> str:
+    flags, problem = tokenize(argv)
+    if problem is not None:
+        return problem
+    with pytest.raises(ConfigError) as info:
+        build_config(flags, cwd=Path("/tmp/cwd"))
+    return str(info.value)
+
+
+def test_defaults() -> None:
+    cfg = config("-transport", "plain")
+    assert cfg.role is Role.CLIENT
+    assert cfg.mode is Mode.SOCKS5
+    assert cfg.log_level is LogLevel.NONE
+    assert cfg.state_dir == Path("/tmp/cwd/.")
+    assert not cfg.exit_on_stdin_close
+    assert cfg.listen is None
+    assert cfg.proxy is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("-transport", "obfs4", "-ipcLogLevel", "DEBUG"),
+        ("--transport", "obfs4", "--ipcLogLevel=DEBUG"),
+        ("-transport=obfs4", "-ipcloglevel", "debug"),
+    ],
+)
+def test_spellings(argv: tuple[str, ...]) -> None:
+    cfg = config(*argv)
+    assert cfg.transports == ("obfs4",)
+    assert cfg.log_level is LogLevel.DEBUG
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (("-exit-on-stdin-close",), True),
+        (("-exit-on-stdin-close", "1"), True),
+        (("-exit-on-stdin-close", "0"), False),
+        (("-exit-on-stdin-close=0",), False),
+    ],
+)
+def test_exit_on_stdin_close(argv: tuple[str, ...], expected: bool) -> None:
+    assert config("-transport", "plain", *argv).exit_on_stdin_close is expected
+
+
+def test_bare_exit_flag_does_not_eat_next_flag() -> None:
+    cfg = config("-exit-on-stdin-close", "-transport", "plain")
+    assert cfg.exit_on_stdin_close and cfg.transports == ("plain",)
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [(None, "3.0"), ("3.0", "3.0"), ("1,1a,2.2,3.0", "3.0"), ("2,this_is_a_valid_version", None), ("1", None)],
+)
+def test_version_negotiation(offered: str | None, chosen: str | None) -> None:
+    flags = {} if offered is None else {"ptversion": offered}
+    assert negotiate_version(flags) == chosen
+
+
+def test_malformed_version_list_is_not_accepted() -> None:
+    assert negotiate_version({"ptversion": "3.0,,2"}) is None
+    assert negotiate_version({"ptversion": "3.0 ,2"}) is None
+
+
+def test_client_listen_address() -> None:
+    assert config("-transport", "plain", "-proxylistenaddr", "127.0.0.1:5555").listen == Address("127.0.0.1", 5555)
+    assert config("-transport", "plain", "-proxylistenhost", "::1", "-proxylistenport", "0").listen == Address("::1", 0)
+    assert config("-transport", "plain", "-proxylistenaddr", "[::1]:7").listen == Address("::1", 7)
+
+
+def test_server_flags() -> None:
+    cfg = config(
+        "-server", "-transports", "obfs4,shadow", "-bindaddr", "obfs4-127.0.0.1:1984,shadow-[::1]:0",
+        "-target", "example.com:9922",
+    )  # fmt: skip
+    assert cfg.role is Role.SERVER
+    assert cfg.bind == {"obfs4": Address("127.0.0.1", 1984), "shadow": Address("::1", 0)}
+    assert cfg.target == Address("example.com", 9922)
+    cfg = config("-server", "-transport", "plain", "-bindhost", "127.0.0.1", "-bindport", "0",
+                 "-targethost", "127.0.0.1", "-targetport", "9001")  # fmt: skip
+    assert cfg.bind == {"plain": Address("127.0.0.1", 0)}
+    assert cfg.target == Address("127.0.0.1", 9001)
+
+
+def test_options_keyed_and_flat() -> None:
+    cfg = config("-transports", "obfs4,shadow", "-options", '{"obfs4": {"cert": "c"}, "shadow": {"password": "p"}}')
+    assert cfg.options_for("obfs4") == {"cert": "c"}
+    assert cfg.options_for("SHADOW") == {"password": "p"}
+    cfg = config("-transports", "obfs4,shadow", "-options", '{"serverAddress": "127.0.0.1:1", "password": "p"}')
+    assert cfg.options_for("obfs4") == {"serverAddress": "127.0.0.1:1", "password": "p"}
+
+
+def test_options_file(tmp_path: Path) -> None:
+    path = tmp_path / "opts.json"
+    path.write_text('{"plain": {"serverAddress": "127.0.0.1:9"}}')
+    assert config("-transport", "plain", "-optionsFile", str(path)).options_for("plain") == {
+        "serverAddress": "127.0.0.1:9"
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (("-transport", "a", "-transports", "a,b"), "either -transport or -transports"),
+        ((), "no transport given"),
+        (("-transport", "a", "-options", "{}", "-optionsFile", "x"), "either -options or -optionsFile"),
+        (("-transport", "a", "-options", "{nope"), "not valid JSON"),
+        (("-transport", "a", "-options", "[1]"), "must be a JSON object"),
+        (("-transport", "a", "-optionsFile", "/nonexistent/opts.json"), "cannot be read"),
+        (("-transport", "a", "-mode", "udp"), "unknown -mode"),
+        (("-transport", "a", "-ipcLogLevel", "LOUD"), "unknown -ipcLogLevel"),
+        (("-transport", "a", "-proxylistenaddr", "127.0.0.1:1", "-proxylistenport", "2"), "not both"),
+        (("-transport", "a", "-proxylistenhost", "127.0.0.1"), "needs -proxylistenport"),
+        (("-transport", "a", "-proxylistenport", "5"), "needs -proxylistenhost"),
+        (("-transport", "a", "-proxylistenaddr", "localhost:5"), "IP address is required"),
+        (("-transport", "a", "-proxylistenaddr", "127.0.0.1:99999"), "outside"),
+        (("-client", "-server", "-transport", "a"), "either -client or -server"),
+        (("-server", "-transport", "a", "-bindaddr", "a-127.0.0.1:1", "-bindhost", "127.0.0.1"), "not both"),
+        (("-server", "-transport", "a", "-bindhost", "127.0.0.1", "-target", "127.0.0.1:1"), "needs -bindport"),
+        (("-server", "-transport", "a", "-target", "127.0.0.1:1"), "needs a bind address"),
+        (("-server", "-transport", "a", "-bindaddr", "a-host.example:1", "-target", "127.0.0.1:1"), "name-IP:port"),
+        (
+            ("-server", "-transport", "a", "-bindaddr", "a-127.0.0.1:1", "-target", "1.2.3.4:1", "-targetport", "2"),
+            "not both",
+        ),
+        (("-server", "-transport", "a", "-bindaddr", "a-127.0.0.1:1", "-targethost", "x"), "needs -targetport"),
+        (("-server", "-transport", "a", "-bindaddr", "a-127.0.0.1:1"), "somewhere to forward"),
+        (
+            ("-server", "-transport", "a", "-bindaddr", "a-127.0.0.1:1", "-extorport", "127.0.0.1:2"),
+            "needs -authcookie",
+        ),
+        (("-transport", "a", "-frobnicate"), "unknown flag -frobnicate"),
+        (("-transport", "a", "stray"), "unexpected argument"),
+        (("-transport",), "needs a value"),
+        (("-transport", "a", "-transport", "b"), "more than once"),
+    ],
+)
+def test_env_errors(argv: tuple[str, ...], needle: str) -> None:
+    assert needle in error(*argv)
+
+
+@pytest.mark.parametrize(
+    "uri", ["ftp://127.0.0.1:1", "socks5://proxy.example:1080", "socks5://127.0.0.1", "http://127.0.0.1:8080/path"]
+)
+def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
+    flags, _ = tokenize(["-transport", "plain", "-proxy", uri])
+    with pytest.raises(ProxyConfigError):
+        build_config(flags)
+
+
+@pytest.mark.parametrize(
+    "uri", ["socks5://127.0.0.1:1080", "socks5://u:p@127.0.0.1:1080", "socks4a://127.0.0.1:1080", "http://[::1]:3128"]
+)
+def test_good_proxy(uri: str) -> None:
+    assert config("-transport", "plain", "-proxy", uri).proxy is not None
