@@ -49,7 +49,8 @@ class Obfs4Engine(Engine):
         self._encoder: Encoder | None = None
         self._decoder: Decoder | None = None
         self._raw: list[bytes] = []  # unshaped bytes (handshakes), written first
-        self._out: list[bytes] = []  # framed bursts
+        self._out: list[bytes] = []  # framed bursts (iat-mode 0)
+        self._writes: list[tuple[bytes, float]] = []  # shaped writes (iat-mode 1 and 2)
         self._len: Sampler | None = None
         self._iat: Sampler | None = None
         self._hs_buf = b""
@@ -83,7 +84,8 @@ class Obfs4Engine(Engine):
             return
         frames = encoder.payload(data)
         if self._iat_mode == IAT_PARANOID:
-            self._out.append(frames)
+            # Shaped now, not when pulled: padding must be sealed in wire order.
+            self._paranoid(frames, self._writes)
             return
         pads = padding_packets(len(frames), self._len_sampler().sample())
         if self._iat_mode == IAT_NONE:
@@ -91,9 +93,11 @@ class Obfs4Engine(Engine):
             if pads:
                 self._out.append(encoder.packets(pads))
         else:
-            self._out.append(frames + encoder.packets(pads) if pads else frames)
+            self._slices(frames + encoder.packets(pads) if pads else frames, self._writes)
 
     def data_to_send(self) -> bytes:
+        if self.paced:
+            return b"".join(chunk for chunk, _ in self.paced_writes())
         out = self._raw + self._out if self._raw else self._out
         if not out:
             return b""
@@ -102,16 +106,11 @@ class Obfs4Engine(Engine):
         return out[0] if len(out) == 1 else b"".join(out)
 
     def paced_writes(self) -> list[tuple[bytes, float]]:
-        writes: list[tuple[bytes, float]] = []
+        writes = self._writes
+        self._writes = []
         if self._raw:
-            writes.append((b"".join(self._raw), 0.0))
+            writes.insert(0, (b"".join(self._raw), 0.0))
             self._raw = []
-        bursts, self._out = self._out, []
-        for burst in bursts:
-            if self._iat_mode == IAT_PARANOID:
-                self._paranoid(burst, writes)
-            else:
-                self._slices(burst, writes)
         return writes
 
     def _delay(self) -> float:

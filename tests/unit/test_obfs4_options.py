@@ -1,0 +1,128 @@
+"""obfs4 options and the server state file (obfs4proxy's field names and formats)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ptdispatch import api
+from ptdispatch.errors import OptionsError
+from ptdispatch.transports.base import ServerContext
+from ptdispatch.transports.obfs4 import SPEC, Obfs4Client, Obfs4Server
+from ptdispatch.transports.obfs4.state import BRIDGE_PREFIX, decode_cert, encode_cert
+
+NODE_ID = bytes(range(20))
+PUBLIC = bytes(range(100, 132))
+CERT = encode_cert(NODE_ID, PUBLIC)
+
+
+def test_cert_round_trip() -> None:
+    assert len(CERT) == 70 and not CERT.endswith("=")
+    assert decode_cert(CERT) == (NODE_ID, PUBLIC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "iat"),
+    [
+        ({"cert": CERT, "iat-mode": "1"}, 1),
+        ({"cert": CERT, "iat-mode": 2}, 2),
+        ({"cert": CERT, "iatMode": "2"}, 2),
+        ({"cert": CERT}, 0),
+        ({"node-id": NODE_ID.hex(), "public-key": PUBLIC.hex(), "iat-mode": "0"}, 0),
+    ],
+)
+def test_client_options(raw: dict[str, object], iat: int) -> None:
+    client = SPEC.client(raw)
+    assert isinstance(client, Obfs4Client)
+    assert (client.node_id, client.public_key, client.iat_mode) == (NODE_ID, PUBLIC, iat)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"cert": "not base64!"}, "cert"),
+        ({"cert": CERT[:-4]}, "cert"),
+        ({"cert": CERT + "AAAA"}, "cert"),
+        ({"cert": CERT, "iat-mode": "3"}, "iat-mode"),
+        ({"cert": CERT, "iat-mode": "x"}, "iat-mode"),
+        ({}, "node-id"),
+        ({"node-id": NODE_ID.hex()}, "public-key"),
+        ({"node-id": "zz", "public-key": PUBLIC.hex()}, "node-id"),
+        ({"node-id": NODE_ID.hex(), "public-key": PUBLIC.hex()[:-2]}, "public-key"),
+    ],
+)
+def test_bad_client_options(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(OptionsError, match=message) as info:
+        SPEC.client(raw)
+    assert info.value.transport == "obfs4"
+
+
+def _server(tmp_path: Path, raw: dict[str, object] | None = None) -> Obfs4Server:
+    server = SPEC.server(raw or {}, ServerContext(state_dir=tmp_path))
+    assert isinstance(server, Obfs4Server)
+    return server
+
+
+def test_state_file_created_like_obfs4proxy(tmp_path: Path) -> None:
+    server = _server(tmp_path)
+    path = tmp_path / "obfs4_state.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    fields = json.loads(path.read_text())
+    assert list(fields) == ["node-id", "private-key", "public-key", "drbg-seed", "iat-mode"]
+    assert len(bytes.fromhex(fields["node-id"])) == 20 and len(bytes.fromhex(fields["drbg-seed"])) == 24
+    assert fields["iat-mode"] == 0
+    assert server.cert == encode_cert(bytes.fromhex(fields["node-id"]), bytes.fromhex(fields["public-key"]))
+    assert server.smethod_args() == {"cert": server.cert, "iat-mode": "0"}
+    line = (tmp_path / "obfs4_bridgeline.txt").read_text()
+    assert line == BRIDGE_PREFIX + f"Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert={server.cert} iat-mode=0\n"
+    assert stat.S_IMODE((tmp_path / "obfs4_bridgeline.txt").stat().st_mode) == 0o600
+    # Restarting keeps the identity.
+    assert _server(tmp_path).cert == server.cert
+
+
+def test_iat_mode_option_overrides_and_is_saved(tmp_path: Path) -> None:
+    cert = _server(tmp_path).cert
+    again = _server(tmp_path, {"iat-mode": "2"})
+    assert again.cert == cert and again.smethod_args()["iat-mode"] == "2"
+    assert json.loads((tmp_path / "obfs4_state.json").read_text())["iat-mode"] == 2
+
+
+def test_key_options_override_state(tmp_path: Path) -> None:
+    private = os.urandom(32)
+    raw = {"node-id": NODE_ID.hex(), "private-key": private.hex(), "drbg-seed": os.urandom(24).hex()}
+    server = _server(tmp_path, raw)
+    assert decode_cert(server.cert)[0] == NODE_ID
+    assert json.loads((tmp_path / "obfs4_state.json").read_text())["private-key"] == private.hex()
+
+
+@pytest.mark.parametrize("drop", ["node-id", "private-key", "drbg-seed"])
+def test_key_options_all_or_none(tmp_path: Path, drop: str) -> None:
+    raw = {"node-id": NODE_ID.hex(), "private-key": os.urandom(32).hex(), "drbg-seed": os.urandom(24).hex()}
+    del raw[drop]
+    with pytest.raises(OptionsError, match=drop):
+        _server(tmp_path, raw)
+
+
+def test_corrupt_state_file(tmp_path: Path) -> None:
+    (tmp_path / "obfs4_state.json").write_text("{not json")
+    with pytest.raises(OptionsError, match="statefile"):
+        _server(tmp_path)
+
+
+def test_bad_iat_in_state_file(tmp_path: Path) -> None:
+    server = _server(tmp_path)
+    fields = json.loads((tmp_path / "obfs4_state.json").read_text())
+    fields["iat-mode"] = 7
+    (tmp_path / "obfs4_state.json").write_text(json.dumps(fields))
+    with pytest.raises(OptionsError, match="iat-mode"):
+        _server(tmp_path)
+    assert server.cert
+
+
+def test_api_reports_bad_cert(tmp_path: Path) -> None:
+    with pytest.raises(OptionsError, match="cert"):
+        api.client_transport("obfs4", {"cert": "AAAA"})

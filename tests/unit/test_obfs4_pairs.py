@@ -1,0 +1,283 @@
+"""obfs4 client and server engines joined in memory: round trips, padding, pacing, bad input."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ptdispatch.errors import LocalProtocolError, RemoteProtocolError
+from ptdispatch.transports.base import Engine, ServerContext
+from ptdispatch.transports.obfs4 import SPEC, Obfs4Client, Obfs4Server
+from ptdispatch.transports.obfs4.engine import ServerEngine
+from ptdispatch.transports.obfs4.framing import MAX_SEGMENT
+from ptdispatch.transports.obfs4.handshake import MAX_HANDSHAKE
+
+NOW = 1_700_000_000.0
+
+
+def seeded_rng(seed: int) -> Callable[[int], bytes]:
+    return random.Random(seed).randbytes
+
+
+def make_server(tmp_path: Path, iat_mode: int = 0, clock: Callable[[], float] = lambda: NOW) -> Obfs4Server:
+    ctx = ServerContext(state_dir=tmp_path, rng=os.urandom, clock=clock)
+    server = SPEC.server({"iat-mode": str(iat_mode)}, ctx)
+    assert isinstance(server, Obfs4Server)
+    return server
+
+
+def make_client(server: Obfs4Server, iat_mode: int = 0, clock: Callable[[], float] = lambda: NOW) -> Obfs4Client:
+    client = SPEC.client({"cert": server.cert, "iat-mode": iat_mode})
+    assert isinstance(client, Obfs4Client)
+    return Obfs4Client(client.node_id, client.public_key, iat_mode, os.urandom, clock)
+
+
+def wire(engine: Engine) -> bytes:
+    if engine.paced:
+        writes = engine.paced_writes()
+        assert all(chunk for chunk, _ in writes), "never an empty write"
+        return b"".join(chunk for chunk, _ in writes)
+    return engine.data_to_send()
+
+
+def handshake(client: Engine, server: Engine) -> tuple[bytes, bytes]:
+    """Run the handshake; return (client message, server reply)."""
+    client.initiate()
+    hello = wire(client)
+    assert server.receive_data(hello) == b""
+    assert server.established
+    reply = wire(server)
+    assert client.receive_data(reply) == b""
+    assert client.established
+    return hello, reply
+
+
+def pair(tmp_path: Path, iat_mode: int = 0) -> tuple[Engine, Engine, Obfs4Server]:
+    server = make_server(tmp_path, iat_mode)
+    c, s = make_client(server, iat_mode).new_engine(None), server.new_engine()
+    handshake(c, s)
+    return c, s, server
+
+
+@pytest.mark.parametrize("iat_mode", [0, 1, 2])
+def test_round_trip_both_ways(tmp_path: Path, iat_mode: int) -> None:
+    c, s, _ = pair(tmp_path, iat_mode)
+    for size in (1, 1427, 1428, 5000, 70_000):
+        data = os.urandom(size)
+        c.send_data(data)
+        assert s.receive_data(wire(c)) == data
+        s.send_data(data)
+        assert c.receive_data(wire(s)) == data
+
+
+def test_handshake_sizes_follow_obfs4proxy(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    for _ in range(5):
+        c, s = make_client(server).new_engine(None), server.new_engine()
+        hello, reply = handshake(c, s)
+        assert 32 + 77 + 32 <= len(hello) <= MAX_HANDSHAKE
+        assert 96 + 45 <= len(reply) <= MAX_HANDSHAKE  # reply + inline seed frame
+
+
+@pytest.mark.parametrize("iat_mode", [1, 2])
+def test_paced_writes_are_small_with_short_delays(tmp_path: Path, iat_mode: int) -> None:
+    c, s, _ = pair(tmp_path, iat_mode)
+    assert c.paced and s.paced
+    c.send_data(os.urandom(20_000))
+    writes = c.paced_writes()
+    assert len(writes) > 1
+    assert all(0 < len(chunk) <= MAX_SEGMENT for chunk, _ in writes)
+    assert all(0.0 <= delay <= 0.01 for _, delay in writes)
+
+
+def test_iat_none_is_one_write_and_padded(tmp_path: Path) -> None:
+    c, s, _ = pair(tmp_path, 0)
+    assert not c.paced
+    c.send_data(b"x")
+    out = c.data_to_send()
+    assert len(out) >= 2 + 16 + 3 + 1  # at least the payload frame
+    assert c.data_to_send() == b""
+    assert s.receive_data(out) == b"x"
+
+
+def test_client_learns_the_server_seed(tmp_path: Path) -> None:
+    c, _, server = pair(tmp_path)
+    from ptdispatch.transports.obfs4.probdist import distribution
+
+    values, _ = distribution(server.state.drbg_seed, 0, MAX_SEGMENT)
+    assert c._len is not None  # type: ignore[attr-defined]
+    assert c._len.values == values  # type: ignore[attr-defined]
+
+
+def test_send_before_handshake_is_our_bug(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    with pytest.raises(LocalProtocolError):
+        make_client(server).new_engine(None).send_data(b"x")
+
+
+@pytest.mark.parametrize("skew_hours", [-1, 0, 1])
+def test_epoch_hour_window_accepted(tmp_path: Path, skew_hours: int) -> None:
+    server = make_server(tmp_path, clock=lambda: NOW + 3600 * skew_hours)
+    handshake(make_client(server).new_engine(None), server.new_engine())
+
+
+def test_epoch_hour_outside_window_rejected(tmp_path: Path) -> None:
+    server = make_server(tmp_path, clock=lambda: NOW + 2 * 3600)
+    c, s = make_client(server).new_engine(None), server.new_engine()
+    c.initiate()
+    with pytest.raises(RemoteProtocolError) as info:
+        s.receive_data(wire(c))
+    assert info.value.linger > 0
+    assert wire(s) == b""
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def _server_engine(tmp_path: Path) -> tuple[Obfs4Server, ServerEngine]:
+    server = make_server(tmp_path)
+    engine = server.new_engine()
+    assert isinstance(engine, ServerEngine)
+    return server, engine
+
+
+def _feed_until_failure(engine: Engine, data: bytes) -> RemoteProtocolError:
+    """Feed ``data`` then filler; the engine must stay silent and fail by 8192 bytes."""
+    assert engine.receive_data(data) == b""
+    assert not engine.established and wire(engine) == b""
+    with pytest.raises(RemoteProtocolError) as info:
+        engine.receive_data(os.urandom(MAX_HANDSHAKE))
+    assert wire(engine) == b""
+    return info.value
+
+
+def test_server_linger_is_30s_plus_seeded_delay(tmp_path: Path) -> None:
+    server, engine = _server_engine(tmp_path)
+    err = _feed_until_failure(engine, b"")
+    assert err.linger == 30 + server.shared.close_delay
+    assert 30 <= err.linger < 90
+    with pytest.raises(RemoteProtocolError):  # and keeps failing if fed more
+        engine.receive_data(b"more")
+
+
+@pytest.mark.parametrize("field", ["cert", "node-id"])
+def test_wrong_identity_gets_silence(tmp_path: Path, field: str) -> None:
+    server, engine = _server_engine(tmp_path)
+    good = make_client(server)
+    if field == "cert":
+        bad = Obfs4Client(good.node_id, os.urandom(32), 0, os.urandom, lambda: NOW)
+    else:
+        bad = Obfs4Client(os.urandom(20), good.public_key, 0, os.urandom, lambda: NOW)
+    c = bad.new_engine(None)
+    c.initiate()
+    _feed_until_failure(engine, wire(c))
+
+
+def test_replayed_handshake_rejected_and_others_served(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    c = make_client(server).new_engine(None)
+    c.initiate()
+    hello = wire(c)
+    first = server.new_engine()
+    first.receive_data(hello)
+    assert first.established
+    second = server.new_engine()
+    with pytest.raises(RemoteProtocolError, match="replay"):
+        second.receive_data(hello)
+    assert wire(second) == b""
+    handshake(make_client(server).new_engine(None), server.new_engine())
+
+
+def test_random_bytes_and_http_get_silence(tmp_path: Path) -> None:
+    _, engine = _server_engine(tmp_path)
+    _feed_until_failure(engine, os.urandom(3000))
+    _, engine = _server_engine(tmp_path)
+    _feed_until_failure(engine, b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: probe\r\n\r\n")
+
+
+def test_handshake_cut_at_every_boundary(tmp_path: Path) -> None:
+    """Any split of either handshake (field boundaries and every byte near them) completes."""
+    server = make_server(tmp_path)
+    c = make_client(server).new_engine(None)
+    c.initiate()
+    hello = wire(c)
+    reply_from = server.new_engine()
+    reply_from.receive_data(hello)
+    reply = wire(reply_from)
+    n = len(hello)
+    cuts = sorted({*range(0, 140), *range(n - 40, n), *range(0, n, 97)} & set(range(1, n)))
+    for cut in cuts:
+        s = server.new_engine()
+        s._shared.replay = type(s._shared.replay)()  # type: ignore[attr-defined]  # same hello again
+        assert s.receive_data(hello[:cut]) == b"" and not s.established
+        s.receive_data(hello[cut:])
+        assert s.established, cut
+    m = len(reply)
+    for cut in sorted({*range(1, 160), *range(m - 80, m), *range(1, m, 89)} & set(range(1, m))):
+        fresh = make_client(server).new_engine(None)
+        fresh._hs = c._hs  # type: ignore[attr-defined]  # same keys as the reply was made for
+        assert fresh.receive_data(reply[:cut]) == b""
+        assert fresh.established == (cut >= m - 45)  # the last 45 bytes are the seed frame
+        fresh.receive_data(reply[cut:])
+        assert fresh.established, cut
+
+
+def test_handshake_truncated_never_establishes(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    c = make_client(server).new_engine(None)
+    c.initiate()
+    hello = wire(c)
+    for cut in range(0, len(hello), 7):
+        s = server.new_engine()
+        assert s.receive_data(hello[:cut]) == b""
+        assert not s.established and wire(s) == b""
+
+
+def test_trailing_data_after_client_handshake_rejected(tmp_path: Path) -> None:
+    server, engine = _server_engine(tmp_path)
+    c = make_client(server).new_engine(None)
+    c.initiate()
+    # The mark is no longer the tail: the server keeps waiting (as obfs4proxy), then gives up.
+    _feed_until_failure(engine, wire(c) + b"early data")
+
+
+def test_frame_with_bad_tag(tmp_path: Path) -> None:
+    c, s, _ = pair(tmp_path)
+    c.send_data(b"hello")
+    frames = bytearray(wire(c))
+    frames[10] ^= 1
+    with pytest.raises(RemoteProtocolError, match="authentication"):
+        s.receive_data(bytes(frames))
+
+
+def test_oversized_length_fails_after_a_random_wait(tmp_path: Path) -> None:
+    c, s, _ = pair(tmp_path)
+    c.send_data(b"hello")
+    frames = bytearray(wire(c))
+    frames[0] ^= 0x40  # the length now decodes to > 1446
+    assert s.receive_data(bytes(frames[:2])) == b""
+    with pytest.raises(RemoteProtocolError, match="length"):
+        s.receive_data(bytes(frames[2:]) + os.urandom(1446))
+
+
+def test_client_rejects_forged_server_reply(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    c = make_client(server).new_engine(None)
+    c.initiate()
+    with pytest.raises(RemoteProtocolError):
+        c.receive_data(os.urandom(MAX_HANDSHAKE + 10))
+
+
+def test_client_rejects_reply_with_bad_auth(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    c, s = make_client(server).new_engine(None), server.new_engine()
+    c.initiate()
+    s.receive_data(wire(c))
+    reply = bytearray(wire(s))
+    reply[40] ^= 1  # inside AUTH: the MAC covers it too
+    with pytest.raises(RemoteProtocolError):
+        c.receive_data(bytes(reply))
