@@ -214,3 +214,21 @@ async def test_ss_local_stream_replayed_to_our_server(monkeypatch: pytest.Monkey
         tap_server.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_raw_key_option_matches_ss_server_key_flag() -> None:
+    key = "3-_" + "A" * 40  # URL-safe base64 of a 32-byte key, as ss-libev prints them
+    echo_srv, echo_port = await echo_server()
+    port = free_port()
+    try:
+        args = ("-s", "127.0.0.1", "-p", str(port), "--key", key, "-m", "aes-256-gcm")
+        async with ss_process("ss-server", *args, port=port):
+            reader, writer = await ptdispatch.open_connection(
+                "shadow",
+                f"127.0.0.1:{port}",
+                {"key": key, "cipherName": "AEAD_AES_256_GCM"},
+                destination=f"127.0.0.1:{echo_port}",
+            )
+            await exchange(reader, writer, 100_000)
+    finally:
+        echo_srv.close()
