@@ -1,0 +1,187 @@
+"""obfs4 against obfs4proxy 0.0.14, both ways, through the library API, all iat modes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from python_socks import ProxyType
+from python_socks.async_.asyncio import Proxy
+
+import ptdispatch
+from tests.conftest import need_binary
+from tests.peers.managed import echo_server, run_managed
+
+pytestmark = pytest.mark.interop
+
+BIG = 64 * 1024 * 1024
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 18):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def socks_credentials(args: str) -> tuple[str, str]:
+    """Per-connection args as tor sends them: the first 255 bytes as user, the rest (or NUL) as password."""
+    return args[:255], args[255:] or "\x00"
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, size: int) -> None:
+    """Write ``size`` random bytes (in the background) and check the echo is identical."""
+    block = os.urandom(1 << 20)
+    sent = hashlib.sha256()
+    got = hashlib.sha256()
+
+    async def send() -> None:
+        left = size
+        while left:
+            piece = block[: min(left, len(block))]
+            sent.update(piece)
+            writer.write(piece)
+            await writer.drain()
+            left -= len(piece)
+
+    sender = asyncio.create_task(send())
+    received = 0
+    while received < size:
+        data = await reader.read(1 << 20)
+        assert data, f"connection closed after {received} of {size} bytes"
+        got.update(data)
+        received += len(data)
+    await sender
+    assert received == size and got.digest() == sent.digest()
+    writer.close()
+
+
+def _server_env(or_port: int, iat_mode: int | None) -> dict[str, str]:
+    env = {
+        "TOR_PT_SERVER_TRANSPORTS": "obfs4",
+        "TOR_PT_SERVER_BINDADDR": "obfs4-127.0.0.1:0",
+        "TOR_PT_ORPORT": f"127.0.0.1:{or_port}",
+    }
+    if iat_mode is not None:
+        env["TOR_PT_SERVER_TRANSPORT_OPTIONS"] = f"obfs4:iat-mode={iat_mode}"
+    return env
+
+
+async def _client_to_obfs4proxy(tmp_path: Path, iat_mode: int, size: int) -> None:
+    binary = need_binary("obfs4proxy")
+    echo, port = await echo_server()
+    try:
+        async with run_managed(binary, _server_env(port, iat_mode), state_dir=tmp_path) as proxy:
+            args = proxy.args("obfs4")
+            assert args["iat-mode"] == str(iat_mode)
+            options = {"cert": args["cert"], "iat-mode": args["iat-mode"]}
+            reader, writer = await asyncio.wait_for(
+                ptdispatch.open_connection("obfs4", proxy.address("obfs4"), options), 15
+            )
+            await asyncio.wait_for(_exchange(reader, writer, size), 60)
+    finally:
+        echo.close()
+
+
+async def _obfs4proxy_to_server(tmp_path: Path, iat_mode: int, size: int) -> None:
+    binary = need_binary("obfs4proxy")
+    server = await ptdispatch.start_server(
+        _echo, "obfs4", "127.0.0.1", 0, {"iat-mode": iat_mode}, state_dir=tmp_path / "ours"
+    )
+    port = server.sockets[0].getsockname()[1]
+    state = json.loads((tmp_path / "ours" / "obfs4_state.json").read_text())
+    cert = ptdispatch.server_transport("obfs4", {}, tmp_path / "ours").smethod_args()["cert"]
+    assert state["iat-mode"] == iat_mode
+    try:
+        env = {"TOR_PT_CLIENT_TRANSPORTS": "obfs4"}
+        async with run_managed(binary, env, state_dir=tmp_path / "theirs") as proxy:
+            host, socks_port = proxy.address("obfs4")
+            user, password = socks_credentials(f"cert={cert};iat-mode={iat_mode}")
+            sock = await Proxy(ProxyType.SOCKS5, host, socks_port, user, password).connect(
+                "127.0.0.1", port, timeout=15
+            )
+            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+            await asyncio.wait_for(_exchange(reader, writer, size), 60)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("iat_mode", [0, 1, 2])
+async def test_our_client_to_obfs4proxy_server(tmp_path: Path, iat_mode: int) -> None:
+    await _client_to_obfs4proxy(tmp_path, iat_mode, 300_000)
+
+
+@pytest.mark.parametrize("iat_mode", [0, 1, 2])
+async def test_obfs4proxy_client_to_our_server(tmp_path: Path, iat_mode: int) -> None:
+    await _obfs4proxy_to_server(tmp_path, iat_mode, 300_000)
+
+
+@pytest.mark.slow
+async def test_64mib_through_obfs4proxy_server(tmp_path: Path) -> None:
+    await _client_to_obfs4proxy(tmp_path, 0, BIG)
+
+
+@pytest.mark.slow
+async def test_64mib_from_obfs4proxy_client(tmp_path: Path) -> None:
+    await _obfs4proxy_to_server(tmp_path, 0, BIG)
+
+
+async def test_state_written_by_obfs4proxy_loads_in_ours(tmp_path: Path) -> None:
+    binary = need_binary("obfs4proxy")
+    echo, port = await echo_server()
+    try:
+        async with run_managed(binary, _server_env(port, None), state_dir=tmp_path) as proxy:
+            their_cert = proxy.args("obfs4")["cert"]
+    finally:
+        echo.close()
+    their_bridge_line = (tmp_path / "obfs4_bridgeline.txt").read_text()
+    ours = ptdispatch.server_transport("obfs4", {}, tmp_path)
+    assert ours.smethod_args() == {"cert": their_cert, "iat-mode": "0"}
+    assert (tmp_path / "obfs4_bridgeline.txt").read_text() == their_bridge_line
+
+
+async def test_state_written_by_us_loads_in_obfs4proxy(tmp_path: Path) -> None:
+    binary = need_binary("obfs4proxy")
+    ours = ptdispatch.server_transport("obfs4", {"iat-mode": "1"}, tmp_path)
+    our_bridge_line = (tmp_path / "obfs4_bridgeline.txt").read_text()
+    echo, port = await echo_server()
+    try:
+        async with run_managed(binary, _server_env(port, None), state_dir=tmp_path) as proxy:
+            assert proxy.args("obfs4") == ours.smethod_args()
+            reader, writer = await asyncio.wait_for(
+                ptdispatch.open_connection("obfs4", proxy.address("obfs4"), ours.smethod_args()), 15
+            )
+            await asyncio.wait_for(_exchange(reader, writer, 10_000), 30)
+    finally:
+        echo.close()
+    assert (tmp_path / "obfs4_bridgeline.txt").read_text() == our_bridge_line
+
+
+async def test_probe_gets_silence_and_others_are_served(tmp_path: Path) -> None:
+    """A prober's bytes get no answer and the connection stays open (the linger); others still work."""
+    server = await ptdispatch.start_server(_echo, "obfs4", "127.0.0.1", 0, state_dir=tmp_path)
+    port = server.sockets[0].getsockname()[1]
+    cert = ptdispatch.server_transport("obfs4", {}, tmp_path).smethod_args()["cert"]
+    loop = asyncio.get_running_loop()
+    try:
+        probe = socket.create_connection(("127.0.0.1", port))
+        probe.setblocking(False)
+        await loop.sock_sendall(probe, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(9000))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(loop.sock_recv(probe, 100), 1.0)  # no answer, no close
+        reader, writer = await asyncio.wait_for(
+            ptdispatch.open_connection("obfs4", ("127.0.0.1", port), {"cert": cert}), 10
+        )
+        await asyncio.wait_for(_exchange(reader, writer, 50_000), 10)
+        probe.close()
+    finally:
+        server.close()
