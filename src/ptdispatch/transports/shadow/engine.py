@@ -34,10 +34,10 @@ class ShadowConfig:
         return self.cipher.factory(derive_subkey(self.master_key, salt))
 
 
-def _random_seconds(rng: Rng, low: float, high: float) -> float:
-    """A uniformly drawn duration in ``[low, high]`` with 10 ms steps."""
+def _random_seconds(draw: bytes, low: float, high: float) -> float:
+    """A duration in ``[low, high]`` with 10 ms steps, drawn from the random bytes ``draw``."""
     steps = round((high - low) * 100)
-    return low + (int.from_bytes(rng(4), "big") % (steps + 1)) / 100
+    return low + (int.from_bytes(draw, "big") % (steps + 1)) / 100
 
 
 def _join(parts: list[bytes]) -> bytes:
@@ -130,8 +130,9 @@ class ShadowServerEngine(Engine):
         self._sender = _Sender(config, rng, salts)
         self._established = False
         self._salt = b""
-        self.handshake_timeout = _random_seconds(rng, *self.HANDSHAKE_TIMEOUT)
-        self.linger = _random_seconds(rng, *self.LINGER)
+        draw = rng(8)
+        self.handshake_timeout = _random_seconds(draw[:4], *self.HANDSHAKE_TIMEOUT)
+        self.linger = _random_seconds(draw[4:], *self.LINGER)
         #: Where the client asked to go (logged by the dispatcher; never obeyed).
         self.requested_destination: Address | None = None
         cipher = config.cipher

@@ -6,6 +6,7 @@ ATYP 1 = IPv4 (4 bytes), 3 = host name (1 length byte, 1..255 bytes), 4 = IPv6 (
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from ...net.addr import Address
 
@@ -50,10 +51,10 @@ def decode_address(data: bytes) -> tuple[Address, int] | None:
     atyp = data[0]
     if atyp == ATYP_IPV4:
         end = 7
-        host = str(ipaddress.IPv4Address(data[1:5])) if len(data) >= end else ""
+        host = socket.inet_ntop(socket.AF_INET, data[1:5]) if len(data) >= end else ""
     elif atyp == ATYP_IPV6:
         end = 19
-        host = str(ipaddress.IPv6Address(data[1:17])) if len(data) >= end else ""
+        host = socket.inet_ntop(socket.AF_INET6, data[1:17]) if len(data) >= end else ""
     elif atyp == ATYP_DOMAIN and len(data) >= 2 and data[1] > 0:
         end = 2 + data[1] + 2
         host = data[2 : end - 2].decode("ascii", errors="backslashreplace")
