@@ -24,6 +24,7 @@ usage: ptdispatch [-client | -server] -transport NAME | -transports NAME,NAME [f
 Pluggable Transports 3.0 dispatcher. Flags (single or double dash, "-flag value" or "-flag=value"):
   -ptversion 3.0           versions the parent supports        -state DIR        state directory (default .)
   -exit-on-stdin-close     exit when stdin closes              -ipcLogLevel L    NONE ERROR WARN INFO DEBUG
+  -unsafeLogging           LOG lines show client addresses (scrubbed by default)
   -mode M                  socks5 transparent-TCP transparent-UDP STUN (default socks5)
   -options JSON | -optionsFile PATH                            transport options, flat or keyed by transport
 client: -proxylistenaddr IP:PORT (or -proxylistenhost/-proxylistenport)   -proxy socks5|socks4a|http://IP:PORT

@@ -119,3 +119,20 @@ async def test_state_dir_created_0700(tmp_path) -> None:  # type: ignore[no-unty
     async with running("-transport", "plain", "-state", str(state)):
         assert state.is_dir()
         assert state.stat().st_mode & 0o777 == 0o700
+
+
+async def test_client_addresses_scrubbed_unless_unsafe_logging(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    for extra, shown in (((), False), (("-unsafeLogging",), True)):
+        async with running(
+            "-server", "-transport", "plain", "-bindaddr", "plain-127.0.0.1:0", "-target", "127.0.0.1:9",
+            "-state", str(tmp_path), "-ipcLogLevel", "DEBUG", *extra,
+        ) as disp:  # fmt: skip
+            _, port = disp.method("SMETHOD", "plain")
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            new = await disp.more_lines(1.0)
+        text = "\n".join(new)
+        assert ("127.0.0.1:" in text) is shown
+        assert ("[scrubbed]" in text) is not shown

@@ -26,7 +26,8 @@ VALUE_FLAGS = (
     "proxylistenaddr", "proxylistenhost", "proxylistenport", "proxy", "bindaddr", "bindhost", "bindport",
     "target", "targethost", "targetport", "extorport", "authcookie",
 )  # fmt: skip
-BOOL_FLAGS = ("client", "server", "exit-on-stdin-close")
+BOOL_FLAGS = ("client", "server", "exit-on-stdin-close", "unsafeLogging")
+"""``-unsafeLogging`` is ours (as obfs4proxy's): client addresses appear in LOG lines unscrubbed."""
 _CANONICAL = {name.lower(): name for name in (*VALUE_FLAGS, *BOOL_FLAGS)}
 _TRUE, _FALSE = ("1", "true", "t", "yes"), ("0", "false", "f", "no")
 
@@ -215,6 +216,7 @@ def build_config(flags: Mapping[str, str], *, cwd: Path | None = None) -> Config
         "log_level": level,
         "state_dir": base / flags.get("state", "."),
         "exit_on_stdin_close": flags.get("exit-on-stdin-close") == "1",
+        "log_addresses": flags.get("unsafeLogging") == "1",
     }
     if role is Role.CLIENT:
         config["listen"] = _host_port(flags, "proxylistenaddr", "proxylistenhost", "proxylistenport", require_ip=True)
