@@ -130,7 +130,7 @@ async def test_client_addresses_scrubbed_unless_unsafe_logging(tmp_path) -> None
             "-state", str(tmp_path), "-ipcLogLevel", "DEBUG", *extra,
         ) as disp:  # fmt: skip
             _, port = disp.method("SMETHOD", "plain")
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
             new = await disp.more_lines(1.0)
         text = "\n".join(new)
