@@ -63,7 +63,7 @@ def parse_config(raw: RawOptions) -> ShadowConfig:
     elif password is not None:
         master_key = evp_bytes_to_key(password.encode("utf-8"), cipher.key_size)
     else:
-        raise OptionsError(NAME, "missing option 'password' (or 'key', a base64 master key)")
+        raise OptionsError(NAME, "missing option 'password' (or 'key', a base64 master key)", missing=True)
     return ShadowConfig(cipher, master_key)
 
 
