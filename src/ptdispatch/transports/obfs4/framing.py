@@ -9,8 +9,8 @@ one secretbox call and a few slices per frame.
 
 from __future__ import annotations
 
-from nacl.bindings import crypto_secretbox_easy, crypto_secretbox_open_easy
-from nacl.exceptions import CryptoError
+from nacl._sodium import ffi as _ffi
+from nacl._sodium import lib as _lib
 
 from ...crypto.drbg import HashDrbg
 from ...errors import RemoteProtocolError
@@ -30,7 +30,11 @@ SEED_PAYLOAD = 24
 TYPE_PAYLOAD = 0
 TYPE_PRNG_SEED = 1
 
-_FULL_HEADER = bytes([TYPE_PAYLOAD]) + MAX_PACKET_PAYLOAD.to_bytes(2, "big")
+# libsodium through PyNaCl's own compiled binding: the public wrappers cost more per call than
+# sealing a whole frame, and cannot write into a caller's buffer.
+_seal = _lib.crypto_secretbox_easy
+_open = _lib.crypto_secretbox_open_easy
+_memmove = _ffi.memmove
 _ZEROS = bytes(MAX_PACKET_PAYLOAD)
 
 
@@ -47,32 +51,48 @@ class Encoder:
 
     def packets(self, packets: list[bytes]) -> bytes:
         """Frame each packet plaintext (already ``type || len || payload || pad``)."""
-        key = self._key
-        prefix = self._prefix
-        counter = self._counter
-        masks = self._drbg.length_masks(len(packets))
-        out: list[bytes] = []
-        append = out.append
-        for pkt, mask in zip(packets, masks, strict=True):
-            box = crypto_secretbox_easy(pkt, prefix + counter.to_bytes(8, "big"), key)
+        out = bytearray(sum(len(p) for p in packets) + len(packets) * FRAME_OVERHEAD)
+        outp = _ffi.from_buffer(out)
+        key, prefix, counter = self._key, self._prefix, self._counter
+        w = 0
+        for pkt, mask in zip(packets, self._drbg.length_masks(len(packets)), strict=True):
+            size = len(pkt)
+            _seal(outp + (w + 2), pkt, size, prefix + counter.to_bytes(8, "big"), key)
             counter += 1
-            append((len(box) ^ mask).to_bytes(2, "big"))
-            append(box)
+            box = size + 16
+            out[w] = (box >> 8) ^ (mask >> 8)
+            out[w + 1] = (box ^ mask) & 0xFF
+            w += box + 2
         self._counter = counter
-        return b"".join(out)
+        return bytes(out)
 
     def payload(self, data: bytes) -> bytes:
-        """Frame ``data`` as payload packets of at most 1427 bytes each."""
+        """Frame ``data`` as payload packets of at most 1427 bytes each.
+
+        Each packet is assembled in place in the output buffer and sealed there (libsodium's
+        ``crypto_secretbox_easy`` allows the ciphertext to overlap the message this way).
+        """
         size = len(data)
-        full = size // MAX_PACKET_PAYLOAD
-        packets = [
-            _FULL_HEADER + data[i : i + MAX_PACKET_PAYLOAD]
-            for i in range(0, full * MAX_PACKET_PAYLOAD, MAX_PACKET_PAYLOAD)
-        ]
-        rest = size - full * MAX_PACKET_PAYLOAD
-        if rest:
-            packets.append(make_packet(TYPE_PAYLOAD, data[size - rest :]))
-        return self.packets(packets)
+        count = -(-size // MAX_PACKET_PAYLOAD)
+        out = bytearray(size + count * HEADER_LENGTH)
+        outp = _ffi.from_buffer(out)
+        view = memoryview(data)
+        key, prefix, counter = self._key, self._prefix, self._counter
+        w = pos = 0
+        for mask in self._drbg.length_masks(count):
+            n = size - pos if size - pos < MAX_PACKET_PAYLOAD else MAX_PACKET_PAYLOAD
+            out[w + 19] = n >> 8
+            out[w + 20] = n & 0xFF  # out[w + 18] (type 0) is already zero
+            out[w + 21 : w + 21 + n] = view[pos : pos + n]
+            _seal(outp + (w + 2), outp + (w + 18), n + 3, prefix + counter.to_bytes(8, "big"), key)
+            counter += 1
+            box = n + 19
+            out[w] = (box >> 8) ^ (mask >> 8)
+            out[w + 1] = (box ^ mask) & 0xFF
+            w += box + 2
+            pos += n
+        self._counter = counter
+        return bytes(out)
 
 
 def make_packet(kind: int, payload: bytes = b"", pad: int = 0) -> bytes:
@@ -132,12 +152,19 @@ class Decoder:
         return MIN_BOX + int.from_bytes(self._rng(2), "big") % (MAX_BOX - MIN_BOX + 1)
 
     def decode(self, data: bytes) -> bytes:
-        """Consume ``data``; return the payload bytes of every frame it completes."""
+        """Consume ``data``; return the payload bytes of every frame it completes.
+
+        Boxes are opened straight into one output buffer; each payload is then moved down over
+        its 3-byte packet header, so the plaintext comes out contiguous with a single copy.
+        """
         buf = self._buf + data if self._buf else data
         end = len(buf)
         pos = 0
         length = self._next
-        out: list[bytes] = []
+        out = bytearray(end)
+        outp = _ffi.from_buffer(out)
+        inp = _ffi.from_buffer(buf)
+        w = 0
         key, prefix, counter = self._key, self._prefix, self._counter
         update, digest, ofb = self._hash.update, self._hash.digest, self._ofb
         while True:
@@ -152,28 +179,31 @@ class Decoder:
                     length = self._bad_length()
             if end - pos < length:
                 break
-            if self._invalid:
-                raise RemoteProtocolError("obfs4: invalid frame length")
-            try:
-                pkt = crypto_secretbox_open_easy(buf[pos : pos + length], prefix + counter.to_bytes(8, "big"), key)
-            except CryptoError:
-                raise RemoteProtocolError("obfs4: frame authentication failed") from None
+            if self._invalid or _open(outp + w, inp + pos, length, prefix + counter.to_bytes(8, "big"), key) != 0:
+                self._fail(length)
             pos += length
             counter += 1
+            size = length - 16
             length = -1
-            size = len(pkt)
             if size < PACKET_OVERHEAD:
                 raise RemoteProtocolError("obfs4: packet too short")
-            plen = (pkt[1] << 8) | pkt[2]
+            plen = (out[w + 1] << 8) | out[w + 2]
             if plen > size - PACKET_OVERHEAD:
                 raise RemoteProtocolError("obfs4: packet payload length exceeds the frame")
-            if pkt[0] == TYPE_PAYLOAD:
+            kind = out[w]
+            if kind == TYPE_PAYLOAD:
                 if plen:
-                    out.append(pkt[3 : 3 + plen])
-            elif pkt[0] == TYPE_PRNG_SEED and plen == SEED_PAYLOAD and self.keep_seed:
-                self.seed = pkt[3 : 3 + plen]
+                    _memmove(outp + w, outp + (w + 3), plen)
+                    w += plen
+            elif kind == TYPE_PRNG_SEED and plen == SEED_PAYLOAD and self.keep_seed:
+                self.seed = bytes(out[w + 3 : w + 3 + plen])
         self._counter, self._ofb, self._next = counter, ofb, length
         self._buf = buf[pos:] if pos < end else b""
-        if not out:
+        if w == 0:
             return b""
-        return out[0] if len(out) == 1 else b"".join(out)
+        return bytes(memoryview(out)[:w])
+
+    def _fail(self, length: int) -> None:
+        if self._invalid:
+            raise RemoteProtocolError("obfs4: invalid frame length")
+        raise RemoteProtocolError(f"obfs4: frame authentication failed ({length}-byte box)")
