@@ -360,3 +360,13 @@ def test_salt_filter_is_bounded_and_remembers_at_least_capacity() -> None:
     assert bytes([0]) not in salts
     with pytest.raises(ValueError):
         SaltFilter(0)
+
+
+def test_writes_larger_than_the_scratch_buffer() -> None:
+    client, server, _ = pair("aes-256-gcm")
+    server.receive_data(opening(client))
+    blob = os.urandom(5 << 20)
+    client.send_data(blob)
+    wire = client.data_to_send()
+    assert len(wire) == len(blob) + -(-len(blob) // MAX_PAYLOAD) * (2 + 2 * TAG_SIZE)
+    assert server.receive_data(wire) == blob
