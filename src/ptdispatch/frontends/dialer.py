@@ -52,7 +52,9 @@ class ClientMethod:
         try:
             self._default = self.spec.client(self.options)
         except OptionsError as exc:
-            if not (per_connection_allowed and exc.missing):
+            # With no transport options at all, every argument may still come per connection.
+            nothing_given = not (self.options.keys() - {SERVER_ADDRESS_KEY})
+            if not (per_connection_allowed and (exc.missing or nothing_given)):
                 raise
 
     def server_address(self, options: Mapping[str, object]) -> Address | None:
