@@ -175,20 +175,18 @@ class Decoder:
                 ofb = digest()
                 length = ((buf[pos] ^ ofb[0]) << 8) | (buf[pos + 1] ^ ofb[1])
                 pos += 2
-                if length > MAX_BOX or length < MIN_BOX:
+                if not MIN_BOX <= length <= MAX_BOX:
                     length = self._bad_length()
-            if end - pos < length:
+            nxt = pos + length
+            if nxt > end:
                 break
-            if self._invalid or _open(outp + w, inp + pos, length, prefix + counter.to_bytes(8, "big"), key) != 0:
+            # A random length after a bad one never authenticates, so _fail() reports it.
+            if _open(outp + w, inp + pos, length, prefix + counter.to_bytes(8, "big"), key):
                 self._fail(length)
-            pos += length
             counter += 1
-            size = length - 16
-            length = -1
-            if size < PACKET_OVERHEAD:
-                raise RemoteProtocolError("obfs4: packet too short")
+            pos = nxt
             plen = (out[w + 1] << 8) | out[w + 2]
-            if plen > size - PACKET_OVERHEAD:
+            if plen > length - 19:  # also rejects packets shorter than their 3-byte header
                 raise RemoteProtocolError("obfs4: packet payload length exceeds the frame")
             kind = out[w]
             if kind == TYPE_PAYLOAD:
@@ -197,6 +195,7 @@ class Decoder:
                     w += plen
             elif kind == TYPE_PRNG_SEED and plen == SEED_PAYLOAD and self.keep_seed:
                 self.seed = bytes(out[w + 3 : w + 3 + plen])
+            length = -1
         self._counter, self._ofb, self._next = counter, ofb, length
         self._buf = buf[pos:] if pos < end else b""
         if w == 0:
