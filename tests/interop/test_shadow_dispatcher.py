@@ -137,3 +137,29 @@ async def test_ss_local_through_our_dispatcher_server(tmp_path: Path) -> None:
                 writer.close()
     finally:
         echo.close()
+
+
+@pytest.mark.parametrize("side", ["-client", "-server"])
+async def test_unknown_cipher_is_a_method_error_naming_our_ciphers(tmp_path: Path, side: str) -> None:
+    # PT 3.0 reports METHOD-ERROR lines on stderr (PT 1.0 would put them on stdout for tor).
+    options = json.dumps({"password": PASSWORD, "cipherName": "rc4-md5"})
+    args = [side, "-transport", "shadow", "-options", options, "-state", str(tmp_path)]
+    if side == "-server":
+        args += ["-bindaddr", "shadow-127.0.0.1:0", "-target", "127.0.0.1:9"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ptdispatch", *args,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(20):
+            while line := (await proc.stderr.readline()).decode():
+                if "METHOD-ERROR" in line:
+                    break
+        assert line.startswith(("CMETHOD-ERROR shadow", "SMETHOD-ERROR shadow")), line
+        for name in ("rc4-md5", "chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm", "AEAD_CHACHA20_POLY1305"):
+            assert name in line
+    finally:
+        if proc.returncode is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        await proc.wait()
