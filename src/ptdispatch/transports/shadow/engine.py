@@ -3,11 +3,15 @@
 The client is established at once: :meth:`ShadowClientEngine.initiate` queues its salt and a first
 chunk holding only the target address header (ss-server connects to the target when it has the
 header, so a server-speaks-first protocol works), and application data follows in later chunks.
+ss-local 3.3.5 does the same (57 bytes for an IPv4 header with aes-128-gcm, sent at once).
 
 The server is established when the first chunk has been authenticated and its address header
 parsed; the address is exposed as :attr:`ShadowServerEngine.requested_destination` for logging and
 is not obeyed.  Every failure from the network raises ``RemoteProtocolError`` with a random
-``linger`` (the adapter then reads and discards until it expires, and closes with no reply).
+``linger`` of 10-60 s: the adapter reads and discards until it expires, then aborts, never sending
+a byte.  (ss-libev closes at once, which tells a prober how many bytes it takes to fail; we linger
+as obfs4proxy does.)  A peer that sends too little to fail (less than salt + 18 bytes) meets the
+handshake timeout instead, itself random in 30-60 s, so the two cases look alike from outside.
 """
 
 from __future__ import annotations
