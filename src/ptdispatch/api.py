@@ -56,8 +56,8 @@ async def connect(
 ) -> tuple[EngineTransport, asyncio.BaseProtocol]:
     """Dial ``address``, run the transport handshake, and hand the plaintext side to ``app_factory()``."""
     loop = asyncio.get_running_loop()
+    engine = client.new_engine(destination)  # first: a bad option must not cost a socket
     sock = await open_socket(_address(address), proxy, timeout=connect_timeout)
-    engine = client.new_engine(destination)
     try:
         _, protocol = await loop.create_connection(lambda: EngineProtocol(engine, app_factory), sock=sock)
     except BaseException:

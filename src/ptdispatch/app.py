@@ -118,6 +118,7 @@ class Dispatcher:
             return lambda: Socks5Frontend(method)
         if mode is Mode.TRANSPARENT_TCP:
             route = method.route({}, None)  # raises OptionsError without serverAddress
+            route.client.new_engine(None)  # shadow: raises OptionsError without a target to carry
 
             async def dial(splice: Splice, accepted: asyncio.Transport) -> None:
                 await method.dial(route, splice)

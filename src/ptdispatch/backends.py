@@ -12,6 +12,7 @@ from .frontends.accept import DialOnAccept
 from .net.addr import Address
 from .net.relay import RelayProtocol, Splice
 from .net.upstream import open_socket
+from .transports.adapter import EngineTransport
 from .transports.base import ServerTransport
 
 
@@ -42,6 +43,12 @@ class ServerMethod:
 
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
         self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
+        asked = (
+            getattr(accepted.engine, "requested_destination", None) if isinstance(accepted, EngineTransport) else None
+        )
+        if asked is not None:  # shadow carries one; we forward to our own target regardless
+            shown = asked if self.log.show_addresses else "[scrubbed]"
+            self.log.debug(f"{self.name}: client asked for {shown}; forwarding to the configured target")
         leftover = b""
         if self.extorport is not None and self.authcookie is not None:
             # Read per connection: tor rewrites the cookie when it restarts.

@@ -136,3 +136,12 @@ async def test_client_addresses_scrubbed_unless_unsafe_logging(tmp_path) -> None
         text = "\n".join(new)
         assert ("127.0.0.1:" in text) is shown
         assert ("[scrubbed]" in text) is not shown
+
+
+async def test_transparent_shadow_without_target_is_a_cmethod_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    options = '{"password": "p", "serverAddress": "127.0.0.1:9"}'
+    async with running(
+        "-transport", "shadow", "-mode", "transparent-TCP", "-options", options, "-state", str(tmp_path)
+    ) as disp:  # fmt: skip
+        assert disp.lines == ["VERSION 3.0", "CMETHODS DONE"]
+    assert any(e.startswith("CMETHOD-ERROR shadow ") and "target" in e for e in disp.errors), disp.errors

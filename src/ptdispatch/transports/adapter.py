@@ -26,6 +26,11 @@ class EngineTransport(asyncio.Transport):
         super().__init__()
         self._owner = owner
 
+    @property
+    def engine(self) -> Engine:
+        """The transport engine (for metadata such as a server's requested destination)."""
+        return self._owner.engine
+
     # --- writing ---------------------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
