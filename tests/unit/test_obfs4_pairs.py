@@ -281,3 +281,14 @@ def test_client_rejects_reply_with_bad_auth(tmp_path: Path) -> None:
     reply[40] ^= 1  # inside AUTH: the MAC covers it too
     with pytest.raises(RemoteProtocolError):
         c.receive_data(bytes(reply))
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 1447, 1449])
+def test_frames_fed_in_small_steps(tmp_path: Path, step: int) -> None:
+    c, s, _ = pair(tmp_path)
+    data = os.urandom(6000)
+    c.send_data(data)
+    c.send_data(data)
+    out = wire(c)
+    got = b"".join(s.receive_data(out[i : i + step]) for i in range(0, len(out), step))
+    assert got == data + data

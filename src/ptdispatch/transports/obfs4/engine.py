@@ -209,6 +209,12 @@ class ServerEngine(Obfs4Engine):
         deadline = self._start + SERVER_HANDSHAKE_TIMEOUT + self._shared.close_delay
         return max(0.0, deadline - self._clock())
 
+    @property
+    def timeout_linger(self) -> float:
+        """How long to keep discarding after the handshake timeout (obfs4proxy: until the same
+        deadline as a failed handshake).  For an adapter that asks engines for it."""
+        return self.linger
+
     def receive_data(self, data: bytes) -> bytes:
         decoder = self._decoder
         if decoder is not None:

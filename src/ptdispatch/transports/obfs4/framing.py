@@ -9,6 +9,8 @@ one secretbox call and a few slices per frame.
 
 from __future__ import annotations
 
+from typing import Any
+
 from nacl._sodium import ffi as _ffi
 from nacl._sodium import lib as _lib
 
@@ -125,6 +127,7 @@ class Decoder:
         "_ofb",
         "_prefix",
         "_rng",
+        "_scratch",
         "keep_seed",
         "seed",
     )
@@ -138,7 +141,8 @@ class Decoder:
         self._hash = drbg._hash
         self._ofb = drbg_seed[16:24]
         self._rng = rng
-        self._buf = b""
+        self._buf = b""  # the incomplete frame: its length-field bytes, or (length known) its box so far
+        self._scratch = bytearray(0)  # reused output buffer
         self._next = -1  # box length of the frame being received, -1 before its length field
         self._invalid = False
         #: Whether to keep PRNG seed packets (only clients use them).
@@ -155,16 +159,36 @@ class Decoder:
         """Consume ``data``; return the payload bytes of every frame it completes.
 
         Boxes are opened straight into one output buffer; each payload is then moved down over
-        its 3-byte packet header, so the plaintext comes out contiguous with a single copy.
+        its 3-byte packet header, so the plaintext comes out contiguous with a single copy.  A
+        frame split across calls is completed from the head of ``data`` (no copy of the rest).
         """
-        buf = self._buf + data if self._buf else data
-        end = len(buf)
-        pos = 0
-        length = self._next
-        out = bytearray(end)
+        total = len(self._buf) + len(data)
+        out = self._scratch
+        if len(out) < total:
+            self._scratch = out = bytearray(total)
         outp = _ffi.from_buffer(out)
+        w = start = 0
+        if self._buf:
+            carried = self._buf
+            need = (self._next if self._next >= 0 else 2) - len(carried)
+            if len(data) < need:
+                self._buf = carried + data
+                return b""
+            self._buf = b""
+            start = need
+            pos, w = self._run(carried + data[:need], 0, out, outp, 0)
+        pos, w = self._run(data, start, out, outp, w)
+        if pos < len(data):
+            self._buf = data[pos:]
+        if w == 0:
+            return b""
+        return bytes(memoryview(out)[:w])
+
+    def _run(self, buf: bytes, pos: int, out: bytearray, outp: Any, w: int) -> tuple[int, int]:
+        """Open every complete frame of ``buf`` from ``pos``; payloads go to ``out`` at ``w``."""
+        end = len(buf)
         inp = _ffi.from_buffer(buf)
-        w = 0
+        length = self._next
         key, prefix, counter = self._key, self._prefix, self._counter
         update, digest, ofb = self._hash.update, self._hash.digest, self._ofb
         while True:
@@ -197,10 +221,7 @@ class Decoder:
                 self.seed = bytes(out[w + 3 : w + 3 + plen])
             length = -1
         self._counter, self._ofb, self._next = counter, ofb, length
-        self._buf = buf[pos:] if pos < end else b""
-        if w == 0:
-            return b""
-        return bytes(memoryview(out)[:w])
+        return pos, w
 
     def _fail(self, length: int) -> None:
         if self._invalid:
