@@ -33,6 +33,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--handshakes", type=int, metavar="N", help="connections for server CPU per connection (default 300)"
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="N",
+        help="latency and throughput runs per row, median kept (default 2)",
+    )
     p.add_argument("--echo", action="store_true", help="also measure throughput through an echo (both ways)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--no-goals", action="store_true", help="do not print the goals")
@@ -53,6 +60,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         handshake_count=int(pick(args.handshakes, 300, 10)),
         echo=args.echo,
         verbose=args.verbose,
+        repeat=max(1, int(pick(args.repeat, 2, 1))),
     )
 
 
@@ -80,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - began
     print(
         f"ptdispatch bench: {settings.size_mib:g} MiB one way, {settings.connections} idle connections, "
-        f"{settings.latency_count} latency and {settings.handshake_count} server connections; {elapsed:.0f} s"
+        f"{settings.latency_count}x{settings.repeat} latency and {settings.handshake_count} server connections, "
+        f"{settings.repeat} throughput run(s) per row; {elapsed:.0f} s"
     )
     print(report.table(results, settings.echo))
     goal_list = report.goals(results)

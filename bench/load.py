@@ -89,7 +89,7 @@ def _echo_once(sock: socket.socket) -> None:
 # --- latency -------------------------------------------------------------------------------------
 
 
-def latency(entry: Entry, count: int) -> dict[str, float]:
+def latency_samples(entry: Entry, count: int) -> list[float]:
     """Fresh connection each time: connect, handshake, send one byte, read it back. Milliseconds."""
     samples: list[float] = []
     for _ in range(count):
@@ -97,11 +97,20 @@ def latency(entry: Entry, count: int) -> dict[str, float]:
         with open_through(entry) as sock:
             _echo_once(sock)
             samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
+    return samples
+
+
+def summarize_latency(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
     return {
-        "lat_median_ms": statistics.median(samples),
-        "lat_p90_ms": samples[min(len(samples) - 1, int(len(samples) * 0.9))],
+        "lat_median_ms": statistics.median(ordered),
+        "lat_p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
+        "lat_count": len(ordered),
     }
+
+
+def latency(entry: Entry, count: int) -> dict[str, float]:
+    return summarize_latency(latency_samples(entry, count))
 
 
 # --- throughput ----------------------------------------------------------------------------------

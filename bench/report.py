@@ -17,6 +17,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("lat_p90_ms", "lat p90 ms", "{:.3f}"),
     ("hs_per_cpu_s", "srv conn/CPU-s", "{:.0f}"),
     ("rss_idle_kib", "RSS idle MiB", "{:.1f}"),
+    ("rss_conn_kib", "RSS conns MiB", "{:.1f}"),
     ("kib_per_conn", "RSS KiB/conn", "{:.1f}"),
     ("pss_kib_per_conn", "PSS KiB/conn", "{:.1f}"),
     ("dropped", "dropped", "{}"),
@@ -31,7 +32,7 @@ def _cell(result: Result, key: str, fmt: str) -> str:
     value = result.get(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if key == "rss_idle_kib":
+    if key in ("rss_idle_kib", "rss_conn_kib"):
         value = value / 1024
     if key == "dropped":
         return f"{value}/{result.get('conns', '?')}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -23,12 +24,13 @@ class Settings:
     handshake_count: int
     echo: bool
     verbose: bool
+    repeat: int = 1
 
 
-def _step(result: dict[str, Any], what: str, fn: Callable[[], dict[str, float]], verbose: bool) -> None:
+def _step(result: dict[str, Any], what: str, fn: Callable[[], dict[str, float] | None], verbose: bool) -> None:
     start = time.perf_counter()
     try:
-        result.update(fn())
+        result.update(fn() or {})
     except Exception as exc:
         result.setdefault("errors", []).append(f"{what}: {type(exc).__name__}: {exc}")
         if verbose:
@@ -66,12 +68,24 @@ def _measure(pair: Pair, result: dict[str, Any], s: Settings) -> None:
         return
     if pair.pids:
         _step(result, "idle", lambda: load.idle_connections(entry, s.connections, pair.pids), s.verbose)
-    _step(result, "latency", lambda: load.latency(entry, s.latency_count), s.verbose)
+    samples: list[float] = []
+    runs: list[dict[str, float]] = []
+    size = int(s.size_mib * (1 << 20))
+    for _ in range(s.repeat):
+        # latency and throughput alternate, so that a slow moment of the machine hits both alike
+        _step(result, "latency", lambda: samples.extend(load.latency_samples(entry, s.latency_count)), s.verbose)
+        _step(result, "throughput", lambda: runs.append(load.throughput(entry, size, pair.pids)), s.verbose)
+    if samples:
+        result.update(load.summarize_latency(samples))
+    if runs:
+        runs.sort(key=lambda r: r["mib_s"] if math.isnan(r["mib_cpu_s"]) else r["mib_cpu_s"])
+        result.update(runs[len(runs) // 2])
+        if len(runs) > 1:
+            result["mib_cpu_s_runs"] = [r["mib_cpu_s"] for r in runs]
+            result["mib_s_runs"] = [r["mib_s"] for r in runs]
     if pair.server_pids:
         dial = load.via_entry(entry)
         _step(result, "handshakes", lambda: load.handshakes(dial, s.handshake_count, pair.server_pids), s.verbose)
-    size = int(s.size_mib * (1 << 20))
-    _step(result, "throughput", lambda: load.throughput(entry, size, pair.pids), s.verbose)
     if s.echo:
 
         def echo() -> dict[str, float]:
