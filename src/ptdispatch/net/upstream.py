@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -60,7 +61,7 @@ async def open_socket(address: Address, proxy: UpstreamProxy | None, *, timeout:
     """A connected, non-blocking TCP socket to ``address``, through ``proxy`` if given."""
     if proxy is None:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        infos = _literal(address) or await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
         last: OSError | None = None
         for family, type_, proto, _, sockaddr in infos:
             sock = socket.socket(family, type_, proto)
@@ -88,6 +89,16 @@ async def open_socket(address: Address, proxy: UpstreamProxy | None, *, timeout:
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def _literal(address: Address) -> list[tuple[int, int, int, str, tuple[str, int]]] | None:
+    """``getaddrinfo``'s answer for an IP literal, without its thread-pool round trip."""
+    try:
+        ip = ipaddress.ip_address(address.host)
+    except ValueError:
+        return None
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(ip), address.port))]
 
 
 class ProxyRefused(ConnectionError):
