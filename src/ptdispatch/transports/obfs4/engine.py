@@ -19,6 +19,7 @@ from .framing import (
     TYPE_PRNG_SEED,
     Decoder,
     Encoder,
+    framed_length,
     make_packet,
     padding_packets,
 )
@@ -82,18 +83,15 @@ class Obfs4Engine(Engine):
             raise LocalProtocolError("obfs4: send_data() before the handshake completed")
         if not data:
             return
-        frames = encoder.payload(data)
         if self._iat_mode == IAT_PARANOID:
             # Shaped now, not when pulled: padding must be sealed in wire order.
-            self._paranoid(frames, self._writes)
+            self._paranoid(encoder.payload(data), self._writes)
             return
-        pads = padding_packets(len(frames), self._len_sampler().sample())
+        pads = padding_packets(framed_length(len(data)), self._len_sampler().sample())
         if self._iat_mode == IAT_NONE:
-            self._out.append(frames)
-            if pads:
-                self._out.append(encoder.packets(pads))
+            self._out.append(encoder.payload(data, pads))
         else:
-            self._slices(frames + encoder.packets(pads) if pads else frames, self._writes)
+            self._slices(encoder.payload(data, pads), self._writes)
 
     def data_to_send(self) -> bytes:
         if self.paced:

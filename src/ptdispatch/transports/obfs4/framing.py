@@ -54,9 +54,11 @@ class Encoder:
     def packets(self, packets: list[bytes]) -> bytes:
         """Frame each packet plaintext (already ``type || len || payload || pad``)."""
         out = bytearray(sum(len(p) for p in packets) + len(packets) * FRAME_OVERHEAD)
-        outp = _ffi.from_buffer(out)
+        self._seal_packets(out, _ffi.from_buffer(out), 0, packets)
+        return bytes(out)
+
+    def _seal_packets(self, out: bytearray, outp: Any, w: int, packets: list[bytes]) -> None:
         key, prefix, counter = self._key, self._prefix, self._counter
-        w = 0
         for pkt, mask in zip(packets, self._drbg.length_masks(len(packets)), strict=True):
             size = len(pkt)
             _seal(outp + (w + 2), pkt, size, prefix + counter.to_bytes(8, "big"), key)
@@ -66,17 +68,17 @@ class Encoder:
             out[w + 1] = (box ^ mask) & 0xFF
             w += box + 2
         self._counter = counter
-        return bytes(out)
 
-    def payload(self, data: bytes) -> bytes:
-        """Frame ``data`` as payload packets of at most 1427 bytes each.
+    def payload(self, data: bytes, padding: list[bytes] | None = None) -> bytes:
+        """Frame ``data`` as payload packets of at most 1427 bytes each, then ``padding``.
 
         Each packet is assembled in place in the output buffer and sealed there (libsodium's
         ``crypto_secretbox_easy`` allows the ciphertext to overlap the message this way).
         """
         size = len(data)
         count = -(-size // MAX_PACKET_PAYLOAD)
-        out = bytearray(size + count * HEADER_LENGTH)
+        extra = sum(len(p) + FRAME_OVERHEAD for p in padding) if padding else 0
+        out = bytearray(size + count * HEADER_LENGTH + extra)
         outp = _ffi.from_buffer(out)
         view = memoryview(data)
         key, prefix, counter = self._key, self._prefix, self._counter
@@ -94,7 +96,14 @@ class Encoder:
             w += box + 2
             pos += n
         self._counter = counter
+        if padding:
+            self._seal_packets(out, outp, w, padding)
         return bytes(out)
+
+
+def framed_length(size: int) -> int:
+    """Wire length of ``size`` payload bytes framed by :meth:`Encoder.payload` (no padding)."""
+    return size + -(-size // MAX_PACKET_PAYLOAD) * HEADER_LENGTH
 
 
 def make_packet(kind: int, payload: bytes = b"", pad: int = 0) -> bytes:
