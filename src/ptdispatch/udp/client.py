@@ -1,19 +1,257 @@
-"""Client side of the UDP modes (placeholder until implemented)."""
+"""Client side of the UDP modes: a UDP socket feeding a pool of transport connections (Table 1).
+
+Each source address gets its own transport connection to ``serverAddress``.  The first datagram
+from a new source creates a Waiting entry and starts the dial; datagrams that arrive while it is
+Waiting are dropped, as Table 1 says (or held, up to ``udpQueueWhileWaiting`` of them).  Once
+Connected, datagrams are framed (transparent-UDP) or passed as they are (STUN) onto the
+connection, and what the server sends back is split into datagrams and sent to that source.
+"""
 
 from __future__ import annotations
 
-from ..frontends.dialer import ClientMethod
-from ..net.addr import Address
+import asyncio
+import contextlib
+import socket
+from typing import cast
+
+from .. import api
+from ..errors import RemoteProtocolError
+from ..events import EventLog
+from ..frontends.dialer import ClientMethod, Route
+from ..net.addr import Address, format_hostport
+from .framing import encode_frame, new_decoder, stun_problem
+from .options import UdpOptions
+from .pool import Outcome, Session, SessionPool
+from .writer import BatchWriter
+
+SourceAddr = tuple[object, ...]
+ClientSession = Session[SourceAddr, asyncio.Transport]
+
+RECEIVE_BUFFER = 4 << 20
+"""SO_RCVBUF asked for on the UDP socket (the kernel may cap it)."""
 
 
-class UdpListener:
+def describe(addr: SourceAddr, log: EventLog) -> str:
+    if not log.show_addresses:
+        return "[scrubbed]"
+    return format_hostport(str(addr[0]), int(cast(int, addr[1])))
+
+
+class UdpListener(asyncio.DatagramProtocol):
     """A bound UDP socket feeding a pool of transport connections."""
 
-    address: Address
+    def __init__(self, method: ClientMethod, route: Route, options: UdpOptions, *, stun: bool) -> None:
+        self.method, self.route, self.options, self.stun = method, route, options, stun
+        self.log = method.log
+        self.loop = asyncio.get_running_loop()
+        self.pool: SessionPool[SourceAddr, asyncio.Transport] = SessionPool(
+            clock=self.loop.time,
+            idle_timeout=options.idle_timeout,
+            max_sessions=options.max_sessions,
+            queue_limit=options.queue_while_waiting,
+        )
+        self.transport: asyncio.DatagramTransport | None = None
+        #: The socket itself, for what the transport cannot send (empty datagrams).
+        self.sock: socket.socket | None = None
+        self.address = Address("", 0)
+        self._timer: asyncio.TimerHandle | None = None
+        #: Counters, for logs and tests.
+        self.not_stun = 0
+        self.sent = 0
+        self.replies = 0
+
+    # --- the UDP socket ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: SourceAddr) -> None:
+        if self.stun:
+            problem = stun_problem(data, classic=self.options.stun_classic)
+            if problem is not None:
+                self.not_stun += 1
+                self.log.debug(f"{self.method.name}: dropped a non-STUN datagram from {self._who(addr)}: {problem}")
+                return
+        received = self.pool.packet_received(addr, data)
+        outcome = received.outcome
+        if outcome is Outcome.SEND:
+            self.send(received.session, data)
+        elif outcome is Outcome.NEW:
+            for old in received.evicted:
+                self.log.debug(f"{self.method.name}: UDP session {self._who(old.key)} evicted (pool full)")
+                self._discard(old)
+            self._dial(received.session)
+            self._arm_timer()
+
+    def error_received(self, exc: Exception) -> None:
+        self.log.debug(f"{self.method.name}: UDP socket error: {exc}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    # --- sessions ------------------------------------------------------------------------------
+    def send(self, session: ClientSession, datagram: bytes) -> None:
+        """Put one datagram on a Connected session's transport connection."""
+        writer = session.handle
+        if not isinstance(writer, BatchWriter):
+            return
+        if writer.add(datagram if self.stun else encode_frame(datagram)):
+            self.sent += 1
+        elif self.pool.write_failed(session):
+            self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: write failure")
+            self._discard(session)
+
+    def reply(self, session: ClientSession, datagrams: list[bytes]) -> None:
+        """Datagrams from the server: back to the session's source address."""
+        udp = self.transport
+        if udp is None or session.removed is not None:
+            return
+        self.pool.touch(session)
+        addr = session.key
+        for datagram in datagrams:
+            if datagram:
+                udp.sendto(datagram, addr)
+            elif self.sock is not None:  # asyncio's sendto() skips empty datagrams
+                with contextlib.suppress(OSError):
+                    self.sock.sendto(b"", addr)
+        self.replies += len(datagrams)
+
+    def _dial(self, session: ClientSession) -> None:
+        self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: connecting")
+        session.handle = self.loop.create_task(self._connect(session))
+
+    async def _connect(self, session: ClientSession) -> None:
+        route, method = self.route, self.method
+        try:
+            await api.connect(
+                route.client,
+                route.server,
+                lambda: Upstream(self, session),
+                destination=route.destination,
+                proxy=method.proxy,
+                connect_timeout=method.connect_timeout,
+            )
+        except Exception as exc:  # every dial failure (OSError, handshake errors, timeouts) ends the entry
+            if self.pool.failed(session):
+                self.log.info(
+                    f"{method.name}: UDP session {self._who(session.key)}: connection failed: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+
+    def _discard(self, session: ClientSession) -> None:
+        """The pool removed ``session``: close its connection or stop its dial."""
+        if session.conn is not None:
+            session.conn.close()
+        task = session.handle
+        if isinstance(task, asyncio.Task) and not task.done():
+            task.cancel()
+
+    def closed(self, session: ClientSession, why: str) -> None:
+        if self.pool.closed(session):
+            self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: {why}")
+
+    # --- idle timeout --------------------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            deadline = self.pool.next_expiry()
+            if deadline is not None:
+                self._timer = self.loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        for session in self.pool.expire():
+            self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: idle timeout")
+            self._discard(session)
+        self._arm_timer()
+
+    def _who(self, addr: SourceAddr) -> str:
+        return describe(addr, self.log)
 
     def close(self) -> None:
-        raise NotImplementedError
+        """Stop listening and end every session."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for session in self.pool.clear():
+            self._discard(session)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Upstream(asyncio.Protocol):
+    """The plaintext side of one session's transport connection."""
+
+    def __init__(self, listener: UdpListener, session: ClientSession) -> None:
+        self.listener = listener
+        self.session = session
+        self.decoder = new_decoder(stun=listener.stun, classic=listener.options.stun_classic)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        conn = cast(asyncio.Transport, transport)
+        self.transport = conn
+        held = self.listener.pool.connected(self.session, conn)
+        if held is None:  # expired or evicted while Waiting
+            conn.close()
+            return
+        self.session.handle = BatchWriter(conn, self.listener.loop)
+        for datagram in held:
+            self.listener.send(self.session, datagram)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            datagrams = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._bad(exc)
+            return
+        if datagrams:
+            self.listener.reply(self.session, datagrams)
+
+    def eof_received(self) -> bool:
+        try:
+            self.decoder.close()
+        except RemoteProtocolError as exc:
+            self._bad(exc)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.closed(self.session, f"connection closed ({exc})" if exc else "connection closed")
+
+    def _bad(self, exc: RemoteProtocolError) -> None:
+        self.listener.log.info(f"{self.listener.method.name}: UDP session closed: bad data from the server: {exc}")
+        self.listener.closed(self.session, "bad data")
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _bind_socket(listen: Address) -> socket.socket:
+    infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    family, type_, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind(sockaddr)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def start_udp_client(method: ClientMethod, listen: Address, *, stun: bool) -> UdpListener:
-    raise OSError("UDP modes are not implemented yet")
+    """Listen for datagrams on ``listen`` (raises ``OptionsError`` for bad options, ``OSError``)."""
+    options = UdpOptions.parse(method.options, method.name)
+    route = method.route({}, None)
+    loop = asyncio.get_running_loop()
+    sock = _bind_socket(listen)
+    try:
+        _, listener = await loop.create_datagram_endpoint(
+            lambda: UdpListener(method, route, options, stun=stun), sock=sock
+        )
+    except BaseException:
+        sock.close()
+        raise
+    listener.sock = sock
+    name = sock.getsockname()
+    listener.address = Address(name[0], name[1])
+    return listener

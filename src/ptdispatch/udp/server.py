@@ -1,12 +1,38 @@
-"""Server side of the UDP modes (placeholder until implemented)."""
+"""Server side of the UDP modes: per transport connection, a UDP socket of its own to -target (Table 2).
+
+Datagrams split out of the stream (2-byte length frames, or STUN messages in STUN mode) are sent
+to -target from a socket connected to it; what the target sends back is framed and written onto
+the same transport connection.  Bad framing closes that one session.  An ICMP "port unreachable"
+from the target (``ConnectionRefusedError`` on the socket) is logged and the session kept: UDP
+promises nothing, the target may come back, and the idle timeout ends a session that stays silent.
+Sessions are also closed after ``udpIdleTimeout`` seconds without a packet (default 120 s, twice the
+client's default, so that normally the client, which can dial again, decides) and the oldest is
+evicted beyond ``udpMaxSessions``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Mapping
+from typing import cast
 
+from ..errors import RemoteProtocolError
 from ..events import EventLog
 from ..net.addr import Address
+from .framing import encode_frame, new_decoder, stun_problem
+from .options import UdpOptions
+from .pool import Session, SessionPool
+from .writer import BatchWriter
+
+SERVER_IDLE_TIMEOUT = 120.0
+RECEIVE_BUFFER = 1 << 20
+"""SO_RCVBUF asked for on each session's socket to the target (a limit, not an allocation)."""
+PENDING_LIMIT = 64
+"""Datagrams held while the session's UDP socket is being opened."""
+
+ServerSession = Session["TargetSession", asyncio.Transport]
 
 
 class UdpServerMethod:
@@ -15,10 +41,215 @@ class UdpServerMethod:
     def __init__(
         self, name: str, target: Address | None, stun: bool, options: Mapping[str, object], log: EventLog
     ) -> None:
-        self.name, self.target, self.stun, self.options, self.log = name, target, stun, options, log
+        if target is None:
+            raise ValueError("the UDP modes need -target")
+        self.name, self.target, self.stun, self.log = name, target, stun, log
+        self.options = UdpOptions.parse(options, name, default_idle=SERVER_IDLE_TIMEOUT)
+        self.loop = asyncio.get_running_loop()
+        self.pool: SessionPool[TargetSession, asyncio.Transport] = SessionPool(
+            clock=self.loop.time, idle_timeout=self.options.idle_timeout, max_sessions=self.options.max_sessions
+        )
+        self._timer: asyncio.TimerHandle | None = None
 
     def accepted(self) -> asyncio.Protocol:
-        raise NotImplementedError
+        return TargetSession(self)
 
     def handshake_failed(self, exc: Exception) -> None:
         self.log.info(f"{self.name}: handshake failed: {exc}")
+
+    def add(self, owner: TargetSession, conn: asyncio.Transport) -> ServerSession:
+        session, evicted = self.pool.add_connected(owner, conn)
+        for old in evicted:
+            self.log.debug(f"{self.name}: UDP session evicted (pool full)")
+            old.key.shutdown()
+        self._arm_timer()
+        return session
+
+    def _arm_timer(self) -> None:
+        if self._timer is None:
+            deadline = self.pool.next_expiry()
+            if deadline is not None:
+                self._timer = self.loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        for session in self.pool.expire():
+            self.log.debug(f"{self.name}: UDP session closed: idle timeout")
+            session.key.shutdown()
+        self._arm_timer()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for session in self.pool.clear():
+            session.key.shutdown()
+
+
+class TargetSession(asyncio.Protocol):
+    """One transport connection and its UDP socket to the target."""
+
+    def __init__(self, method: UdpServerMethod) -> None:
+        self.method = method
+        self.decoder = new_decoder(stun=method.stun, classic=method.options.stun_classic)
+        self.conn: asyncio.Transport | None = None
+        self.writer: BatchWriter | None = None
+        self.session: ServerSession | None = None
+        self.udp: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
+        self.pending: list[bytes] = []
+        self.opening: asyncio.Task[None] | None = None
+        self.done = False
+        #: Counters, for logs and tests.
+        self.forwarded = 0
+        self.replies = 0
+        self.dropped = 0
+        self.unreachable = 0
+
+    # --- the transport connection --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.conn = cast(asyncio.Transport, transport)
+        self.writer = BatchWriter(self.conn, self.method.loop)
+        self.session = self.method.add(self, self.conn)
+        self.opening = self.method.loop.create_task(self._open())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            datagrams = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._bad(exc)
+            return
+        if not datagrams or self.done:
+            return
+        assert self.session is not None  # set in connection_made, which comes first
+        self.method.pool.touch(self.session)
+        if self.udp is None:
+            room = PENDING_LIMIT - len(self.pending)
+            self.dropped += max(0, len(datagrams) - room)
+            self.pending.extend(datagrams[: max(0, room)])
+            return
+        self._forward(datagrams)
+
+    def eof_received(self) -> bool:
+        try:
+            self.decoder.close()
+        except RemoteProtocolError as exc:
+            self._bad(exc)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None and self.method.pool.closed(self.session):
+            self.method.log.debug(f"{self.method.name}: UDP session closed ({exc or 'by the client'})")
+        self.shutdown()
+
+    def _bad(self, exc: RemoteProtocolError) -> None:
+        self.method.log.info(f"{self.method.name}: UDP session closed: bad data from the client: {exc}")
+        if self.session is not None:
+            self.method.pool.closed(self.session)
+        self.shutdown(abort=True)
+
+    def shutdown(self, *, abort: bool = False) -> None:
+        """End the session: the UDP socket, and the transport connection."""
+        self.done = True
+        self.pending = []
+        if self.opening is not None and not self.opening.done():
+            self.opening.cancel()
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None
+        if self.conn is not None and not self.conn.is_closing():
+            if abort:
+                self.conn.abort()
+            else:
+                self.conn.close()
+
+    # --- the UDP socket to the target ----------------------------------------------------------
+    async def _open(self) -> None:
+        try:
+            sock = await self._connected_socket()
+            udp, _ = await self.method.loop.create_datagram_endpoint(lambda: TargetProtocol(self), sock=sock)
+        except OSError as exc:
+            self.method.log.warn(f"{self.method.name}: UDP session closed: cannot open a socket to the target: {exc}")
+            if self.session is not None:
+                self.method.pool.closed(self.session)
+            self.shutdown()
+            return
+        if self.done:
+            udp.close()
+            return
+        self.udp, self.sock = udp, sock
+        pending, self.pending = self.pending, []
+        self._forward(pending)
+
+    async def _connected_socket(self) -> socket.socket:
+        target = self.method.target
+        infos = await self.method.loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
+        family, type_, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # room for replies while the loop is busy elsewhere
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.connect(sockaddr)  # UDP: no packet is sent; replies from elsewhere are filtered
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _forward(self, datagrams: list[bytes]) -> None:
+        udp = self.udp
+        if udp is None:
+            return
+        for datagram in datagrams:
+            if datagram:
+                udp.sendto(datagram)
+            elif self.sock is not None:  # asyncio's sendto() skips empty datagrams
+                try:
+                    self.sock.send(b"")
+                except OSError as exc:
+                    self.target_error(exc)
+        self.forwarded += len(datagrams)
+
+    def reply(self, datagram: bytes) -> None:
+        """A datagram from the target: frame it onto the transport connection."""
+        writer, session, method = self.writer, self.session, self.method
+        if self.done or writer is None or session is None:
+            self.dropped += 1  # Table 2: no matching connection, packet dropped
+            return
+        if method.stun:
+            problem = stun_problem(datagram, classic=method.options.stun_classic)
+            if problem is not None:
+                self.dropped += 1
+                method.log.debug(f"{method.name}: dropped a non-STUN datagram from the target: {problem}")
+                return
+        if not writer.add(datagram if method.stun else encode_frame(datagram)):
+            if method.pool.write_failed(session):
+                method.log.debug(f"{method.name}: UDP session closed: write failure")
+            self.dropped += 1
+            self.shutdown()
+            return
+        self.replies += 1
+        method.pool.touch(session)
+
+    def target_error(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            self.unreachable += 1
+            if self.unreachable == 1 or self.unreachable % 1000 == 0:
+                self.method.log.debug(
+                    f"{self.method.name}: target port unreachable ({self.unreachable} times); session kept"
+                )
+            return
+        self.method.log.debug(f"{self.method.name}: UDP send to the target failed: {exc}")
+
+
+class TargetProtocol(asyncio.DatagramProtocol):
+    """The UDP socket connected to -target."""
+
+    def __init__(self, owner: TargetSession) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.owner.reply(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.target_error(exc)

@@ -1,0 +1,390 @@
+"""The UDP modes in one process on loopback: client pool, server sessions, and the bad-input cases."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import pytest
+
+from ptdispatch import api
+from ptdispatch.config import LogLevel
+from ptdispatch.errors import OptionsError
+from ptdispatch.events import ConnectionTracker, EventLog
+from ptdispatch.frontends.dialer import ClientMethod
+from ptdispatch.net.addr import Address
+from ptdispatch.transports import registry
+from ptdispatch.transports.base import ServerContext
+from ptdispatch.udp.client import UdpListener, start_udp_client
+from ptdispatch.udp.framing import encode_frame
+from ptdispatch.udp.pool import State
+from ptdispatch.udp.server import UdpServerMethod
+
+BINDING = bytes.fromhex("000100002112a4420102030405060708090a0b0c")
+
+
+class Logs:
+    """A stand-in for the Reporter that keeps LOG messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def log(self, level: LogLevel, message: str) -> None:
+        self.messages.append(message)
+
+    def enabled(self, level: LogLevel) -> bool:
+        return True
+
+    def has(self, text: str) -> bool:
+        return any(text in m for m in self.messages)
+
+
+class Peer(asyncio.DatagramProtocol):
+    """A UDP socket whose received datagrams land in a queue."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.errors: list[Exception] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.inbox.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.append(exc)
+
+    async def recv(self, timeout: float = 2.0) -> bytes:
+        data, _ = await asyncio.wait_for(self.inbox.get(), timeout)
+        return data
+
+
+def sendto(transport: asyncio.DatagramTransport, data: bytes, addr: tuple[object, ...]) -> None:
+    if data:
+        transport.sendto(data, addr)
+        return
+    # asyncio's sendto() skips empty datagrams: send one through a duplicate of the socket.
+    with socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno())) as raw:
+        raw.sendto(b"", addr)
+
+
+class Echo(Peer):
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        sendto(self.transport, data, addr)
+
+
+async def udp_peer(cls: type[Peer] = Peer, port: int = 0) -> tuple[Peer, int]:
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", port))
+    return peer, transport.get_extra_info("sockname")[1]
+
+
+@dataclass
+class Rig:
+    client: UdpListener
+    server: UdpServerMethod
+    server_port: int
+    logs: Logs
+    peers: list[Peer] = field(default_factory=list)
+
+    async def source(self) -> Peer:
+        peer, _ = await udp_peer()
+        self.peers.append(peer)
+        return peer
+
+    def send(self, peer: Peer, data: bytes) -> None:
+        assert peer.transport is not None
+        sendto(peer.transport, data, tuple(self.client.address))
+
+    async def exchange(self, peer: Peer, data: bytes, *, attempts: int = 50) -> bytes:
+        """Send until a reply comes (the first datagrams are dropped while Waiting)."""
+        for _ in range(attempts):
+            self.send(peer, data)
+            with contextlib.suppress(TimeoutError):
+                return await peer.recv(0.1)
+        raise AssertionError("no reply")
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    *,
+    stun: bool = False,
+    target: int | None = None,
+    client_options: Mapping[str, object] | None = None,
+    server_options: Mapping[str, object] | None = None,
+    transport: str = "plain",
+) -> AsyncIterator[Rig]:
+    logs = Logs()
+    log = EventLog(logs)  # type: ignore[arg-type]
+    if target is None:
+        _, target = await udp_peer(Echo)
+    spec = registry.lookup(transport)
+    assert spec is not None
+    server_transport = spec.server(dict(server_options or {}), ServerContext(state_dir=__import__("pathlib").Path()))
+    method = UdpServerMethod(transport, Address("127.0.0.1", target), stun, dict(server_options or {}), log)
+    listener = await api.listen(server_transport, "127.0.0.1", 0, method.accepted, on_error=method.handshake_failed)
+    port = listener.sockets[0].getsockname()[1]
+    options = {"serverAddress": f"127.0.0.1:{port}", **(client_options or {})}
+    client_method = ClientMethod(transport, spec, options, None, log, ConnectionTracker())
+    client_method.check_options(per_connection_allowed=False)
+    client = await start_udp_client(client_method, Address("127.0.0.1", 0), stun=stun)
+    the_rig = Rig(client, method, port, logs)
+    try:
+        yield the_rig
+    finally:
+        client.close()
+        listener.close()
+        method.close()
+        for peer in the_rig.peers:
+            if peer.transport is not None:
+                peer.transport.close()
+        await asyncio.sleep(0)
+
+
+async def wait_for(predicate: object, timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+async def test_replies_go_back_to_the_right_source() -> None:
+    async with rig() as r:
+        a, b = await r.source(), await r.source()
+        assert await r.exchange(a, b"from a") == b"from a"
+        assert await r.exchange(b, b"from b") == b"from b"
+        for i in range(20):
+            r.send(a, b"a%d" % i)
+            r.send(b, b"b%d" % i)
+        got_a = [await a.recv() for _ in range(20)]
+        got_b = [await b.recv() for _ in range(20)]
+        assert got_a == [b"a%d" % i for i in range(20)]
+        assert got_b == [b"b%d" % i for i in range(20)]
+        assert len(r.client.pool) == 2 and len(r.server.pool) == 2
+
+
+async def test_largest_and_empty_datagrams_arrive_intact() -> None:
+    async with rig() as r:
+        peer = await r.source()
+        await r.exchange(peer, b"hello")
+        for size in (0, 1, 1024, 1025, 65_507):
+            payload = bytes(i % 251 for i in range(size))
+            r.send(peer, payload)
+            assert await peer.recv() == payload, size
+
+
+async def test_first_packets_dropped_while_waiting_by_default() -> None:
+    async with rig() as r:
+        peer = await r.source()
+        r.send(peer, b"lost")
+        with pytest.raises(TimeoutError):
+            await peer.recv(0.3)
+        assert r.client.pool.dropped_waiting == 1
+
+
+async def test_queue_while_waiting_option_delivers_the_first_packets() -> None:
+    async with rig(client_options={"udpQueueWhileWaiting": 4}) as r:
+        peer = await r.source()
+        for i in range(6):
+            r.send(peer, b"%d" % i)
+        assert [await peer.recv() for _ in range(4)] == [b"0", b"1", b"2", b"3"]
+        with pytest.raises(TimeoutError):
+            await peer.recv(0.2)
+
+
+async def test_idle_timeout_removes_sessions_both_sides() -> None:
+    async with rig(client_options={"udpIdleTimeout": 0.3}, server_options={"udpIdleTimeout": 5}) as r:
+        peer = await r.source()
+        await r.exchange(peer, b"x")
+        assert len(r.client.pool) == 1
+        await wait_for(lambda: len(r.client.pool) == 0)
+        # The client closed the transport connection; the server's session follows.
+        await wait_for(lambda: len(r.server.pool) == 0)
+        assert await r.exchange(peer, b"again") == b"again"
+
+
+async def test_server_closing_mid_stream_removes_only_that_session() -> None:
+    async with rig() as r:
+        a, b = await r.source(), await r.source()
+        await r.exchange(a, b"a")
+        await r.exchange(b, b"b")
+        victim = next(s for s in r.server.pool.sessions() if True)
+        victim.key.shutdown(abort=True)
+        await wait_for(lambda: len(r.client.pool) == 1)
+        survivor = r.client.pool.sessions()[0]
+        peer = a if survivor.key[1] == a.transport.get_extra_info("sockname")[1] else b  # type: ignore[union-attr]
+        r.send(peer, b"still here")
+        assert await peer.recv() == b"still here"
+        other = b if peer is a else a
+        assert await r.exchange(other, b"reconnected") == b"reconnected"
+
+
+async def raw_stream(port: int, data: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    return reader, writer
+
+
+@pytest.mark.parametrize(
+    ("stun", "stream", "log"),
+    [
+        (False, encode_frame(b"ok") + b"\x00\x10short", "inside a frame"),  # truncated frame at EOF
+        (False, encode_frame(b"ok") + b"\xff\xff" + bytes(100), "inside a frame"),  # length > rest
+        (False, b"\x00", "inside a frame"),
+        (True, BINDING + b"GET / HTTP/1.1\r\n\r\n", "not a STUN stream"),  # non-STUN in STUN mode
+        (True, BINDING + BINDING[:10], "inside a STUN message"),
+    ],
+)
+async def test_bad_stream_closes_that_session_only(stun: bool, stream: bytes, log: str) -> None:
+    async with rig(stun=stun) as r:
+        good = await r.source()
+        hello = BINDING if stun else b"hello"
+        assert await r.exchange(good, hello) == hello
+        reader, writer = await raw_stream(r.server_port, stream)
+        writer.write_eof()
+        received = await asyncio.wait_for(reader.read(), 3)  # the server closes the bad session
+        writer.close()
+        assert received in (b"", encode_frame(b"ok"), BINDING)  # replies to what was good, then the end
+        await wait_for(lambda: r.logs.has(log))
+        await wait_for(lambda: len(r.server.pool) == 1)
+        r.send(good, hello)
+        assert await good.recv() == hello
+
+
+async def test_garbage_without_eof_in_stun_mode_closes_at_once() -> None:
+    async with rig(stun=True) as r:
+        reader, writer = await raw_stream(r.server_port, b"\xff" * 40)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+        assert r.logs.has("not a STUN stream")
+
+
+async def test_stun_mode_client_drops_non_stun_datagrams() -> None:
+    async with rig(stun=True) as r:
+        peer = await r.source()
+        assert await r.exchange(peer, BINDING) == BINDING
+        r.send(peer, b"not stun at all, just text....")
+        r.send(peer, BINDING)
+        assert await peer.recv() == BINDING
+        assert r.client.not_stun == 1
+        assert r.logs.has("dropped a non-STUN datagram")
+
+
+async def test_stun_classic_option() -> None:
+    classic = bytes.fromhex("00010008019b4d7d64e3a116f459985e3e0716580003000400000000")
+    async with rig(stun=True, client_options={"udpStunClassic": True}, server_options={"udpStunClassic": 1}) as r:
+        peer = await r.source()
+        assert await r.exchange(peer, classic) == classic
+
+
+async def test_stun_mode_server_drops_non_stun_replies() -> None:
+    class Chatty(Peer):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            assert self.transport is not None
+            self.transport.sendto(b"junk reply", addr)
+            self.transport.sendto(data, addr)
+
+    _, port = await udp_peer(Chatty)
+    async with rig(stun=True, target=port) as r:
+        peer = await r.source()
+        assert await r.exchange(peer, BINDING) == BINDING
+        r.send(peer, BINDING)
+        assert await peer.recv() == BINDING
+        assert r.logs.has("non-STUN datagram from the target")
+
+
+async def test_unreachable_target_keeps_the_session() -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: the kernel answers with ICMP port unreachable
+    async with rig(target=port, client_options={"udpQueueWhileWaiting": 1}) as r:
+        peer = await r.source()
+        for _ in range(20):
+            r.send(peer, b"anyone?")
+            await asyncio.sleep(0.02)
+        await wait_for(lambda: any(s.key.unreachable for s in r.server.pool.sessions()))
+        assert len(r.server.pool) == 1 and len(r.client.pool) == 1
+        echo, _ = await udp_peer(Echo, port)  # the target comes back on the same port
+        try:
+            assert await r.exchange(peer, b"back") == b"back"
+        finally:
+            assert echo.transport is not None
+            echo.transport.close()
+
+
+async def test_write_failure_removes_the_session() -> None:
+    async with rig() as r:
+        peer = await r.source()
+        await r.exchange(peer, b"x")
+        session = r.client.pool.sessions()[0]
+        assert session.state is State.CONNECTED and session.conn is not None
+        session.conn.close()  # the connection is going away; the next write fails
+        r.client.send(session, b"dropped")
+        assert session.removed == "write failure"
+
+
+async def test_connection_failure_removes_the_waiting_entry() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    async with rig() as r:
+        r.client.route = type(r.client.route)(r.client.route.client, Address("127.0.0.1", port), None)
+        peer = await r.source()
+        r.send(peer, b"x")
+        await wait_for(lambda: r.logs.has("connection failed"))
+        assert len(r.client.pool) == 0
+
+
+async def test_flood_of_source_ports_keeps_the_pool_bounded() -> None:
+    limit = 64
+    async with rig(client_options={"udpMaxSessions": limit}, server_options={"udpMaxSessions": limit}) as r:
+        biggest = [0, 0]
+        original = r.client.pool.packet_received
+
+        def watched(key: object, datagram: bytes) -> object:
+            result = original(key, datagram)  # type: ignore[arg-type]
+            biggest[0] = max(biggest[0], len(r.client.pool))
+            biggest[1] = max(biggest[1], len(r.server.pool))
+            return result
+
+        r.client.pool.packet_received = watched  # type: ignore[method-assign]
+        target = tuple(r.client.address)
+        sockets = []
+        for _ in range(10_000):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.sendto(b"flood", target)
+            sockets.append(s)
+            if len(sockets) == 200:
+                for old in sockets:
+                    old.close()
+                sockets = []
+                await asyncio.sleep(0.005)
+        for old in sockets:
+            old.close()
+        await wait_for(lambda: r.client.pool.evictions >= 10_000 - limit - 200, timeout=20)
+        await asyncio.sleep(0.3)
+        assert biggest[0] <= limit and len(r.client.pool) <= limit
+        assert biggest[1] <= limit and len(r.server.pool) <= limit
+        # Still serving afterwards.
+        peer = await r.source()
+        assert await r.exchange(peer, b"after the flood") == b"after the flood"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"udpIdleTimeout": "soon"}, {"udpIdleTimeout": 0}, {"udpMaxSessions": 0}, {"udpQueueWhileWaiting": 1000},
+     {"udpStunClassic": "maybe"}],
+)  # fmt: skip
+async def test_bad_options_name_the_key(options: dict[str, object]) -> None:
+    with pytest.raises(OptionsError, match=next(iter(options))):
+        UdpServerMethod("plain", Address("127.0.0.1", 9), False, options, EventLog(Logs()))  # type: ignore[arg-type]
