@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from ...crypto import ntor
+from ...crypto.drbg import HashDrbg
 from ...errors import LocalProtocolError, RemoteProtocolError
 from ..base import Clock, Engine, Rng
 from .framing import (
@@ -24,7 +25,7 @@ from .framing import (
     padding_packets,
 )
 from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKey
-from .probdist import Sampler
+from .probdist import GoRand, Sampler
 from .replay import ReplayFilter
 
 IAT_NONE, IAT_ENABLED, IAT_PARANOID = 0, 1, 2
@@ -175,9 +176,6 @@ class ServerShared:
     """Per-listener server state: identity, seeds, replay filter, close-delay parameters."""
 
     def __init__(self, identity: ServerIdentity, drbg_seed: bytes, iat_mode: int) -> None:
-        from ...crypto.drbg import HashDrbg
-        from .probdist import GoRand
-
         self.identity = identity
         self.drbg_seed = drbg_seed
         self.iat_mode = iat_mode
