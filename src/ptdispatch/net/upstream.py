@@ -57,8 +57,28 @@ class UpstreamProxy:
         return f"{SCHEMES[self.scheme]}://{auth}{host}:{self.port}"
 
 
-async def open_socket(address: Address, proxy: UpstreamProxy | None, *, timeout: float = 30.0) -> socket.socket:
-    """A connected, non-blocking TCP socket to ``address``, through ``proxy`` if given."""
+@dataclass(frozen=True)
+class OutboundBind:
+    """Source addresses for direct outgoing connections (tor's TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6)."""
+
+    v4: str | None = None
+    v6: str | None = None
+
+    def source(self, family: int, ip: str) -> tuple[str, int] | None:
+        """Where to bind before connecting to ``ip``; None for loopback destinations (pt-spec: ignored)."""
+        if ipaddress.ip_address(ip).is_loopback:
+            return None
+        chosen = self.v4 if family == socket.AF_INET else self.v6 if family == socket.AF_INET6 else None
+        return (chosen, 0) if chosen else None
+
+
+async def open_socket(
+    address: Address, proxy: UpstreamProxy | None, *, timeout: float = 30.0, bind: OutboundBind | None = None
+) -> socket.socket:
+    """A connected, non-blocking TCP socket to ``address``, through ``proxy`` if given.
+
+    ``bind`` picks the source address of direct connections (not of the connection to a proxy).
+    """
     if proxy is None:
         loop = asyncio.get_running_loop()
         infos = _literal(address) or await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
@@ -67,6 +87,9 @@ async def open_socket(address: Address, proxy: UpstreamProxy | None, *, timeout:
             sock = socket.socket(family, type_, proto)
             sock.setblocking(False)
             try:
+                source = bind.source(family, str(sockaddr[0])) if bind is not None else None
+                if source is not None:
+                    sock.bind(source)
                 async with asyncio.timeout(timeout):
                     await loop.sock_connect(sock, sockaddr)
             except (OSError, TimeoutError) as exc:
