@@ -24,6 +24,7 @@ from .ipc.args import format_smethod_args
 from .ipc.reporter import Reporter
 from .net.addr import Address, format_hostport
 from .net.relay import Splice
+from .net.upstream import OutboundBind
 from .transports import registry
 from .transports.base import ServerContext, TransportSpec
 
@@ -81,6 +82,8 @@ class Dispatcher:
             return
         mode = self.config.mode
         method = ClientMethod(name, spec, self.config.options_for(name), self.config.proxy, self.log, self.tracker)
+        if self.config.outbound_bind_v4 or self.config.outbound_bind_v6:
+            method.outbound = OutboundBind(self.config.outbound_bind_v4, self.config.outbound_bind_v6)
         try:
             method.check_options(per_connection_allowed=mode is Mode.SOCKS5)
             factory = self._client_factory(method)
