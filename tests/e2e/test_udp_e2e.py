@@ -94,10 +94,16 @@ class Pair:
 
 @contextlib.asynccontextmanager
 async def dispatchers(
-    transport: str, mode: str, target_port: int, state: Path, *, client_options: dict[str, object] | None = None
+    transport: str,
+    mode: str,
+    target_port: int,
+    state: Path,
+    *,
+    client_options: dict[str, object] | None = None,
+    server_options: dict[str, object] | None = None,
 ) -> AsyncIterator[Pair]:
     """A server dispatcher relaying to ``target_port`` and a client dispatcher pointed at it."""
-    server_options = SHADOW if transport == "shadow" else {}
+    server_options = {**(SHADOW if transport == "shadow" else {}), **(server_options or {})}
     server = await spawn(
         "-server", "-transport", transport, "-mode", mode, "-bindaddr", f"{transport}-127.0.0.1:0",
         "-target", f"127.0.0.1:{target_port}", "-state", str(state / "server"), "-options", json.dumps(server_options),
