@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .procs import BenchError, cpu_seconds, descendants, memory_kib, settle
 
+T = TypeVar("T")
 CHUNK = 256 * 1024
 TIMEOUT = 30.0
 
@@ -173,6 +175,22 @@ class _EchoReader:
             raise BenchError(self.error)
 
 
+def _run_all(fn: Callable[[int], T], count: int, workers: int, out: list[T]) -> None:
+    """``fn(0..count-1)`` on ``workers`` threads, results into ``out``; the first error cancels the rest."""
+    pool = ThreadPoolExecutor(workers)
+    futures = [pool.submit(fn, i) for i in range(count)]
+    try:
+        for fut in futures:
+            out.append(fut.result())
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for fut in futures:  # keep what did open, so the caller can close it
+            if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result() not in out:
+                out.append(fut.result())
+        raise
+    pool.shutdown()
+
+
 # --- idle connections ----------------------------------------------------------------------------
 
 
@@ -187,9 +205,7 @@ def idle_connections(entry: Entry, count: int, pids: Sequence[int], workers: int
 
     socks: list[socket.socket] = []
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            for fut in [pool.submit(one, i) for i in range(count)]:
-                socks.append(fut.result())
+        _run_all(one, count, workers, socks)
         time.sleep(1.0)
         rss1, pss1, nproc = memory_kib(pids)
         alive = 0
@@ -220,9 +236,7 @@ def handshakes(dial: Callable[[], None], count: int, pids: Sequence[int], worker
     base = sum(1 + len(descendants(p)) for p in pids)
     cpu0 = cpu_seconds(pids)
     start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        for fut in [pool.submit(dial) for _ in range(count)]:
-            fut.result()
+    _run_all(lambda _: dial(), count, workers, [])
     wall = time.perf_counter() - start
     settle(pids, base)
     cpu = cpu_seconds(pids) - cpu0
