@@ -18,8 +18,8 @@ from typing import Any
 
 from . import peers, report
 from .procs import raise_fd_limit, stop
-from .rows import all_rows, select
-from .runner import Settings, run_row
+from .rows import Row, all_rows, select
+from .runner import Settings, run_group
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         target = peers.target(workdir)
         try:
+            groups: dict[str, list[Row]] = {}
             for row in rows:
                 why = row.available()
                 if why is not None:
                     results.append({"row": row.name, "skipped": why})
-                    continue
+                else:
+                    groups.setdefault(row.group, []).append(row)
+            for name, members in groups.items():
                 if settings.verbose:
-                    print(f"-- {row.name}", flush=True)
-                results.append(run_row(row, target, workdir, settings))
+                    print(f"-- {name}: {', '.join(row.name for row in members)}", flush=True)
+                results.extend(run_group(members, target, workdir, settings))
+            order = {row.name: i for i, row in enumerate(rows)}
+            results.sort(key=lambda r: order[r["row"]])
         finally:
             stop([target.proc])
     elapsed = time.monotonic() - began

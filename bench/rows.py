@@ -56,6 +56,11 @@ class Row:
                 return f"ptdispatch {self.transport} unavailable: {type(exc).__name__}: {exc}"
         return None
 
+    @property
+    def group(self) -> str:
+        """Rows compared with each other run side by side: the transport, or "tcp" for the plain relays."""
+        return self.name.split(" ")[0] if "/" in self.name else "tcp"
+
     def matches(self, token: str) -> bool:
         token = token.strip().lower()
         name = self.name.lower()

@@ -1,12 +1,17 @@
-"""Run one row: start the pair, measure memory, latency, server handshakes and throughput, stop everything."""
+"""Run a group of rows side by side: start every pair, then measure them in alternation, stop everything.
+
+Rows that are compared with each other (socat and plain; obfs4 by us and by obfs4proxy; ...) run
+in one group, their latency batches and throughput runs interleaved, so that a slow moment of a
+shared machine hits all of them alike instead of deciding a comparison.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,9 @@ from . import load
 from .peers import Side
 from .procs import stop
 from .rows import Pair, Row
+
+LATENCY_BATCHES = 4
+"""Latency connections per run are split into this many batches, alternating between the rows."""
 
 
 @dataclass(frozen=True)
@@ -27,69 +35,99 @@ class Settings:
     repeat: int = 1
 
 
-def _step(result: dict[str, Any], what: str, fn: Callable[[], dict[str, float] | None], verbose: bool) -> None:
-    start = time.perf_counter()
-    try:
-        result.update(fn() or {})
-    except Exception as exc:
-        result.setdefault("errors", []).append(f"{what}: {type(exc).__name__}: {exc}")
-        if verbose:
-            traceback.print_exc()
-    if verbose:
-        print(f"    {what}: {time.perf_counter() - start:.1f}s", flush=True)
+@dataclass
+class Running:
+    """One row of the group: its started pair and what was measured."""
 
+    row: Row
+    result: dict[str, Any]
+    pair: Pair | None = None
+    samples: list[float] = field(default_factory=list)
+    runs: list[dict[str, float]] = field(default_factory=list)
 
-def run_row(row: Row, target: Side, workdir: Path, settings: Settings) -> dict[str, Any]:
-    """Every measurement for one row; errors are recorded in the result, never raised."""
-    result: dict[str, Any] = {"row": row.name}
-    started: list[Side] = []
-    rowdir = workdir / row.name.replace(" ", "_").replace("/", "-")
-    rowdir.mkdir(parents=True, exist_ok=True)
-    try:
+    def step(self, what: str, fn: Callable[[Pair], dict[str, float] | None], verbose: bool) -> None:
+        """Run one measurement; an error is recorded in the result, never raised."""
+        if self.pair is None:
+            return
+        start = time.perf_counter()
         try:
-            pair = row.setup(rowdir, target, started)
+            self.result.update(fn(self.pair) or {})
         except Exception as exc:
-            result["errors"] = [f"start: {type(exc).__name__}: {exc}"]
-            return result
-        if pair.note:
-            result["note"] = pair.note
-        _measure(pair, result, settings)
+            self.result.setdefault("errors", []).append(f"{what}: {type(exc).__name__}: {exc}")
+            if verbose:
+                traceback.print_exc()
+        if verbose:
+            print(f"    {self.row.name}: {what} {time.perf_counter() - start:.1f}s", flush=True)
+
+
+def run_group(rows: Sequence[Row], target: Side, workdir: Path, settings: Settings) -> list[dict[str, Any]]:
+    """Every measurement for every row of the group; errors are recorded in the results."""
+    group = [Running(row, {"row": row.name}) for row in rows]
+    started: list[Side] = []
+    try:
+        for item in group:
+            _start(item, target, workdir, started)
+        _measure(group, settings)
     finally:
         stop([side.proc for side in reversed(started)])
-    return result
+    for item in group:
+        _summarize(item)
+    return [item.result for item in group]
 
 
-def _measure(pair: Pair, result: dict[str, Any], s: Settings) -> None:
-    entry = pair.entry
+def _start(item: Running, target: Side, workdir: Path, started: list[Side]) -> None:
+    rowdir = workdir / item.row.name.replace(" ", "_").replace("/", "-")
+    rowdir.mkdir(parents=True, exist_ok=True)
     try:
-        load.latency(entry, 3)  # warm-up, and proof that the pair works at all
+        pair = item.row.setup(rowdir, target, started)
+        load.latency(pair.entry, 3)  # warm-up, and proof that the pair works at all
     except Exception as exc:
-        result["errors"] = [f"warm-up: {type(exc).__name__}: {exc}"]
+        item.result["errors"] = [f"start: {type(exc).__name__}: {exc}"]
         return
-    if pair.pids:
-        _step(result, "idle", lambda: load.idle_connections(entry, s.connections, pair.pids), s.verbose)
-    samples: list[float] = []
-    runs: list[dict[str, float]] = []
+    item.pair = pair
+    if pair.note:
+        item.result["note"] = pair.note
+
+
+def _measure(group: list[Running], s: Settings) -> None:
     size = int(s.size_mib * (1 << 20))
+    for item in group:
+        if item.pair is not None and item.pair.pids:
+            item.step("idle", lambda p: load.idle_connections(p.entry, s.connections, p.pids), s.verbose)
+    batch = max(1, s.latency_count // LATENCY_BATCHES)
     for _ in range(s.repeat):
-        # latency and throughput alternate, so that a slow moment of the machine hits both alike
-        _step(result, "latency", lambda: samples.extend(load.latency_samples(entry, s.latency_count)), s.verbose)
-        _step(result, "throughput", lambda: runs.append(load.throughput(entry, size, pair.pids)), s.verbose)
-    if samples:
-        result.update(load.summarize_latency(samples))
+        for _ in range(max(1, s.latency_count // batch)):
+            for item in group:
+                item.step("latency", lambda p, i=item: i.samples.extend(load.latency_samples(p.entry, batch)), False)
+        for item in group:
+            item.step("throughput", lambda p, i=item: i.runs.append(load.throughput(p.entry, size, p.pids)), s.verbose)
+    for item in group:
+        if item.pair is not None and item.pair.server_pids:
+            count = s.handshake_count
+            item.step("handshakes", lambda p: load.handshakes(load.via_entry(p.entry), count, p.server_pids), s.verbose)
+    if s.echo:
+        for item in group:
+            item.step("echo", lambda p: _echo(p, size), s.verbose)
+
+
+def _handshakes(pair: Pair, count: int) -> dict[str, float]:
+    return load.handshakes(load.via_entry(pair.entry), count, pair.server_pids)
+
+
+def _echo(pair: Pair, size: int) -> dict[str, float]:
+    out = load.throughput(pair.entry, size, pair.pids, echo=True)
+    return {"echo_mib_s": out["mib_s"], "echo_mib_cpu_s": out["mib_cpu_s"]}
+
+
+def _summarize(item: Running) -> None:
+    result = item.result
+    if item.samples:
+        result.update(load.summarize_latency(item.samples))
+    runs = sorted(item.runs, key=lambda r: r["mib_s"] if math.isnan(r["mib_cpu_s"]) else r["mib_cpu_s"])
     if runs:
-        runs.sort(key=lambda r: r["mib_s"] if math.isnan(r["mib_cpu_s"]) else r["mib_cpu_s"])
-        result.update(runs[len(runs) // 2])
+        result.update(runs[len(runs) // 2])  # the median run by MiB per CPU-second
         if len(runs) > 1:
             result["mib_cpu_s_runs"] = [r["mib_cpu_s"] for r in runs]
             result["mib_s_runs"] = [r["mib_s"] for r in runs]
-    if pair.server_pids:
-        dial = load.via_entry(entry)
-        _step(result, "handshakes", lambda: load.handshakes(dial, s.handshake_count, pair.server_pids), s.verbose)
-    if s.echo:
-
-        def echo() -> dict[str, float]:
-            out = load.throughput(entry, size, pair.pids, echo=True)
-            return {"echo_mib_s": out["mib_s"], "echo_mib_cpu_s": out["mib_cpu_s"]}
-
-        _step(result, "echo", echo, s.verbose)
+    if "errors" in result:  # one message per kind of failure is enough
+        result["errors"] = list(dict.fromkeys(result["errors"]))
