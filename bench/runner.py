@@ -103,11 +103,14 @@ def _measure(group: list[Running], s: Settings) -> None:
             item.step("throughput", lambda p, i=item: i.runs.append(load.throughput(p.entry, size, p.pids)), s.verbose)
     for item in group:
         if item.pair is not None and item.pair.server_pids:
-            count = s.handshake_count
-            item.step("handshakes", lambda p: load.handshakes(load.via_entry(p.entry), count, p.server_pids), s.verbose)
+            item.step("handshakes", lambda p: _handshakes(p, s.handshake_count), s.verbose)
     if s.echo:
         for item in group:
             item.step("echo", lambda p: _echo(p, size), s.verbose)
+
+
+def _handshakes(pair: Pair, count: int) -> dict[str, float]:
+    return load.handshakes(load.via_entry(pair.entry), count, pair.server_pids)
 
 
 def _handshakes(pair: Pair, count: int) -> dict[str, float]:
