@@ -159,6 +159,7 @@ async def test_server_plain_to_orport(tmp_path: Path) -> None:
         )  # fmt: skip
         async with running(env=environ) as server:
             assert server.lines[0] == "VERSION 1"
+            assert server.lines[1].startswith("STATUS TYPE=version IMPLEMENTATION=ptdispatch VERSION=")
             assert server.lines[-1] == "SMETHODS DONE"
             assert not any(line.startswith("SMETHOD-ERROR") for line in server.lines)  # unknown: ignored
             host, port = address(server, "SMETHOD", "plain")

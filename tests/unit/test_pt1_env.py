@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import ptdispatch
 from ptdispatch.config import LogLevel, Mode, Role
 from ptdispatch.extorport import COOKIE_HEADER
 from ptdispatch.ipc import env
@@ -18,6 +19,7 @@ from ptdispatch.net.addr import Address
 from ptdispatch.transports import registry
 
 STATE = "/var/lib/tor/pt_state"
+STATUS_VERSION = f"STATUS TYPE=version IMPLEMENTATION=ptdispatch VERSION={ptdispatch.__version__}"
 
 
 def client_env(**extra: str) -> dict[str, str]:
@@ -281,7 +283,7 @@ def test_main_proxy_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_main_runs_the_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, lines, started = run_main(client_env(TOR_PT_STATE_LOCATION=str(tmp_path / "state")), monkeypatch)
-    assert (code, lines, len(started)) == (0, ["VERSION 1"], 1)
+    assert (code, lines, len(started)) == (0, ["VERSION 1", STATUS_VERSION], 1)
     assert (tmp_path / "state").is_dir()
 
 
@@ -329,7 +331,7 @@ def test_main_good_cookie_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         TOR_PT_AUTH_COOKIE_FILE=str(cookie),
     )
     code, lines, started = run_main(environ, monkeypatch)
-    assert (code, lines, len(started)) == (0, ["VERSION 1"], 1)
+    assert (code, lines, len(started)) == (0, ["VERSION 1", STATUS_VERSION], 1)
 
 
 def test_cli_enters_pt1_mode_only_without_flags(monkeypatch: pytest.MonkeyPatch) -> None:

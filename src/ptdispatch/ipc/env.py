@@ -8,6 +8,8 @@ not offered; otherwise ``VERSION 1``; then each malformed variable ends the proc
 ``ENV-ERROR`` naming it; a client's unusable ``TOR_PT_PROXY`` ends it with ``PROXY-ERROR``; only
 then do the listeners start (``PROXY DONE``, ``CMETHOD``/``SMETHOD`` lines, ``*METHODS DONE``).
 Exit codes match the PT 3.0 front door: 78 no version, 64 bad environment, 69 bad proxy.
+Once the environment is valid comes ``STATUS TYPE=version IMPLEMENTATION=ptdispatch VERSION=...``, which
+tor (0.4.8+) records and a bridge publishes in its extra-info ``transport-info`` line.
 
 Extensions (not set by tor; tor passes its own environment through to its plugins):
 ``PTDISPATCH_IPC_LOG_LEVEL`` (NONE ERROR WARN INFO DEBUG, default WARN) chooses which events
@@ -24,6 +26,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..config import Config, LogLevel, Mode, Role
 from ..errors import ConfigError
 from ..net.addr import Address, parse_hostport
@@ -306,6 +309,7 @@ def main(environ: Mapping[str, str], run: Callable[[Coroutine[Any, Any, int]], i
         message = str(exc)
         reporter.error("ENV-ERROR", message if message.startswith(AUTH_COOKIE) else f"{STATE}: {message}")
         return EX_USAGE
+    reporter.line("STATUS", "TYPE=version", "IMPLEMENTATION=ptdispatch", f"VERSION={__version__}")
     reporter.level = config.log_level
     from ..app import run as run_app
 
