@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ptdispatch
 from ptdispatch.config import LogLevel, Mode, Role
@@ -346,3 +348,24 @@ def test_cli_enters_pt1_mode_only_without_flags(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert cli.main(["-ptversion", "9"], client_env()) == 78  # flags given: the PT 3.0 door
     assert len(seen) == 1
+
+
+def _tor_escape(text: str, specials: str) -> str:
+    """As tor's tor_escape_str_for_pt_args: a backslash before each special character."""
+    return "".join("\\" + ch if ch in specials else ch for ch in text)
+
+
+NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(NAMES, TEXT.filter(bool), TEXT), max_size=6))
+def test_server_transport_options_round_trip(entries: list[tuple[str, str, str]]) -> None:
+    """What tor writes (keys with '=' escaped too, values with ':' ';' '\\') parses back exactly."""
+    key_specials, value_specials = ":;=\\", ":;\\"
+    text = ";".join(f"{n}:{_tor_escape(k, key_specials)}={_tor_escape(v, value_specials)}" for n, k, v in entries)
+    expected: dict[str, dict[str, str]] = {}
+    for name, key, value in entries:
+        expected.setdefault(name.lower(), {})[key] = value
+    assert parse_server_transport_options(text) == expected
