@@ -183,3 +183,32 @@ async def test_state_written_by_us_loads_in_obfs4proxy(tmp_path: Path) -> None:
         echo.close()
         await echo.wait_closed()
     assert (tmp_path / "obfs4_bridgeline.txt").read_text() == our_bridge_line
+
+
+async def test_our_paranoid_client_survives_zero_lengths(tmp_path: Path) -> None:
+    """Against a bridge whose length distribution contains 0 (obfs4proxy's own iat-mode 2 client
+    and server panic there, so the bridge runs iat-mode 0), our iat-mode 2 client just writes;
+    the keys are given as server options."""
+    binary = need_binary("obfs4proxy")
+    seed = "823d5a90015ba308cb254484e57b3b0c3f88629d66d431d5"  # its distribution contains 0
+    keys = f"node-id={os.urandom(20).hex()};obfs4:private-key={os.urandom(32).hex()};obfs4:drbg-seed={seed}"
+    echo, port = await echo_server()
+    env = _server_env(port, 0)
+    env["TOR_PT_SERVER_TRANSPORT_OPTIONS"] += f";obfs4:{keys}"
+    try:
+        async with run_managed(binary, env, state_dir=tmp_path) as proxy:
+            options = {"cert": proxy.args("obfs4")["cert"], "iat-mode": "2"}
+            reader, writer = await asyncio.wait_for(
+                ptdispatch.open_connection("obfs4", proxy.address("obfs4"), options), 15
+            )
+            for _ in range(20):
+                await asyncio.wait_for(_exchange_once(reader, writer, os.urandom(3000)), 20)
+            await close_stream(reader, writer)
+    finally:
+        echo.close()
+        await echo.wait_closed()
+
+
+async def _exchange_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    assert await reader.readexactly(len(data)) == data
