@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = select(all_rows(), args.only)
     raise_fd_limit()
     results: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ptdispatch-bench-") as tmp:
         workdir = Path(tmp)
@@ -91,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop([target.proc])
     elapsed = time.monotonic() - began
+    load_after = os.getloadavg()
     print(
         f"ptdispatch bench: {settings.size_mib:g} MiB one way, {settings.connections} idle connections, "
         f"{settings.latency_count}x{settings.repeat} latency and {settings.handshake_count} server connections, "
-        f"{settings.repeat} throughput run(s) per row; {elapsed:.0f} s"
+        f"{settings.repeat} throughput run(s) per row; {elapsed:.0f} s on {os.cpu_count()} CPUs, "
+        f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"
     )
     print(report.table(results, settings.echo))
     goal_list = report.goals(results)
@@ -102,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(report.goals_text(goal_list))
     if args.json:
-        payload = {"settings": settings.__dict__, "elapsed_s": elapsed, "results": results, "goals": goal_list}
+        payload = {
+            "settings": settings.__dict__,
+            "elapsed_s": elapsed,
+            "loadavg": [load_before, load_after],
+            "results": results,
+            "goals": goal_list,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     failed = [r for r in results if r.get("errors")]
     return 1 if failed else 0
