@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import OptionsError
 from .net.addr import Address, parse_hostport
-from .net.upstream import UpstreamProxy, open_socket
+from .net.upstream import OutboundBind, UpstreamProxy, open_socket
 from .transports import registry
 from .transports.adapter import AppFactory, EngineProtocol, EngineTransport
 from .transports.base import ClientTransport, RawOptions, ServerContext, ServerTransport, TransportSpec
@@ -53,11 +53,15 @@ async def connect(
     destination: Address | None = None,
     proxy: UpstreamProxy | None = None,
     connect_timeout: float = 30.0,
+    bind: OutboundBind | None = None,
 ) -> tuple[EngineTransport, asyncio.BaseProtocol]:
-    """Dial ``address``, run the transport handshake, and hand the plaintext side to ``app_factory()``."""
+    """Dial ``address``, run the transport handshake, and hand the plaintext side to ``app_factory()``.
+
+    ``bind`` chooses the source address of a direct connection (tor's outbound bind addresses).
+    """
     loop = asyncio.get_running_loop()
     engine = client.new_engine(destination)  # first: a bad option must not cost a socket
-    sock = await open_socket(_address(address), proxy, timeout=connect_timeout)
+    sock = await open_socket(_address(address), proxy, timeout=connect_timeout, bind=bind)
     try:
         _, protocol = await loop.create_connection(lambda: EngineProtocol(engine, app_factory), sock=sock)
     except BaseException:

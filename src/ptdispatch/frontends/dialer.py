@@ -13,8 +13,7 @@ from ..errors import OptionsError, RemoteProtocolError
 from ..events import ConnectionTracker, EventLog, closed_logger
 from ..net.addr import Address, parse_hostport
 from ..net.relay import RelayProtocol, Splice
-from ..net.upstream import OutboundBind, ProxyRefused, UpstreamProxy, open_socket
-from ..transports.adapter import EngineProtocol
+from ..net.upstream import OutboundBind, ProxyRefused, UpstreamProxy
 from ..transports.base import ClientTransport, TransportSpec
 from .socks5.protocol import Reply
 
@@ -90,9 +89,6 @@ class ClientMethod:
 
     async def dial(self, route: Route, splice: Splice) -> None:
         """Connect ``splice.b`` through the transport to ``route.server``."""
-        if self.outbound is not None and self.proxy is None:
-            await self._dial_bound(route, splice, self.outbound)
-            return
         await connect(
             route.client,
             route.server,
@@ -100,20 +96,8 @@ class ClientMethod:
             destination=route.destination,
             proxy=self.proxy,
             connect_timeout=self.connect_timeout,
+            bind=self.outbound,
         )
-
-    async def _dial_bound(self, route: Route, splice: Splice, outbound: OutboundBind) -> None:
-        """:func:`~ptdispatch.api.connect` with a chosen source address."""
-        engine = route.client.new_engine(route.destination)  # first: a bad option must not cost a socket
-        sock = await open_socket(route.server, None, timeout=self.connect_timeout, bind=outbound)
-        try:
-            _, protocol = await asyncio.get_running_loop().create_connection(
-                lambda: EngineProtocol(engine, lambda: splice.b), sock=sock
-            )
-        except BaseException:
-            sock.close()
-            raise
-        await protocol.established
 
 
 def reply_for(exc: BaseException) -> Reply:

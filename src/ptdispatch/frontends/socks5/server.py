@@ -47,7 +47,7 @@ class Socks5Frontend(asyncio.Protocol):
             return
         self._cancel_timer()
         if isinstance(event, Failure):
-            self.method.log.debug(f"{self.method.name}: SOCKS5 handshake failed: {event.message}")
+            self.method.log.debug(f"{self.method.name}: SOCKS handshake failed: {event.message}")
             self._close()
         elif isinstance(event, Request):
             assert self.transport is not None
@@ -100,7 +100,7 @@ class Socks5Frontend(asyncio.Protocol):
         if self.core.awaiting_json_block:
             self.core.fail(Reply.ARGS_TIMEOUT, "no parameter block within the timeout")
             self._flush()
-        self.method.log.debug(f"{self.method.name}: SOCKS5 handshake timed out")
+        self.method.log.debug(f"{self.method.name}: SOCKS handshake timed out")
         self._close()
 
     def _flush(self) -> None:
