@@ -18,8 +18,8 @@ from ptdispatch.extorport import COOKIE_HEADER
 from ptdispatch.transports import registry
 from tests.conftest import CI
 from tests.peers.dispatcher import Dispatcher, run_once, running
+from tests.peers.fake_tor import COOKIE, DENY, OKAY, FakeTor, fake_tor
 from tests.peers.managed import echo_server
-from tests.unit.test_extorport_client import COOKIE, DENY, OKAY, FakeTor, fake_tor
 
 pytestmark = pytest.mark.timeout(60)
 
