@@ -14,6 +14,7 @@ CPU-second of the two dispatcher processes (utime+stime from /proc/PID/stat).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -78,6 +79,19 @@ def udp_rcvbuf_errors() -> int:
         return int(lines[1][lines[0].index("RcvbufErrors")])
     except (OSError, ValueError, IndexError):
         return -1
+
+
+def udp_drops_by_port() -> dict[str, int]:
+    """Receive drops per local UDP socket on 127.0.0.1 (/proc/net/udp), keyed by "local->remote" ports."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+            fields = line.split()
+            drops = int(fields[-1])
+            if drops:
+                local, remote = (int(x.split(":")[1], 16) for x in fields[1:3])
+                out[f"{local}->{remote}"] = drops
+    return out
 
 
 def _env() -> dict[str, str]:
@@ -253,6 +267,13 @@ def measure(transport: str, mode: str, rate: int, size: int, seconds: float, win
         cpu_client = cpu_seconds([client.pid]) - cpu_before[0]
         cpu_server = cpu_seconds([server.pid]) - cpu_before[1]
         drops = udp_rcvbuf_errors() - drops_before
+        if drops:
+            where = udp_drops_by_port()
+            print(
+                f"{transport}: receive drops by socket (local->remote port): {where}; client listens on"
+                f" {address[1]}, echo on {echo_port}, generator on {load.sock.getsockname()[1]}",
+                file=sys.stderr,
+            )
     finally:
         stop(procs)
     result = summarize(transport, mode, rate, size, elapsed, sent, load, cpu_client, cpu_server)

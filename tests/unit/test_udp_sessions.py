@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -123,8 +124,9 @@ async def rig(
 ) -> AsyncIterator[Rig]:
     logs = Logs()
     log = EventLog(logs)  # type: ignore[arg-type]
+    echo: Peer | None = None
     if target is None:
-        _, target = await udp_peer(Echo)
+        echo, target = await udp_peer(Echo)
     spec = registry.lookup(transport)
     assert spec is not None
     server_transport = spec.server(dict(server_options or {}), ServerContext(state_dir=__import__("pathlib").Path()))
@@ -142,10 +144,14 @@ async def rig(
         client.close()
         listener.close()
         method.close()
-        for peer in the_rig.peers:
+        for peer in [*the_rig.peers, *([echo] if echo else [])]:
             if peer.transport is not None:
                 peer.transport.close()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # let the closed transports finish
+        # Collect now what a cancelled dial may leave behind (see the report on open_socket), so that its
+        # finalizer does not run inside a later import, where CPython 3.11.7 can fail with "AST constructor
+        # recursion depth mismatch".
+        gc.collect()
 
 
 async def wait_for(predicate: object, timeout: float = 3.0) -> None:
@@ -194,8 +200,13 @@ async def test_queue_while_waiting_option_delivers_the_first_packets() -> None:
         for i in range(6):
             r.send(peer, b"%d" % i)
         assert [await peer.recv() for _ in range(4)] == [b"0", b"1", b"2", b"3"]
-        with pytest.raises(TimeoutError):
-            await peer.recv(0.2)
+        # 4 and 5 are dropped if they came while still Waiting (queue full), sent if after Connected.
+        extra: list[bytes] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                extra.append(await peer.recv(0.2))
+        assert extra == [b"%d" % i for i in range(4, 4 + len(extra))]
+        assert r.client.pool.dropped_waiting == 2 - len(extra)
 
 
 async def test_idle_timeout_removes_sessions_both_sides() -> None:
@@ -291,8 +302,9 @@ async def test_stun_mode_server_drops_non_stun_replies() -> None:
             self.transport.sendto(b"junk reply", addr)
             self.transport.sendto(data, addr)
 
-    _, port = await udp_peer(Chatty)
+    chatty, port = await udp_peer(Chatty)
     async with rig(stun=True, target=port) as r:
+        r.peers.append(chatty)
         peer = await r.source()
         assert await r.exchange(peer, BINDING) == BINDING
         r.send(peer, BINDING)

@@ -27,7 +27,7 @@ from .pool import Session, SessionPool
 from .writer import BatchWriter
 
 SERVER_IDLE_TIMEOUT = 120.0
-RECEIVE_BUFFER = 1 << 20
+RECEIVE_BUFFER = 4 << 20
 """SO_RCVBUF asked for on each session's socket to the target (a limit, not an allocation)."""
 PENDING_LIMIT = 64
 """Datagrams held while the session's UDP socket is being opened."""
