@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import OptionsError
 from .net.addr import Address, parse_hostport
-from .net.upstream import OutboundBind, UpstreamProxy, open_socket
+from .net.upstream import OutboundBind, UpstreamProxy, create_connection
 from .transports import registry
 from .transports.adapter import AppFactory, EngineProtocol, EngineTransport
 from .transports.base import ClientTransport, RawOptions, ServerContext, ServerTransport, TransportSpec
@@ -59,14 +59,10 @@ async def connect(
 
     ``bind`` chooses the source address of a direct connection (tor's outbound bind addresses).
     """
-    loop = asyncio.get_running_loop()
     engine = client.new_engine(destination)  # first: a bad option must not cost a socket
-    sock = await open_socket(_address(address), proxy, timeout=connect_timeout, bind=bind)
-    try:
-        _, protocol = await loop.create_connection(lambda: EngineProtocol(engine, app_factory), sock=sock)
-    except BaseException:
-        sock.close()
-        raise
+    _, protocol = await create_connection(
+        lambda: EngineProtocol(engine, app_factory), _address(address), proxy, timeout=connect_timeout, bind=bind
+    )
     transport = await protocol.established
     assert protocol.app is not None
     return transport, protocol.app

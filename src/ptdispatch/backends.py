@@ -11,7 +11,7 @@ from .extorport import open_extorport, read_cookie_file
 from .frontends.accept import DialOnAccept
 from .net.addr import Address
 from .net.relay import RelayProtocol, Splice
-from .net.upstream import open_socket
+from .net.upstream import create_connection
 from .transports.adapter import EngineTransport
 from .transports.base import ServerTransport
 
@@ -56,15 +56,15 @@ class ServerMethod:
             sock, leftover = await open_extorport(
                 self.extorport, cookie, self.name, _peer_address(accepted), timeout=self.connect_timeout
             )
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.create_connection(lambda: splice.b, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
         else:
             assert self.target is not None
-            sock = await open_socket(self.target, None, timeout=self.connect_timeout)
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.create_connection(lambda: splice.b, sock=sock)
-        except BaseException:
-            sock.close()
-            raise
+            await create_connection(lambda: splice.b, self.target, timeout=self.connect_timeout)
         if leftover:
             splice.b.data_received(leftover)
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
 from .addr import Address, is_ip
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 SCHEMES = {"socks5": "socks5", "socks4a": "socks4", "socks4": "socks4", "http": "http"}
 
@@ -112,6 +116,36 @@ async def open_socket(
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+async def create_connection(
+    protocol_factory: Callable[[], P],
+    address: Address,
+    proxy: UpstreamProxy | None = None,
+    *,
+    timeout: float = 30.0,
+    bind: OutboundBind | None = None,
+) -> tuple[asyncio.Transport, P]:
+    """Connect ``protocol_factory()`` to ``address`` (through ``proxy``, from ``bind``'s source address).
+
+    The plain case is one call into the event loop, which is markedly cheaper per connection than
+    connecting a socket ourselves (it matters for connection setup latency).
+    """
+    loop = asyncio.get_running_loop()
+    if proxy is None and bind is None:
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_connection(protocol_factory, address.host, address.port)
+        except TimeoutError:
+            raise TimeoutError(f"connect to {address} timed out") from None
+        return transport, protocol
+    sock = await open_socket(address, proxy, timeout=timeout, bind=bind)
+    try:
+        transport, protocol = await loop.create_connection(protocol_factory, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport, protocol
 
 
 def _literal(address: Address) -> list[tuple[int, int, int, str, tuple[str, int]]] | None:
