@@ -292,3 +292,27 @@ def test_frames_fed_in_small_steps(tmp_path: Path, step: int) -> None:
     out = wire(c)
     got = b"".join(s.receive_data(out[i : i + step]) for i in range(0, len(out), step))
     assert got == data + data
+
+
+class _Fixed:
+    """A length sampler that always draws the same value."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def sample(self) -> int:
+        return self.value
+
+
+@pytest.mark.parametrize("length", [0, 1, 5, 21, 22, 1448])
+def test_paranoid_writes_end_for_any_distribution(tmp_path: Path, length: int) -> None:
+    """All-small draws made obfs4proxy's loop resample forever; ours always ends."""
+    c, s, _ = pair(tmp_path, 2)
+    c._len = _Fixed(length)  # type: ignore[attr-defined]
+    data = os.urandom(5000)
+    c.send_data(data)
+    writes = c.paced_writes()
+    assert all(chunk for chunk, _ in writes)
+    if length > 21:
+        assert all(len(chunk) == length for chunk, _ in writes[:-1])  # the tail may be short
+    assert s.receive_data(b"".join(chunk for chunk, _ in writes)) == data

@@ -15,6 +15,7 @@ from ...crypto.drbg import HashDrbg
 from ...errors import LocalProtocolError, RemoteProtocolError
 from ..base import Clock, Engine, Rng
 from .framing import (
+    HEADER_LENGTH,
     MAX_SEGMENT,
     SEED_PAYLOAD,
     TYPE_PRNG_SEED,
@@ -123,17 +124,24 @@ class Obfs4Engine(Engine):
             writes.append((burst[i : i + MAX_SEGMENT], self._delay()))
 
     def _paranoid(self, burst: bytes, writes: list[tuple[bytes, float]]) -> None:
+        """obfs4proxy's iat-mode 2: every write's length is drawn; a short tail is padded up to it.
+
+        obfs4proxy resamples when the padding cannot land exactly (it needs two frames), which
+        never ends for some distributions (all values <= 21 bytes); here that tail is written
+        unpadded instead, and a draw of 0 (an empty write in obfs4proxy) writes what is left.
+        """
         assert self._encoder is not None
         sampler = self._len_sampler()
         buf = burst
         while buf:
             target = sampler.sample()
-            if target == 0:  # obfs4proxy would attempt an empty write here; never send one
+            if target == 0:
                 target = min(len(buf), MAX_SEGMENT)
-            if len(buf) < target:
-                buf += self._encoder.packets(padding_packets(len(buf), target))
-                if len(buf) != target:
-                    continue
+            elif len(buf) < target:
+                if target - len(buf) > HEADER_LENGTH:
+                    buf += self._encoder.packets(padding_packets(len(buf), target))
+                else:
+                    target = len(buf)
             writes.append((buf[:target], self._delay()))
             buf = buf[target:]
 
