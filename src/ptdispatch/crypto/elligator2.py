@@ -72,13 +72,42 @@ def _sqrt(x: int) -> int | None:
     return None
 
 
+def _invsqrt_and_inverse(t: int) -> tuple[int | None, int]:
+    """``(1/sqrt(t) or None if t is not a square, 1/t)`` from a single exponentiation.
+
+    ``c = t^((p-5)/8)`` gives ``q = c^2 t``, a fourth root of unity: 1 or -1 when ``t`` is a
+    square (then ``c`` or ``c*sqrt(-1)`` is ``1/sqrt(t)``), +-sqrt(-1) when it is not; in every
+    case ``1/t = c^2 / q``.
+    """
+    c = int(_powmod(t, _EXP_INVSQRT, P))
+    c2 = c * c % P
+    q = c2 * t % P
+    if q == 1:
+        return c, c2
+    if q == P - 1:
+        return c * SQRT_M1 % P, P - c2
+    if q == SQRT_M1:
+        return None, c2 * (P - SQRT_M1) % P
+    return None, c2 * SQRT_M1 % P
+
+
 def representative_to_public(representative: bytes) -> bytes:
-    """The Curve25519 public key (u, 32 bytes little-endian) that ``representative`` maps to."""
+    """The Curve25519 public key (u, 32 bytes little-endian) that ``representative`` maps to.
+
+    ``w = -A / (1 + 2r^2)``; ``u = w`` if ``w^3 + A w^2 + w`` is a square, else ``-A - w``.  With
+    ``d = 1 + 2r^2`` and ``g = A^2 - A^2 d + d^2`` that value is ``-A g / d^3``, whose square-ness
+    is that of ``t = -A g d^3``; one exponentiation of ``t`` gives both that and ``1/t``, hence
+    ``1/d = -A g d^2 / t``.
+    """
     r = int.from_bytes(representative, "little") & _MASK254
     d = (1 + 2 * r * r) % P
-    w = (P - A) * _inv(d) % P  # -A / (1 + 2r^2); 0 when d == 0, as the reference does
-    e = (w * w % P + A * w + 1) * w % P
-    if e != 0 and int(_powmod(e, _EXP_LEGENDRE, P)) != 1:
+    if d == 0:
+        return bytes(32)  # w = -A * 0 (the reference inverts 0 to 0), e = 0: a square
+    g = (A * A - A * A * d + d * d) % P
+    t = (P - A) * g % P * d % P * d % P * d % P
+    root, inv_t = _invsqrt_and_inverse(t)
+    w = (P - A) * (inv_t * (P - A) % P * g % P * d % P * d % P) % P
+    if root is None:
         w = (P - A - w) % P
     return w.to_bytes(32, "little")
 
@@ -153,18 +182,31 @@ def _dirty_representative(u: int, k: int, tweak: int) -> tuple[bytes, bytes] | N
         upa = (u + A) % P
         rep = _rev(u, upa if tweak & 1 else u, _invsqrt((P - 2) * u % P * upa % P), tweak)
         return None if rep is None else (u.to_bytes(32, "little"), rep)
-    v = _curve_v(u)  # either root: both signs give a uniformly random coset member
     ut, vt = low
-    # u3 = N / D^2 with D = ut - u, N = (vt - v)^2 - (A + u + ut) D^2.  The representative
-    # needs only 1/sqrt(-2 N (N + A D^2)), so the inversion of D is paid for usable keys only.
+    fu = (u * u % P * u + A * u % P * u + u) % P  # v^2
+    if vt == 0:
+        sq = fu  # (vt - v)^2 without knowing v
+    else:
+        v = _curve_v(u)  # either root: both signs give a uniformly random coset member
+        sq = (vt - v) * (vt - v) % P
+    # u3 = N / D^2 with D = ut - u, N = (vt - v)^2 - (A + u + ut) D^2, and the representative is
+    # (N or N + A D^2) * D / sqrt(M D^2) with M = -2 N (N + A D^2).  One exponentiation of M D^2
+    # gives that root and 1/(M D^2), so 1/D^2 = M / (M D^2) costs nothing more.
     d = (ut - u) % P
     d2 = d * d % P
-    n = ((vt - v) * (vt - v) - (A + u + ut) * d2) % P
+    n = (sq - (A + u + ut) * d2) % P
     npad2 = (n + A * d2) % P
-    rep = _rev(0, npad2 if tweak & 1 else n, _invsqrt((P - 2) * n % P * npad2 % P), tweak)
+    m = (P - 2) * n % P * npad2 % P
+    t = m * d2 % P
+    if t == 0:
+        return None
+    root, inv_t = _invsqrt_and_inverse(t)
+    if root is None:
+        return None
+    rep = _rev(0, npad2 if tweak & 1 else n, root * d % P, tweak)
     if rep is None:
         return None
-    u3 = n * _inv(d2) % P
+    u3 = n * (m * inv_t % P) % P
     return u3.to_bytes(32, "little"), rep
 
 
