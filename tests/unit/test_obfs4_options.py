@@ -49,7 +49,7 @@ def test_client_options(raw: dict[str, object], iat: int) -> None:
         ({"cert": CERT + "AAAA"}, "cert"),
         ({"cert": CERT, "iat-mode": "3"}, "iat-mode"),
         ({"cert": CERT, "iat-mode": "x"}, "iat-mode"),
-        ({}, "node-id"),
+        ({}, "missing option 'cert'"),
         ({"node-id": NODE_ID.hex()}, "public-key"),
         ({"node-id": "zz", "public-key": PUBLIC.hex()}, "node-id"),
         ({"node-id": NODE_ID.hex(), "public-key": PUBLIC.hex()[:-2]}, "public-key"),

@@ -58,6 +58,8 @@ def parse_client(raw: RawOptions) -> Obfs4Client:
             node_id, public = st.decode_cert(cert.strip())
         except ValueError as exc:
             raise OptionsError(NAME, f"malformed option 'cert': {exc}") from None
+    elif "node-id" not in raw and "public-key" not in raw:
+        raise OptionsError(NAME, "missing option 'cert' (or the legacy pair 'node-id' and 'public-key')")
     else:
         node_id = _hex_option(raw, "node-id", st.NODE_ID_LENGTH)
         public = _hex_option(raw, "public-key", st.KEY_LENGTH)
