@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
+from collections.abc import Iterator
 
+import hypothesis  # noqa: F401 - imported up front: CPython 3.11.7 can crash importing it during finalization
 import pytest
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -19,3 +22,10 @@ def need_binary(name: str) -> str:
             pytest.fail(message + "; under CI it is required")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Finalize each test's leftover sockets and transports inside that test's time."""
+    yield
+    gc.collect()

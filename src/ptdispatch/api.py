@@ -63,7 +63,11 @@ async def connect(
     _, protocol = await create_connection(
         lambda: EngineProtocol(engine, app_factory), _address(address), proxy, timeout=connect_timeout, bind=bind
     )
-    transport = await protocol.established
+    try:
+        transport = await protocol.established
+    except BaseException:
+        protocol.wire.abort()  # a failed or cancelled handshake must not leave the socket open
+        raise
     assert protocol.app is not None
     return transport, protocol.app
 

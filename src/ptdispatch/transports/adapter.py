@@ -223,7 +223,8 @@ class EngineProtocol(asyncio.Protocol):
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
-        self._fail(HandshakeTimeout(f"no handshake within {self.engine.handshake_timeout:g} s"))
+        message = f"no handshake within {self.engine.handshake_timeout:g} s"
+        self._fail(HandshakeTimeout(message, linger=self.engine.timeout_linger))
 
     def _fail(self, exc: RemoteProtocolError) -> None:
         if self._on_error is not None:

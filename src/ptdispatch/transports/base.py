@@ -53,6 +53,12 @@ class Engine(ABC):
     def established(self) -> bool:
         """The handshake is complete and :meth:`send_data` may be called."""
 
+    @property
+    def timeout_linger(self) -> float:
+        """Seconds to keep reading and discarding after a handshake timeout before closing
+        (obfs4 servers do, so a prober cannot time the close); 0 closes at once."""
+        return 0.0
+
     def initiate(self) -> None:  # noqa: B027 - optional hook
         """The wire connection is open: queue the opening bytes (client handshakes)."""
 
