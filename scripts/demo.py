@@ -28,6 +28,7 @@ from ptdispatch.transports import registry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.peers.dispatcher import running  # noqa: E402
+from tests.peers.managed import echo_handler as echo  # noqa: E402
 
 CLIENT_OPTIONS = {"shadow": {"password": "demo password", "cipherName": "chacha20-ietf-poly1305"}}
 SERVER_OPTIONS = CLIENT_OPTIONS
@@ -43,17 +44,6 @@ def available() -> list[str]:
             continue
         names.append(name)
     return names
-
-
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 18):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 class Progress:

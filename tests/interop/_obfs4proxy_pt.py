@@ -21,7 +21,7 @@ from python_socks.async_.asyncio import Proxy
 
 import ptdispatch
 from tests.conftest import need_binary
-from tests.peers.managed import run_managed
+from tests.peers.managed import echo_handler, run_managed
 
 
 def _escape(value: str) -> str:
@@ -86,18 +86,6 @@ async def socks5_connect(
     proxy = Proxy(ProxyType.SOCKS5, socks[0], socks[1], username=username, password=password)
     sock = await proxy.connect(target[0], target[1], timeout=timeout)
     return await asyncio.open_connection(sock=sock, limit=1 << 20)
-
-
-async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """An echo handler for ``ptdispatch.start_server`` (or ``asyncio.start_server``)."""
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 async def echo_roundtrip(

@@ -15,24 +15,12 @@ from python_socks.async_.asyncio import Proxy
 
 import ptdispatch
 from tests.conftest import need_binary
+from tests.peers.managed import echo_handler as _echo
 from tests.peers.managed import echo_server, run_managed
 
 pytestmark = pytest.mark.interop
 
 BIG = 64 * 1024 * 1024
-
-
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 18):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
 
 
 def socks_credentials(args: str) -> tuple[str, str]:

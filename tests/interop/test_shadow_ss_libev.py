@@ -25,6 +25,7 @@ import ptdispatch
 from ptdispatch.api import listen, server_transport
 from ptdispatch.transports.shadow.engine import ShadowServerEngine
 from tests.conftest import need_binary
+from tests.peers.managed import echo_handler as echo
 from tests.peers.managed import echo_server
 
 pytestmark = pytest.mark.interop
@@ -73,17 +74,6 @@ async def ss_process(binary: str, *args: str, port: int) -> AsyncIterator[asynci
             except TimeoutError:
                 os.kill(proc.pid, signal.SIGKILL)
                 await proc.wait()
-
-
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 18):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, size: int) -> None:

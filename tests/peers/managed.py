@@ -100,20 +100,21 @@ async def run_managed(
                 await proc.wait()
 
 
+async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Echo until EOF (then half-close back); for asyncio.start_server or ptdispatch.start_server."""
+    try:
+        while data := await reader.read(1 << 18):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
 async def echo_server() -> tuple[asyncio.Server, int]:
     """A loopback TCP echo server (the usual target); returns it and its port."""
-
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(1 << 16):
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    server = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]

@@ -13,19 +13,9 @@ from ptdispatch.net.addr import Address
 from ptdispatch.transports.shadow import ShadowClient, parse_config
 from ptdispatch.transports.shadow.ciphers import CIPHERS
 from ptdispatch.transports.shadow.engine import ShadowServerEngine
+from tests.peers.managed import echo_handler as echo
 
 OPTIONS = {"password": "api-test", "cipherName": "chacha20-ietf-poly1305"}
-
-
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
 
 
 async def start(options: dict[str, str]) -> tuple[asyncio.Server, int]:
