@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from .app import run
@@ -63,32 +63,47 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if problem is not None:
         reporter.error("ENV-ERROR", problem)
         return EX_USAGE
+    return launch(reporter, lambda: build_config(flags), _run, cookie_source="-authcookie", state_source="-state")
+
+
+def launch(
+    reporter: Reporter,
+    build: Callable[[], Config],
+    run_loop: Callable[[Coroutine[Any, Any, int]], int],
+    *,
+    cookie_source: str,
+    state_source: str,
+    announce: Callable[[], None] | None = None,
+) -> int:
+    """After VERSION: build and check the configuration, reporting a problem as the spec says
+    (PROXY-ERROR exit 69, ENV-ERROR exit 64); otherwise ``announce()`` and run the dispatcher.
+
+    Both front doors (PT 3.0 flags, PT 1.0 environment) end here; ``*_source`` name the flag or
+    variable that set the cookie and the state directory, for the error messages.
+    """
     try:
-        config = build_config(flags)
+        config = build()
+        check_environment(config, cookie_source=cookie_source, state_source=state_source)
     except ProxyConfigError as exc:
         reporter.error("PROXY-ERROR", str(exc))
         return EX_UNAVAILABLE
     except ConfigError as exc:
         reporter.error("ENV-ERROR", str(exc))
         return EX_USAGE
-    try:
-        check_environment(config)
-    except ConfigError as exc:
-        reporter.error("ENV-ERROR", str(exc))
-        return EX_USAGE
+    if announce is not None:
+        announce()
     reporter.level = config.log_level
     malloc.tune()
-    return _run(run(config, reporter))
+    return run_loop(run(config, reporter))
 
 
-def check_environment(config: Config, *, cookie_source: str = "-authcookie") -> None:
+def check_environment(config: Config, *, cookie_source: str, state_source: str) -> None:
     """Checks that touch the file system: the state directory and the ExtORPort cookie."""
     try:
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(
-            f"state directory {str(config.state_dir)!r} cannot be created: {exc.strerror or exc}"
-        ) from None
+        reason = exc.strerror or exc
+        raise ConfigError(f"{state_source}: {str(config.state_dir)!r} cannot be created: {reason}") from None
     if config.authcookie is not None:
         try:
             read_cookie_file(config.authcookie)

@@ -36,7 +36,7 @@ from .flags import ProxyConfigError
 from .reporter import Reporter
 
 VERSION = "1"
-EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 64, 69, 78
+EX_CONFIG = 78
 
 VER = "TOR_PT_MANAGED_TRANSPORT_VER"
 STATE = "TOR_PT_STATE_LOCATION"
@@ -288,29 +288,17 @@ def build_config(environ: Mapping[str, str], *, cwd: Path | None = None) -> Conf
 
 def main(environ: Mapping[str, str], run: Callable[[Coroutine[Any, Any, int]], int]) -> int:
     """Run as tor's managed proxy; ``run`` drives the app coroutine (asyncio or uvloop)."""
-    from ..cli import check_environment
+    from ..cli import launch
 
     reporter = Reporter(pt_version=VERSION)
     if negotiate_version(environ.get(VER)) is None:
         reporter.error("VERSION-ERROR", "no-version")
         return EX_CONFIG
     reporter.line("VERSION", VERSION)
-    try:
-        config = build_config(environ)
-    except ProxyConfigError as exc:
-        reporter.error("PROXY-ERROR", str(exc))
-        return EX_UNAVAILABLE
-    except ConfigError as exc:
-        reporter.error("ENV-ERROR", str(exc))
-        return EX_USAGE
-    try:
-        check_environment(config, cookie_source=AUTH_COOKIE)
-    except ConfigError as exc:
-        message = str(exc)
-        reporter.error("ENV-ERROR", message if message.startswith(AUTH_COOKIE) else f"{STATE}: {message}")
-        return EX_USAGE
-    reporter.line("STATUS", "TYPE=version", "IMPLEMENTATION=ptdispatch", f"VERSION={__version__}")
-    reporter.level = config.log_level
-    from ..app import run as run_app
 
-    return run(run_app(config, reporter))
+    def announce() -> None:  # tor records the implementation and version
+        reporter.line("STATUS", "TYPE=version", "IMPLEMENTATION=ptdispatch", f"VERSION={__version__}")
+
+    return launch(
+        reporter, lambda: build_config(environ), run, cookie_source=AUTH_COOKIE, state_source=STATE, announce=announce
+    )
