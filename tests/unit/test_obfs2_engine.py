@@ -174,7 +174,7 @@ def test_handshake_timeout_matches_obfs4proxy() -> None:
 
 
 def test_options() -> None:
-    assert isinstance(obfs2.SPEC.client({}), obfs2.Obfs2Client)
+    assert isinstance(obfs2.SPEC.client({}).new_engine(None), Obfs2Engine)
     with pytest.raises(OptionsError, match="shared-secret"):
         obfs2.SPEC.client({"shared-secret": "x"})
     with pytest.raises(OptionsError, match="shared-secret"):

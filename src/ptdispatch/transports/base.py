@@ -109,6 +109,29 @@ class ServerTransport(ABC):
         """The listener is bound at ``address`` (obfs4 writes its bridge line here)."""
 
 
+class RoleClient(ClientTransport):
+    """The client side of a transport whose engines need nothing but their role and randomness
+    (obfs2, obfs3): ``make(initiator, rng)`` builds one."""
+
+    def __init__(self, make: Callable[[bool, Rng], Engine], rng: Rng = os.urandom) -> None:
+        self._make = make
+        self._rng = rng
+
+    def new_engine(self, destination: Address | None) -> Engine:
+        return self._make(True, self._rng)
+
+
+class RoleServer(ServerTransport):
+    """The server side of such a transport: no state, no arguments to publish."""
+
+    def __init__(self, make: Callable[[bool, Rng], Engine], rng: Rng = os.urandom) -> None:
+        self._make = make
+        self._rng = rng
+
+    def new_engine(self) -> Engine:
+        return self._make(False, self._rng)
+
+
 @dataclass(frozen=True)
 class ServerContext:
     """What a server transport may use besides its options."""

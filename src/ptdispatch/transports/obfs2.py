@@ -23,8 +23,7 @@ import struct
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from ..errors import OptionsError, RemoteProtocolError
-from ..net.addr import Address
-from .base import ClientTransport, Engine, RawOptions, Rng, ServerContext, ServerTransport, TransportSpec
+from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, TransportSpec
 
 NAME = "obfs2"
 MAGIC = 0x2BF5CA7E
@@ -172,34 +171,14 @@ def _check_options(raw: RawOptions) -> None:
         raise OptionsError(NAME, "unsupported argument 'shared-secret' (obfs2 takes no arguments)")
 
 
-class Obfs2Client(ClientTransport):
-    """obfs2 client side (the initiator)."""
-
-    def __init__(self, rng: Rng = os.urandom) -> None:
-        self._rng = rng
-
-    def new_engine(self, destination: Address | None) -> Engine:
-        return Obfs2Engine(True, self._rng)
-
-
-class Obfs2Server(ServerTransport):
-    """obfs2 server side (the responder); no state, no arguments to publish."""
-
-    def __init__(self, rng: Rng = os.urandom) -> None:
-        self._rng = rng
-
-    def new_engine(self) -> Engine:
-        return Obfs2Engine(False, self._rng)
-
-
-def _client(raw: RawOptions) -> Obfs2Client:
+def _client(raw: RawOptions) -> RoleClient:
     _check_options(raw)
-    return Obfs2Client()
+    return RoleClient(Obfs2Engine)
 
 
-def _server(raw: RawOptions, ctx: ServerContext) -> Obfs2Server:
+def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
     _check_options(raw)
-    return Obfs2Server(ctx.rng)
+    return RoleServer(Obfs2Engine, ctx.rng)
 
 
 SPEC = TransportSpec(name=NAME, client=_client, server=_server)

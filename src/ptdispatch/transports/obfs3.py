@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives.ciphers import CipherContext
 
 from ..crypto import uniformdh
 from ..errors import RemoteProtocolError
-from ..net.addr import Address
-from .base import ClientTransport, Engine, RawOptions, Rng, ServerContext, ServerTransport, TransportSpec
+from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, TransportSpec
 from .obfs2 import aes_ctr, join, random_below
 
 NAME = "obfs3"
@@ -162,32 +161,12 @@ class Obfs3Engine(Engine):
         return rx.update(rest) if rest else b""
 
 
-class Obfs3Client(ClientTransport):
-    """obfs3 client side (the initiator)."""
-
-    def __init__(self, rng: Rng = os.urandom) -> None:
-        self._rng = rng
-
-    def new_engine(self, destination: Address | None) -> Engine:
-        return Obfs3Engine(True, self._rng)
+def _client(raw: RawOptions) -> RoleClient:
+    return RoleClient(Obfs3Engine)
 
 
-class Obfs3Server(ServerTransport):
-    """obfs3 server side (the responder); no state, no arguments to publish."""
-
-    def __init__(self, rng: Rng = os.urandom) -> None:
-        self._rng = rng
-
-    def new_engine(self) -> Engine:
-        return Obfs3Engine(False, self._rng)
-
-
-def _client(raw: RawOptions) -> Obfs3Client:
-    return Obfs3Client()
-
-
-def _server(raw: RawOptions, ctx: ServerContext) -> Obfs3Server:
-    return Obfs3Server(ctx.rng)
+def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
+    return RoleServer(Obfs3Engine, ctx.rng)
 
 
 SPEC = TransportSpec(name=NAME, client=_client, server=_server)
