@@ -281,3 +281,52 @@ async def test_rate_5000_per_second_for_one_second_no_loss(tmp_path: Path) -> No
     result = json.loads(out.decode().splitlines()[-1])
     assert result["sent"] == 5000
     assert result["lost"] == 0 and result["reordered"] == 0, result
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def test_flood_from_10000_source_ports_stays_bounded(tmp_path: Path) -> None:
+    """Memory and descriptors stay bounded: the pools evict beyond udpMaxSessions (here 128)."""
+    limit = 128
+    options: dict[str, object] = {"udpMaxSessions": limit}
+    with udp_echo() as echo_port:
+        async with dispatchers(
+            "plain", "transparent-UDP", echo_port, tmp_path, client_options=options, server_options=options
+        ) as pair:
+            client_pid, server_pid = pair.client.process.pid, pair.server.process.pid
+            rss_before = rss_kib(client_pid) + rss_kib(server_pid)
+            peak_fds = [0, 0]
+            batch: list[socket.socket] = []
+            for i in range(10_000):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("127.0.0.1", 0))
+                s.sendto(b"flood %d" % i, pair.address)
+                batch.append(s)
+                if len(batch) == 250:
+                    for old in batch:
+                        old.close()
+                    batch = []
+                    await asyncio.sleep(0.01)
+                    peak_fds = [max(peak_fds[0], open_fds(client_pid)), max(peak_fds[1], open_fds(server_pid))]
+            for old in batch:
+                old.close()
+            await asyncio.sleep(1.0)
+            rss_growth = rss_kib(client_pid) + rss_kib(server_pid) - rss_before
+            # Each session holds at most one TCP connection on the client; a TCP and a UDP socket on the server.
+            assert peak_fds[0] <= limit + 40, peak_fds
+            assert peak_fds[1] <= 2 * limit + 40, peak_fds
+            assert rss_growth < 64 * 1024, f"RSS grew by {rss_growth} KiB"
+            sock = source()
+            try:
+                await until_connected(sock, pair.address, b"still serving")
+            finally:
+                sock.close()

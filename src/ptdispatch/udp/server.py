@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from collections.abc import Mapping
 from typing import cast
@@ -50,6 +51,22 @@ class UdpServerMethod:
             clock=self.loop.time, idle_timeout=self.options.idle_timeout, max_sessions=self.options.max_sessions
         )
         self._timer: asyncio.TimerHandle | None = None
+        self._resolved: tuple[int, tuple[object, ...]] | None = None
+
+    async def resolve_target(self) -> tuple[int, tuple[object, ...]]:
+        """The target's address family and socket address (resolved once; IP literals need no lookup)."""
+        if self._resolved is None:
+            host, port = self.target
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                family, _, _, _, sockaddr = infos[0]
+                self._resolved = (int(family), tuple(sockaddr))
+            else:
+                family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+                self._resolved = (int(family), (str(ip), port))
+        return self._resolved
 
     def accepted(self) -> asyncio.Protocol:
         return TargetSession(self)
@@ -152,8 +169,6 @@ class TargetSession(asyncio.Protocol):
         """End the session: the UDP socket, and the transport connection."""
         self.done = True
         self.pending = []
-        if self.opening is not None and not self.opening.done():
-            self.opening.cancel()
         if self.udp is not None:
             self.udp.close()
             self.udp = None
@@ -165,36 +180,31 @@ class TargetSession(asyncio.Protocol):
 
     # --- the UDP socket to the target ----------------------------------------------------------
     async def _open(self) -> None:
+        sock: socket.socket | None = None
         try:
-            sock = await self._connected_socket()
+            family, sockaddr = await self.method.resolve_target()
+            if self.done:
+                return
+            sock = _connected_socket(family, sockaddr)
             udp, _ = await self.method.loop.create_datagram_endpoint(lambda: TargetProtocol(self), sock=sock)
         except OSError as exc:
+            if sock is not None:
+                sock.close()
             self.method.log.warn(f"{self.method.name}: UDP session closed: cannot open a socket to the target: {exc}")
             if self.session is not None:
                 self.method.pool.closed(self.session)
             self.shutdown()
             return
+        except asyncio.CancelledError:
+            if sock is not None:
+                sock.close()
+            raise
         if self.done:
             udp.close()
             return
         self.udp, self.sock = udp, sock
         pending, self.pending = self.pending, []
         self._forward(pending)
-
-    async def _connected_socket(self) -> socket.socket:
-        target = self.method.target
-        infos = await self.method.loop.getaddrinfo(target.host, target.port, type=socket.SOCK_DGRAM)
-        family, type_, proto, _, sockaddr = infos[0]
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            with contextlib.suppress(OSError):  # room for replies while the loop is busy elsewhere
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            sock.connect(sockaddr)  # UDP: no packet is sent; replies from elsewhere are filtered
-        except BaseException:
-            sock.close()
-            raise
-        return sock
 
     def _forward(self, datagrams: list[bytes]) -> None:
         udp = self.udp
@@ -240,6 +250,19 @@ class TargetSession(asyncio.Protocol):
                 )
             return
         self.method.log.debug(f"{self.method.name}: UDP send to the target failed: {exc}")
+
+
+def _connected_socket(family: int, sockaddr: tuple[object, ...]) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # room for replies while the loop is busy elsewhere
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.connect(sockaddr)  # UDP: no packet is sent; replies from elsewhere are filtered out
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class TargetProtocol(asyncio.DatagramProtocol):
