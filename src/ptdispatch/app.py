@@ -115,7 +115,8 @@ class Dispatcher:
         """The accept-side protocol factory for TCP modes (None for the UDP modes)."""
         mode = self.config.mode
         if mode.is_udp:
-            method.route({}, None)  # raises OptionsError without serverAddress
+            route = method.route({}, None)  # raises OptionsError without serverAddress
+            route.client.new_engine(None)  # shadow: raises OptionsError without a target to carry
             return None
         if mode is Mode.SOCKS5:
             return lambda: Socks5Frontend(method)

@@ -145,3 +145,12 @@ async def test_transparent_shadow_without_target_is_a_cmethod_error(tmp_path) ->
     ) as disp:  # fmt: skip
         assert disp.lines == ["VERSION 3.0", "CMETHODS DONE"]
     assert any(e.startswith("CMETHOD-ERROR shadow ") and "target" in e for e in disp.errors), disp.errors
+
+
+async def test_udp_shadow_without_target_is_a_cmethod_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    options = '{"password": "p", "serverAddress": "127.0.0.1:9"}'
+    async with running(
+        "-transport", "shadow", "-mode", "transparent-UDP", "-options", options, "-state", str(tmp_path)
+    ) as disp:  # fmt: skip
+        assert disp.lines == ["VERSION 3.0", "CMETHODS DONE"]
+    assert any(e.startswith("CMETHOD-ERROR shadow ") and "target" in e for e in disp.errors), disp.errors

@@ -65,6 +65,8 @@ async def raw(port: int, data: bytes, read: int = 64, timeout: float = 5) -> byt
                 out += chunk
     except TimeoutError:
         pass  # a truncated handshake: the server waits for more, as it should
+    except ConnectionResetError:
+        pass  # refused onward: the server cuts the connection without a word
     finally:
         writer.close()
     return out

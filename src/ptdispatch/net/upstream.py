@@ -100,6 +100,9 @@ async def open_socket(
                 sock.close()
                 last = exc if isinstance(exc, OSError) else TimeoutError(f"connect to {address} timed out")
                 continue
+            except BaseException:  # cancelled: the socket must not outlive the dial
+                sock.close()
+                raise
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         raise last or OSError(f"no address found for {address.host}")
