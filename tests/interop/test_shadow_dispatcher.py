@@ -22,6 +22,7 @@ from python_socks.async_.asyncio import Proxy
 
 from tests.conftest import need_binary
 from tests.interop.test_shadow_ss_libev import free_port, ss_process
+from tests.peers.dispatcher import running
 from tests.peers.managed import echo_server
 
 pytestmark = pytest.mark.interop
@@ -34,32 +35,12 @@ BODY = b"hello through shadow\n"
 @contextlib.asynccontextmanager
 async def ptdispatch(*args: str, state: Path) -> AsyncIterator[tuple[str, int]]:
     """Run ``python -m ptdispatch ARGS``; yield the address of its first METHOD line."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ptdispatch", *args, "-state", str(state),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        address = None
-        async with asyncio.timeout(20):
-            while line := (await proc.stdout.readline()).decode():
-                words = line.split()
-                if words[0] in ("CMETHOD", "SMETHOD") and "ERROR" not in words[0]:
-                    host, _, port = words[-1 if words[0] == "CMETHOD" else 2].rpartition(":")
-                    address = (host.strip("[]"), int(port))
-                if words[0] in ("CMETHODS", "SMETHODS") or words[0].endswith("-ERROR"):
-                    break
-        assert address is not None, f"no METHOD line: {line!r}"
-        yield address
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                os.kill(proc.pid, signal.SIGKILL)
-                await proc.wait()
+    async with running(*args, "-state", str(state)) as disp:
+        line = next((line for line in disp.lines if line.startswith(("CMETHOD ", "SMETHOD "))), None)
+        assert line is not None, f"no METHOD line: {disp.lines}"
+        words = line.split(" ")
+        host, _, port = words[3 if words[0] == "CMETHOD" else 2].rpartition(":")
+        yield host.strip("[]"), int(port)
 
 
 async def http_server() -> tuple[asyncio.Server, int]:
