@@ -21,7 +21,7 @@ from ..frontends.dialer import ClientMethod, Route
 from ..net.addr import Address, format_hostport
 from .framing import encode_frame, new_decoder, stun_problem
 from .options import UdpOptions
-from .pool import Outcome, Session, SessionPool
+from .pool import ExpiryTimer, Outcome, Session, SessionPool
 from .writer import BatchWriter
 
 SourceAddr = tuple[object, ...]
@@ -54,7 +54,7 @@ class UdpListener(asyncio.DatagramProtocol):
         #: The socket itself, for what the transport cannot send (empty datagrams).
         self.sock: socket.socket | None = None
         self.address = Address("", 0)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = ExpiryTimer(self.pool, self.loop.call_at, self._expired)
         #: Counters, for logs and tests.
         self.not_stun = 0
         self.sent = 0
@@ -80,7 +80,7 @@ class UdpListener(asyncio.DatagramProtocol):
                 self.log.debug(f"{self.method.name}: UDP session {self._who(old.key)} evicted (pool full)")
                 self._discard(old)
             self._dial(received.session)
-            self._arm_timer()
+            self._timer.arm()
 
     def error_received(self, exc: Exception) -> None:
         self.log.debug(f"{self.method.name}: UDP socket error: {exc}")
@@ -150,27 +150,16 @@ class UdpListener(asyncio.DatagramProtocol):
             self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: {why}")
 
     # --- idle timeout --------------------------------------------------------------------------
-    def _arm_timer(self) -> None:
-        if self._timer is None:
-            deadline = self.pool.next_expiry()
-            if deadline is not None:
-                self._timer = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        for session in self.pool.expire():
-            self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: idle timeout")
-            self._discard(session)
-        self._arm_timer()
+    def _expired(self, session: ClientSession) -> None:
+        self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: idle timeout")
+        self._discard(session)
 
     def _who(self, addr: SourceAddr) -> str:
         return describe(addr, self.log)
 
     def close(self) -> None:
         """Stop listening and end every session."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for session in self.pool.clear():
             self._discard(session)
         if self.transport is not None:

@@ -31,10 +31,16 @@ from __future__ import annotations
 import collections
 import enum
 from collections.abc import Callable, Hashable
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 C = TypeVar("C")
+
+
+class TimerLike(Protocol):
+    """What ``loop.call_at`` returns (an ``asyncio.TimerHandle``)."""
+
+    def cancel(self) -> None: ...
 
 
 class State(enum.Enum):
@@ -223,3 +229,37 @@ class SessionPool(Generic[K, C]):
             session.removed = reason
         self._entries.clear()
         return out
+
+
+class ExpiryTimer(Generic[K, C]):
+    """One event-loop timer for a pool's idle timeouts: it fires at the earliest expiry, hands
+    each expired session to ``on_expired``, and re-arms for the next."""
+
+    def __init__(
+        self,
+        pool: SessionPool[K, C],
+        call_at: Callable[[float, Callable[[], None]], TimerLike],
+        on_expired: Callable[[Session[K, C]], None],
+    ) -> None:
+        self._pool = pool
+        self._call_at = call_at
+        self._on_expired = on_expired
+        self._handle: TimerLike | None = None
+
+    def arm(self) -> None:
+        """Make sure a timer is pending if any session can expire."""
+        if self._handle is None:
+            deadline = self._pool.next_expiry()
+            if deadline is not None:
+                self._handle = self._call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        for session in self._pool.expire():
+            self._on_expired(session)
+        self.arm()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

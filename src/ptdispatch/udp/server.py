@@ -24,7 +24,7 @@ from ..events import EventLog
 from ..net.addr import Address
 from .framing import encode_frame, new_decoder, stun_problem
 from .options import UdpOptions
-from .pool import Session, SessionPool
+from .pool import ExpiryTimer, Session, SessionPool
 from .writer import BatchWriter
 
 SERVER_IDLE_TIMEOUT = 120.0
@@ -50,7 +50,7 @@ class UdpServerMethod:
         self.pool: SessionPool[TargetSession, asyncio.Transport] = SessionPool(
             clock=self.loop.time, idle_timeout=self.options.idle_timeout, max_sessions=self.options.max_sessions
         )
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = ExpiryTimer(self.pool, self.loop.call_at, self._expired)
         self._resolved: tuple[int, tuple[object, ...]] | None = None
 
     async def resolve_target(self) -> tuple[int, tuple[object, ...]]:
@@ -79,26 +79,15 @@ class UdpServerMethod:
         for old in evicted:
             self.log.debug(f"{self.name}: UDP session evicted (pool full)")
             old.key.shutdown()
-        self._arm_timer()
+        self._timer.arm()
         return session
 
-    def _arm_timer(self) -> None:
-        if self._timer is None:
-            deadline = self.pool.next_expiry()
-            if deadline is not None:
-                self._timer = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        for session in self.pool.expire():
-            self.log.debug(f"{self.name}: UDP session closed: idle timeout")
-            session.key.shutdown()
-        self._arm_timer()
+    def _expired(self, session: ServerSession) -> None:
+        self.log.debug(f"{self.name}: UDP session closed: idle timeout")
+        session.key.shutdown()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for session in self.pool.clear():
             session.key.shutdown()
 
