@@ -141,6 +141,19 @@ def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
                 "MiB/CPU-s",
             )
         )
+    for transport, peer, name in (
+        ("shadow", "ss", "ss-libev"),
+        ("obfs2", "o4p", "obfs4proxy"),
+        ("obfs3", "o4p", "obfs4proxy"),
+    ):
+        out.append(
+            _at_most(
+                f"{transport} connect+echo latency (median) <= {name}'s",
+                _get(by, f"{transport} ptd/ptd", "lat_median_ms"),
+                _get(by, f"{transport} {peer}/{peer}", "lat_median_ms"),
+                "ms",
+            )
+        )
     return out
 
 

@@ -7,6 +7,7 @@ shared machine hits all of them alike instead of deciding a comparison.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import traceback
@@ -98,9 +99,9 @@ def _measure(group: list[Running], s: Settings) -> None:
     for _ in range(s.repeat):
         for _ in range(max(1, s.latency_count // batch)):
             for item in group:
-                item.step("latency", lambda p, i=item: i.samples.extend(load.latency_samples(p.entry, batch)), False)
+                item.step("latency", functools.partial(_latency, item.samples, batch), False)
         for item in group:
-            item.step("throughput", lambda p, i=item: i.runs.append(load.throughput(p.entry, size, p.pids)), s.verbose)
+            item.step("throughput", functools.partial(_throughput, item.runs, size), s.verbose)
     for item in group:
         if item.pair is not None and item.pair.server_pids:
             item.step("handshakes", lambda p: _handshakes(p, s.handshake_count), s.verbose)
@@ -109,8 +110,12 @@ def _measure(group: list[Running], s: Settings) -> None:
             item.step("echo", lambda p: _echo(p, size), s.verbose)
 
 
-def _handshakes(pair: Pair, count: int) -> dict[str, float]:
-    return load.handshakes(load.via_entry(pair.entry), count, pair.server_pids)
+def _latency(samples: list[float], count: int, pair: Pair) -> None:
+    samples.extend(load.latency_samples(pair.entry, count))
+
+
+def _throughput(runs: list[dict[str, float]], size: int, pair: Pair) -> None:
+    runs.append(load.throughput(pair.entry, size, pair.pids))
 
 
 def _handshakes(pair: Pair, count: int) -> dict[str, float]:

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import LogLevel
 from .events import ConnectionTracker, EventLog, closed_logger
 from .extorport import open_extorport, read_cookie_file
 from .frontends.accept import DialOnAccept
@@ -42,13 +43,13 @@ class ServerMethod:
         self.log.info(f"{self.name}: handshake failed: {exc}")
 
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
-        self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
-        asked = (
-            getattr(accepted.engine, "requested_destination", None) if isinstance(accepted, EngineTransport) else None
-        )
-        if asked is not None:  # shadow carries one; we forward to our own target regardless
-            shown = asked if self.log.show_addresses else "[scrubbed]"
-            self.log.debug(f"{self.name}: client asked for {shown}; forwarding to the configured target")
+        if self.log.enabled(LogLevel.INFO):
+            self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
+        if self.log.enabled(LogLevel.DEBUG) and isinstance(accepted, EngineTransport):
+            asked = getattr(accepted.engine, "requested_destination", None)
+            if asked is not None:  # shadow carries one; we forward to our own target regardless
+                shown = asked if self.log.show_addresses else "[scrubbed]"
+                self.log.debug(f"{self.name}: client asked for {shown}; forwarding to the configured target")
         leftover = b""
         if self.extorport is not None and self.authcookie is not None:
             # Read per connection: tor rewrites the cookie when it restarts.

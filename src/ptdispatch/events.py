@@ -18,6 +18,10 @@ class EventLog:
         self.reporter = reporter
         self.show_addresses = show_addresses
 
+    def enabled(self, level: LogLevel) -> bool:
+        """Whether a line at ``level`` would be sent (to skip building one that would not)."""
+        return self.reporter.enabled(level)
+
     def error(self, message: str) -> None:
         self.reporter.log(LogLevel.ERROR, message)
 
@@ -79,7 +83,7 @@ def closed_logger(log: EventLog, tracker: ConnectionTracker, label: str) -> Call
 
     def done(splice: Splice, error: Exception | None) -> None:
         tracker.discard(splice)
-        if log.reporter.enabled(LogLevel.INFO):
+        if log.enabled(LogLevel.INFO):
             how = f" ({type(error).__name__}: {error})" if error else ""
             log.info(
                 f"{label}: connection closed, {splice.bytes_a_to_b} bytes in, {splice.bytes_b_to_a} bytes out{how}"

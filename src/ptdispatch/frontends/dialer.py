@@ -41,6 +41,8 @@ class ClientMethod:
     tracker: ConnectionTracker
     connect_timeout: float = 30.0
     _default: ClientTransport | None = field(default=None, repr=False)
+    _server: Address | None = field(default=None, repr=False)  # -options serverAddress, parsed once
+    _server_parsed: bool = field(default=False, repr=False)
     #: Source addresses for direct dials (PT 1.0's TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6).
     outbound: OutboundBind | None = None
 
@@ -50,7 +52,7 @@ class ClientMethod:
         Where per-connection arguments can still complete the options (SOCKS5 mode), a missing
         required key is not an error yet.
         """
-        self.server_address(self.options)
+        self._server, self._server_parsed = self.server_address(self.options), True
         try:
             self._default = self.spec.client(self.options)
         except OptionsError as exc:
@@ -72,8 +74,12 @@ class ClientMethod:
 
     def route(self, per_connection: Mapping[str, object], requested: Address | None) -> Route:
         """Merge per-connection arguments into the options and decide where to dial."""
-        merged = {**self.options, **per_connection} if per_connection else self.options
-        server = self.server_address(merged)
+        if per_connection:
+            merged: Mapping[str, object] = {**self.options, **per_connection}
+            server = self.server_address(merged)
+        else:
+            merged = self.options
+            server = self._server if self._server_parsed else self.server_address(merged)
         destination = requested if server is not None else None
         if server is None:
             if requested is None:

@@ -9,9 +9,10 @@ Only CONNECT is supported.  Nothing is allocated for a parameter block before it
 from __future__ import annotations
 
 import enum
-import ipaddress
 import json
+import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...ipc.args import parse_kv_list
@@ -106,13 +107,7 @@ class Socks5Server:
             return Failure("data after the handshake ended")
         self._buf += data
         while True:
-            step = {
-                _State.GREETING: self._greeting,
-                _State.USERPASS: self._userpass,
-                _State.JSON_BLOCK: self._json_block,
-                _State.REQUEST: self._request,
-            }[self._state]
-            event = step()
+            event = _STEPS[self._state](self)
             if event is None:
                 continue  # state advanced; parse on
             if not isinstance(event, NeedData):
@@ -225,5 +220,14 @@ class Socks5Server:
             if not host:
                 return self.fail(Reply.HOST_UNREACHABLE, "empty domain name")
         else:
-            host = str(ipaddress.ip_address(raw))
+            host = socket.inet_ntop(socket.AF_INET if atyp == ATYP_IPV4 else socket.AF_INET6, raw)
         return Request(Address(host, port), self._args, leftover)
+
+
+_STEPS: dict[_State, Callable[[Socks5Server], Event | None]] = {
+    _State.GREETING: Socks5Server._greeting,
+    _State.USERPASS: Socks5Server._userpass,
+    _State.JSON_BLOCK: Socks5Server._json_block,
+    _State.REQUEST: Socks5Server._request,
+}
+"""The parsing step for each state of the handshake."""

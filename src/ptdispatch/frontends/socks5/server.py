@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
+from ...config import LogLevel
 from ...errors import OptionsError
 from .. import socks4
 from ..dialer import ClientMethod, reply_for
@@ -91,7 +92,8 @@ class Socks5Frontend(asyncio.Protocol):
         if self.transport is None:  # the client left while we dialed
             splice.fail(ConnectionAbortedError("client went away"))
             return
-        method.log.info(f"{method.name}: connection from {method.log.peer(transport)} established")
+        if method.log.enabled(LogLevel.INFO):
+            method.log.info(f"{method.name}: connection from {method.log.peer(transport)} established")
         transport.write(self._reply(Reply.SUCCEEDED))
         splice.attach(splice.a, transport, request.leftover)
 

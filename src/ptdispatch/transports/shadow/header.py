@@ -5,7 +5,6 @@ ATYP 1 = IPv4 (4 bytes), 3 = host name (1 length byte, 1..255 bytes), 4 = IPv6 (
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
 from ...net.addr import Address
@@ -21,14 +20,12 @@ def encode_address(address: Address) -> bytes:
     if not 0 <= port <= 0xFFFF:
         raise ValueError(f"port {port} is outside 0-65535")
     port_bytes = port.to_bytes(2, "big")
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
-    if isinstance(ip, ipaddress.IPv4Address):
-        return bytes((ATYP_IPV4,)) + ip.packed + port_bytes
-    if isinstance(ip, ipaddress.IPv6Address):
-        return bytes((ATYP_IPV6,)) + ip.packed + port_bytes
+    literal = host.strip("[]")
+    for family, atyp in ((socket.AF_INET, ATYP_IPV4), (socket.AF_INET6, ATYP_IPV6)):
+        try:
+            return bytes((atyp,)) + socket.inet_pton(family, literal) + port_bytes
+        except OSError:
+            pass
     try:
         name = host.encode("ascii")
     except UnicodeEncodeError:
