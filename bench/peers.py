@@ -146,6 +146,16 @@ def ss_local(server_port: int, workdir: Path) -> Side:
     return Side(proc, "127.0.0.1", port, {})
 
 
+# --- the Python floor (bench/floor.py) -----------------------------------------------------------
+
+
+def floor(role: str, port: int, workdir: Path) -> Side:
+    """A minimal uvloop relay: ``client`` (SOCKS5 in, to ``port``) or ``server`` (to ``port``)."""
+    proc = start(f"floor-{role}", [sys.executable, str(Path(__file__).with_name("floor.py")), role, str(port)], workdir)
+    line = proc.wait_line("PORT ")[0]
+    return Side(proc, "127.0.0.1", int(line.split()[1]), {})
+
+
 # --- socat ---------------------------------------------------------------------------------------
 
 

@@ -143,6 +143,15 @@ def _shadow(client_impl: str, server_impl: str) -> Callable[[Path, Side, list[Si
     return setup
 
 
+def _floor(workdir: Path, target: Side, started: list[Side]) -> Pair:
+    server = peers.floor("server", target.port, workdir)
+    started.append(server)
+    client = peers.floor("client", server.port, workdir)
+    started.append(client)
+    note = "bench/floor.py: minimal uvloop SOCKS5 relay pair, no crypto; the floor for any Python pair"
+    return Pair(Entry(client.host, client.port, Socks((target.host, target.port))), [client], [server], note)
+
+
 IMPL_BINARY = {"ptd": (), "o4p": ("obfs4proxy",), "ss": ("ss-server", "ss-local")}
 IMPL_SIDE_BINARY = {("ss", "client"): ("ss-local",), ("ss", "server"): ("ss-server",)}
 
@@ -178,6 +187,7 @@ def all_rows() -> list[Row]:
             )
     for c, s in _pairs("ss"):
         rows.append(Row(f"shadow {c}/{s}", _shadow(c, s), _binaries(c, s), "shadow" if "ptd" in (c, s) else None))
+    rows.append(Row("shadow floor/floor", _floor))
     return rows
 
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(90)
 def test_bench_quick_runs_direct_and_plain(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    argv = [sys.executable, "-m", "bench", "--quick", "--only", "direct,plain", "--size", "1"]
+    argv = [sys.executable, "-m", "bench", "--quick", "--only", "direct,plain,shadow-floor/floor", "--size", "1"]
     argv += ["--connections", "5", "--latency", "3", "--handshakes", "3", "--json", str(out)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=80)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -25,7 +25,7 @@ def test_bench_quick_runs_direct_and_plain(tmp_path: Path) -> None:
     assert "Goals" in done.stdout
     data = json.loads(out.read_text())
     rows = {r["row"]: r for r in data["results"]}
-    assert set(rows) == {"direct", "plain ptd/ptd"}
+    assert set(rows) == {"direct", "plain ptd/ptd", "shadow floor/floor"}
     plain = rows["plain ptd/ptd"]
     assert not plain.get("errors"), plain
     assert plain["mib_s"] > 0
@@ -33,6 +33,8 @@ def test_bench_quick_runs_direct_and_plain(tmp_path: Path) -> None:
     assert plain["dropped"] == 0
     assert plain["conns"] == 5
     assert rows["direct"]["lat_median_ms"] > 0
+    floor = rows["shadow floor/floor"]
+    assert not floor.get("errors") and floor["dropped"] == 0 and floor["lat_median_ms"] > 0, floor
 
 
 def test_select_rows_by_name_or_transport() -> None:
