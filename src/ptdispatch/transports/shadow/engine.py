@@ -66,12 +66,17 @@ class _Sender:
         self._prefix = b""
         self._pending: list[bytes] = []
 
-    def send(self, data: bytes) -> None:
+    def prepare(self) -> None:
+        """Draw the salt and derive the subkey now (idempotent), so the first send costs less."""
         if self._sealer is None:
             salt = self._rng(self._config.cipher.salt_size)
             self._salts.add(salt)  # so a reflected copy of our own stream is refused (as ss-libev does)
             self._sealer = ChunkSealer(self._config.aead_for(salt), self._config.cipher.nonce_size)
             self._prefix = salt
+
+    def send(self, data: bytes) -> None:
+        if self._sealer is None:
+            self.prepare()
         self._pending.append(data)
 
     def take(self) -> bytes:
@@ -151,6 +156,8 @@ class ShadowServerEngine(Engine):
         if not self._established and self._opener.chunks:
             plain = self._first_chunk(plain, self._opener.first_payload_size or 0)
             self._established = True
+            # The reply's key is ready before the reply (the server is idle while its target is dialed).
+            self._sender.prepare()
         return plain
 
     def send_data(self, data: bytes) -> None:
