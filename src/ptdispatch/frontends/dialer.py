@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,8 +42,6 @@ class ClientMethod:
     tracker: ConnectionTracker
     connect_timeout: float = 30.0
     _default: ClientTransport | None = field(default=None, repr=False)
-    _server: Address | None = field(default=None, repr=False)  # -options serverAddress, parsed once
-    _server_parsed: bool = field(default=False, repr=False)
     #: Source addresses for direct dials (PT 1.0's TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6).
     outbound: OutboundBind | None = None
 
@@ -52,7 +51,7 @@ class ClientMethod:
         Where per-connection arguments can still complete the options (SOCKS5 mode), a missing
         required key is not an error yet.
         """
-        self._server, self._server_parsed = self.server_address(self.options), True
+        _ = self.default_server  # parsed now, so that a bad value fails at start-up
         try:
             self._default = self.spec.client(self.options)
         except OptionsError as exc:
@@ -60,6 +59,11 @@ class ClientMethod:
             nothing_given = not (self.options.keys() - {SERVER_ADDRESS_KEY})
             if not (per_connection_allowed and (exc.missing or nothing_given)):
                 raise
+
+    @functools.cached_property
+    def default_server(self) -> Address | None:
+        """The ``-options`` serverAddress, parsed once."""
+        return self.server_address(self.options)
 
     def server_address(self, options: Mapping[str, object]) -> Address | None:
         value = options.get(SERVER_ADDRESS_KEY)
@@ -78,8 +82,7 @@ class ClientMethod:
             merged: Mapping[str, object] = {**self.options, **per_connection}
             server = self.server_address(merged)
         else:
-            merged = self.options
-            server = self._server if self._server_parsed else self.server_address(merged)
+            merged, server = self.options, self.default_server
         destination = requested if server is not None else None
         if server is None:
             if requested is None:
