@@ -89,6 +89,15 @@ def _at_most(text: str, ours: float | None, theirs: float | None, unit: str, fac
     return _goal(text, ours, bound, ok, unit)
 
 
+PEER_GOALS = (
+    ("obfs4", "o4p", "obfs4proxy"),
+    ("shadow", "ss", "ss-libev"),
+    ("obfs2", "o4p", "obfs4proxy"),
+    ("obfs3", "o4p", "obfs4proxy"),
+)
+"""Transports whose throughput and latency must match their deployed peer's (row prefix, impl, name)."""
+
+
 def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
     by = {str(r["row"]): r for r in results}
     out = [
@@ -110,47 +119,21 @@ def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
                 goal["status"] = "FAIL"
                 goal["goal"] += f" [{dropped} connections dropped]"
             out.append(goal)
-    mine, theirs = "obfs4 ptd/ptd", "obfs4 o4p/o4p"
-    out.append(
-        _at_least(
-            "obfs4 MiB/CPU-s >= obfs4proxy's", _get(by, mine, "mib_cpu_s"), _get(by, theirs, "mib_cpu_s"), "MiB/CPU-s"
-        )
-    )
-    out.append(
-        _at_most(
-            "obfs4 connect+echo latency (median) <= obfs4proxy's",
-            _get(by, mine, "lat_median_ms"),
-            _get(by, theirs, "lat_median_ms"),
-            "ms",
-        )
-    )
-    out.append(
-        _at_least(
-            "shadow MiB/CPU-s >= ss-libev's",
-            _get(by, "shadow ptd/ptd", "mib_cpu_s"),
-            _get(by, "shadow ss/ss", "mib_cpu_s"),
-            "MiB/CPU-s",
-        )
-    )
-    for transport in ("obfs2", "obfs3"):
+    for transport, peer, name in PEER_GOALS:
+        mine, theirs = f"{transport} ptd/ptd", f"{transport} {peer}/{peer}"
         out.append(
             _at_least(
-                f"{transport} MiB/CPU-s >= obfs4proxy's",
-                _get(by, f"{transport} ptd/ptd", "mib_cpu_s"),
-                _get(by, f"{transport} o4p/o4p", "mib_cpu_s"),
+                f"{transport} MiB/CPU-s >= {name}'s",
+                _get(by, mine, "mib_cpu_s"),
+                _get(by, theirs, "mib_cpu_s"),
                 "MiB/CPU-s",
             )
         )
-    for transport, peer, name in (
-        ("shadow", "ss", "ss-libev"),
-        ("obfs2", "o4p", "obfs4proxy"),
-        ("obfs3", "o4p", "obfs4proxy"),
-    ):
         out.append(
             _at_most(
                 f"{transport} connect+echo latency (median) <= {name}'s",
-                _get(by, f"{transport} ptd/ptd", "lat_median_ms"),
-                _get(by, f"{transport} {peer}/{peer}", "lat_median_ms"),
+                _get(by, mine, "lat_median_ms"),
+                _get(by, theirs, "lat_median_ms"),
                 "ms",
             )
         )
