@@ -214,6 +214,22 @@ def test_destination_name_too_long() -> None:
 
 
 @pytest.mark.parametrize(
+    ("address", "header"),
+    [
+        (Address("127.0.0.1", 80), b"\x01\x7f\x00\x00\x01\x00\x50"),
+        (Address("::1", 443), b"\x04" + bytes(15) + b"\x01\x01\xbb"),
+        (Address("[::1]", 443), b"\x04" + bytes(15) + b"\x01\x01\xbb"),
+        (Address("example.com", 8080), b"\x03\x0bexample.com\x1f\x90"),
+        (Address("1.2.3", 1), b"\x03\x051.2.3\x00\x01"),  # not an IPv4 literal: sent as a name
+    ],
+)
+def test_encode_address_bytes(address: Address, header: bytes) -> None:
+    assert encode_address(address) == header
+    parsed = decode_address(header)
+    assert parsed is not None and parsed[1] == len(header)
+
+
+@pytest.mark.parametrize(
     "data",
     [b"", b"\x01\x7f\x00\x00", b"\x03\x00\x00\x50", b"\x03\x05abc", b"\x04" + bytes(10), b"\x02abcdef", b"\x05\x00"],
 )

@@ -1,4 +1,4 @@
-"""The asyncio SOCKS5 frontend in-process: timeouts that would be slow through the real command."""
+"""The asyncio SOCKS5 frontend in-process (timeouts that would be slow through the real command), and routing."""
 
 from __future__ import annotations
 
@@ -7,20 +7,19 @@ import asyncio
 import pytest
 
 from ptdispatch.config import LogLevel
+from ptdispatch.errors import OptionsError
 from ptdispatch.events import ConnectionTracker, EventLog
 from ptdispatch.frontends import dialer
 from ptdispatch.frontends.socks5 import server as socks_server
 from ptdispatch.ipc.reporter import Reporter
+from ptdispatch.net.addr import Address
 from ptdispatch.transports import registry
 
 
 async def start(monkeypatch: pytest.MonkeyPatch, **timeouts: float) -> tuple[asyncio.AbstractServer, int]:
     for name, value in timeouts.items():
         monkeypatch.setattr(socks_server, name, value)
-    spec = registry.lookup("plain")
-    assert spec is not None
-    log = EventLog(Reporter(level=LogLevel.NONE))
-    method = dialer.ClientMethod("plain", spec, {}, None, log, ConnectionTracker())
+    method = _method({})
     srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
     return srv, srv.sockets[0].getsockname()[1]
 
@@ -41,3 +40,36 @@ async def test_handshake_timeout_closes(monkeypatch: pytest.MonkeyPatch) -> None
     assert await asyncio.wait_for(reader.read(-1), 5) == b""
     writer.close()
     srv.close()
+
+
+def _method(options: dict[str, object]) -> dialer.ClientMethod:
+    spec = registry.lookup("plain")
+    assert spec is not None
+    return dialer.ClientMethod(
+        "plain", spec, options, None, EventLog(Reporter(level=LogLevel.NONE)), ConnectionTracker()
+    )
+
+
+def test_route_uses_options_server_unless_the_connection_names_one() -> None:
+    method = _method({"serverAddress": "127.0.0.1:1000"})
+    method.check_options(per_connection_allowed=True)
+    dest = Address("10.0.0.1", 80)
+    assert method.route({}, dest) == dialer.Route(method.route({}, None).client, Address("127.0.0.1", 1000), dest)
+    own = method.route({"serverAddress": "[::1]:2000"}, dest)
+    assert (own.server, own.destination) == (Address("::1", 2000), dest)
+    assert method.route({}, dest).server == Address("127.0.0.1", 1000)  # the override did not stick
+
+
+def test_route_without_server_dials_the_socks_destination() -> None:
+    method = _method({})
+    method.check_options(per_connection_allowed=True)
+    dest = Address("127.0.0.1", 9)
+    route = method.route({}, dest)
+    assert (route.server, route.destination) == (dest, None)
+    with pytest.raises(OptionsError):
+        method.route({}, None)
+
+
+def test_bad_options_server_fails_at_start_up() -> None:
+    with pytest.raises(OptionsError, match="serverAddress"):
+        _method({"serverAddress": "nowhere"}).check_options(per_connection_allowed=True)
