@@ -15,9 +15,9 @@ from pathlib import Path
 
 from .errors import OptionsError
 from .net.addr import Address, parse_hostport
-from .net.upstream import OutboundBind, UpstreamProxy, create_connection
+from .net.upstream import Dialer, OutboundBind, UpstreamProxy
 from .transports import registry
-from .transports.adapter import AppFactory, EngineProtocol, EngineTransport
+from .transports.adapter import AppFactory, ErrorCallback
 from .transports.base import ClientTransport, RawOptions, ServerContext, ServerTransport, TransportSpec
 
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
@@ -54,22 +54,15 @@ async def connect(
     proxy: UpstreamProxy | None = None,
     connect_timeout: float = 30.0,
     bind: OutboundBind | None = None,
-) -> tuple[EngineTransport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Dial ``address``, run the transport handshake, and hand the plaintext side to ``app_factory()``.
 
-    ``bind`` chooses the source address of a direct connection (tor's outbound bind addresses).
+    ``proxy`` carries the outgoing connections, ``bind`` chooses the source address of direct ones
+    (tor's outbound bind addresses).  This is :meth:`ClientTransport.dial` with a
+    :class:`~ptdispatch.net.upstream.Dialer` built from those arguments.
     """
-    engine = client.new_engine(destination)  # first: a bad option must not cost a socket
-    _, protocol = await create_connection(
-        lambda: EngineProtocol(engine, app_factory), _address(address), proxy, timeout=connect_timeout, bind=bind
-    )
-    try:
-        transport = await protocol.established
-    except BaseException:
-        protocol.wire.abort()  # a failed or cancelled handshake must not leave the socket open
-        raise
-    assert protocol.app is not None
-    return transport, protocol.app
+    dialer = Dialer(proxy=proxy, bind=bind, timeout=connect_timeout)
+    return await client.dial(_address(address), app_factory, destination=destination, dialer=dialer)
 
 
 async def listen(
@@ -78,15 +71,14 @@ async def listen(
     port: int,
     app_factory: AppFactory,
     *,
-    on_error: Callable[[Exception], None] | None = None,
+    on_error: ErrorCallback | None = None,
 ) -> asyncio.Server:
     """Accept transport connections on ``host:port``; each gets ``app_factory()`` after its handshake."""
-    loop = asyncio.get_running_loop()
-    srv = await loop.create_server(
-        lambda: EngineProtocol(server.new_engine(), app_factory, on_error=on_error), host, port
-    )
-    sockname = srv.sockets[0].getsockname()
-    server.bound(Address(sockname[0], sockname[1]))
+    srv = await server.listen(app_factory, Address(host, port), on_error=on_error)
+    sockets = getattr(srv, "sockets", ())
+    if sockets:
+        sockname = sockets[0].getsockname()
+        server.bound(Address(sockname[0], sockname[1]))
     return srv
 
 

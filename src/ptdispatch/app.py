@@ -16,14 +16,15 @@ from . import api
 from .backends import ServerMethod
 from .config import Config, Mode, Role
 from .errors import OptionsError
-from .events import ConnectionTracker, EventLog
-from .frontends.accept import DialOnAccept
 from .frontends.dialer import ClientMethod
-from .frontends.socks5.server import Socks5Frontend
+from .frontends.socks.server import Socks5Frontend
 from .ipc.args import format_smethod_args
 from .ipc.reporter import Reporter
+from .logs import EventLog
+from .net.accept import DialOnAccept
 from .net.addr import Address, format_hostport
 from .net.relay import Splice
+from .net.tracker import ConnectionTracker
 from .net.upstream import OutboundBind
 from .transports import registry
 from .transports.base import ServerContext, TransportSpec
@@ -116,16 +117,16 @@ class Dispatcher:
         mode = self.config.mode
         if mode.is_udp:
             route = method.route({}, None)  # raises OptionsError without serverAddress
-            route.client.new_engine(None)  # shadow: raises OptionsError without a target to carry
+            route.client.check(None)  # shadow: raises OptionsError without a target to carry
             return None
         if mode is Mode.SOCKS5:
             return lambda: Socks5Frontend(method)
         if mode is Mode.TRANSPARENT_TCP:
             route = method.route({}, None)  # raises OptionsError without serverAddress
-            route.client.new_engine(None)  # shadow: raises OptionsError without a target to carry
+            route.client.check(None)  # shadow: raises OptionsError without a target to carry
 
             async def dial(splice: Splice, accepted: asyncio.Transport) -> None:
-                await method.dial(route, splice)
+                await method.dial(route, lambda: splice.b)
 
             def factory() -> asyncio.Protocol:
                 accepting = method.new_splice(

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import LogLevel
-from .events import ConnectionTracker, EventLog, closed_logger
 from .extorport import open_extorport, read_cookie_file
-from .frontends.accept import DialOnAccept
+from .logs import EventLog
+from .net.accept import DialOnAccept
 from .net.addr import Address
 from .net.relay import RelayProtocol, Splice
+from .net.tracker import ConnectionTracker, closed_logger
 from .net.upstream import create_connection
 from .transports.adapter import EngineTransport
 from .transports.base import ServerTransport

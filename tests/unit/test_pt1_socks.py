@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptdispatch.frontends.socks4 import GRANTED, REJECTED, Socks4Server, reply
-from ptdispatch.frontends.socks5.protocol import NEED_DATA, Failure, Reply, Request, Socks5Server
+from ptdispatch.frontends.socks.protocol import NEED_DATA, Failure, Reply, Request, Socks5Server
+from ptdispatch.frontends.socks.socks4 import GRANTED, REJECTED, Socks4Server, reply
 from ptdispatch.net.addr import Address
 
 CERT = "lCScuyuYNqaC4AI86JmPGSQCPKhX0IhkynHhqfujJMKg/pHqzDtMPihunqqWl3mP6wNnbg"

@@ -8,11 +8,12 @@ import pytest
 
 from ptdispatch.config import LogLevel
 from ptdispatch.errors import OptionsError
-from ptdispatch.events import ConnectionTracker, EventLog
 from ptdispatch.frontends import dialer
-from ptdispatch.frontends.socks5 import server as socks_server
+from ptdispatch.frontends.socks import server as socks_server
 from ptdispatch.ipc.reporter import Reporter
+from ptdispatch.logs import EventLog
 from ptdispatch.net.addr import Address
+from ptdispatch.net.tracker import ConnectionTracker
 from ptdispatch.transports import registry
 
 

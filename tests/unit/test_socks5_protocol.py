@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptdispatch.frontends.socks5.protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
+from ptdispatch.frontends.socks.protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
 from ptdispatch.net.addr import Address
 
 CONNECT_V4 = b"\x05\x01\x00\x01\x7f\x00\x00\x01\x1f\x90"

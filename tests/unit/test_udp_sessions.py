@@ -16,9 +16,10 @@ import pytest
 from ptdispatch import api
 from ptdispatch.config import LogLevel
 from ptdispatch.errors import OptionsError
-from ptdispatch.events import ConnectionTracker, EventLog
 from ptdispatch.frontends.dialer import ClientMethod
+from ptdispatch.logs import EventLog
 from ptdispatch.net.addr import Address
+from ptdispatch.net.tracker import ConnectionTracker
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import ServerContext
 from ptdispatch.udp.client import UdpListener, start_udp_client

@@ -9,14 +9,15 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ..api import connect
 from ..errors import OptionsError, RemoteProtocolError
-from ..events import ConnectionTracker, EventLog, closed_logger
+from ..logs import EventLog
 from ..net.addr import Address, parse_hostport
 from ..net.relay import RelayProtocol, Splice
-from ..net.upstream import OutboundBind, ProxyRefused, UpstreamProxy
+from ..net.tracker import ConnectionTracker, closed_logger
+from ..net.upstream import Dialer, OutboundBind, ProxyRefused, UpstreamProxy
+from ..transports.adapter import AppFactory
 from ..transports.base import ClientTransport, TransportSpec
-from .socks5.protocol import Reply
+from .socks.protocol import Reply
 
 SERVER_ADDRESS_KEY = "serverAddress"
 
@@ -96,17 +97,14 @@ class ClientMethod:
         self.tracker.add(splice)
         return splice
 
-    async def dial(self, route: Route, splice: Splice) -> None:
-        """Connect ``splice.b`` through the transport to ``route.server``."""
-        await connect(
-            route.client,
-            route.server,
-            lambda: splice.b,
-            destination=route.destination,
-            proxy=self.proxy,
-            connect_timeout=self.connect_timeout,
-            bind=self.outbound,
-        )
+    @property
+    def dialer(self) -> Dialer:
+        """How this method's outgoing connections are made (proxy, source address, timeout)."""
+        return Dialer(proxy=self.proxy, bind=self.outbound, timeout=self.connect_timeout)
+
+    async def dial(self, route: Route, app_factory: AppFactory) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """Connect ``app_factory()`` through the transport to ``route.server`` (TCP and UDP modes alike)."""
+        return await route.client.dial(route.server, app_factory, destination=route.destination, dialer=self.dialer)
 
 
 def reply_for(exc: BaseException) -> Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl as _ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -167,3 +168,47 @@ class ProxyRefused(ConnectionError):
     def __init__(self, message: str, code: int | None) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class Dialer:
+    """How a transport opens its outgoing TCP connections: the one dial path of every client.
+
+    Directly or through ``proxy`` (``-proxy``), from ``bind``'s source address (tor's outbound
+    bind addresses), within ``timeout`` seconds.  Transports that own their connections (meek,
+    Optimizer) dial through it too, so that the upstream proxy and the bind address hold for them.
+    """
+
+    proxy: UpstreamProxy | None = None
+    bind: OutboundBind | None = None
+    timeout: float = 30.0
+
+    async def create_connection(
+        self,
+        protocol_factory: Callable[[], P],
+        address: Address,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> tuple[asyncio.Transport, P]:
+        """Connect ``protocol_factory()`` to ``address`` (with TLS when ``ssl`` is given)."""
+        if ssl is None:
+            return await create_connection(protocol_factory, address, self.proxy, timeout=self.timeout, bind=self.bind)
+        loop = asyncio.get_running_loop()
+        sock = await open_socket(address, self.proxy, timeout=self.timeout, bind=self.bind)
+        try:
+            async with asyncio.timeout(self.timeout):
+                transport, protocol = await loop.create_connection(
+                    protocol_factory, sock=sock, ssl=ssl, server_hostname=server_hostname or address.host
+                )
+        except TimeoutError:
+            sock.close()
+            raise TimeoutError(f"TLS handshake with {address} timed out") from None
+        except BaseException:
+            sock.close()
+            raise
+        return transport, protocol
+
+
+DIRECT = Dialer()
+"""Direct connections, no source address, 30 s to connect."""

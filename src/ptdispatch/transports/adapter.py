@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import HandshakeTimeout, RemoteProtocolError
-from .base import Engine
+from ..net.addr import Address
+
+if TYPE_CHECKING:
+    from ..net.upstream import Dialer
+    from .base import Engine
 
 AppFactory = Callable[[], asyncio.BaseProtocol]
+"""Makes the application protocol that receives a connection's plaintext side."""
+ErrorCallback = Callable[[Exception], None]
+"""Hears of a connection that failed before it was established (a probe, a bad handshake)."""
 
 
 class EngineTransport(asyncio.Transport):
@@ -99,9 +107,7 @@ class EngineProtocol(asyncio.Protocol):
     at that moment, or fails with the handshake error.
     """
 
-    def __init__(
-        self, engine: Engine, app_factory: AppFactory, *, on_error: Callable[[Exception], None] | None = None
-    ) -> None:
+    def __init__(self, engine: Engine, app_factory: AppFactory, *, on_error: ErrorCallback | None = None) -> None:
         self.engine = engine
         self._app_factory = app_factory
         self._on_error = on_error
@@ -245,3 +251,35 @@ class EngineProtocol(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self._timer = self._pacing = None
+
+
+async def dial_engine(
+    engine: Engine, address: Address, app_factory: AppFactory, dialer: Dialer
+) -> tuple[EngineTransport, asyncio.BaseProtocol]:
+    """Connect to ``address`` through ``dialer`` and run ``engine``'s handshake over the connection."""
+    _, protocol = await dialer.create_connection(lambda: EngineProtocol(engine, app_factory), address)
+    try:
+        transport = await protocol.established
+    except BaseException:
+        protocol.wire.abort()  # a failed or cancelled handshake must not leave the socket open
+        raise
+    assert protocol.app is not None
+    return transport, protocol.app
+
+
+async def serve_engines(
+    new_engine: Callable[[], Engine],
+    app_factory: AppFactory,
+    where: Address | socket.socket,
+    *,
+    on_error: ErrorCallback | None = None,
+) -> asyncio.Server:
+    """Accept TCP connections on ``where``, each driven by a fresh ``new_engine()``."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> EngineProtocol:
+        return EngineProtocol(new_engine(), app_factory, on_error=on_error)
+
+    if isinstance(where, socket.socket):
+        return await loop.create_server(factory, sock=where)
+    return await loop.create_server(factory, where.host, where.port)

@@ -1,22 +1,32 @@
 """The transport contract.
 
-A transport is three things:
+A transport is a :class:`TransportSpec` (its name and two option parsers, found through
+:mod:`ptdispatch.transports.registry`) whose parsers build a :class:`ClientTransport` and a
+:class:`ServerTransport`.  Each side has one entry point, and callers (the dispatcher, the Python
+API, the UDP modes, Optimizer) use nothing else:
 
-* an :class:`Engine`: one per wire connection, pure protocol logic with no asyncio in it.
-  Bytes from the network go in through :meth:`Engine.receive_data` (plaintext comes out),
-  plaintext goes in through :meth:`Engine.send_data`, and the bytes to put on the wire are
-  pulled with :meth:`Engine.data_to_send`.  Randomness and time are injected.
-* a :class:`ClientTransport` / :class:`ServerTransport`: validated options, turned into engines.
-  A server transport lives as long as its listener, so it holds shared state (keys, replay filters).
-* a :class:`TransportSpec` naming the transport and its two option parsers, found through
-  :mod:`ptdispatch.transports.registry`.
+* :meth:`ClientTransport.dial`: connect to a server and hand the plaintext side, an ordinary
+  :class:`asyncio.Transport`, to a fresh application protocol (like ``loop.create_connection``);
+* :meth:`ServerTransport.listen`: accept connections and hand each one's plaintext side to a
+  fresh application protocol (like ``loop.create_server``).
 
-:mod:`ptdispatch.transports.adapter` is the one bridge from any engine to asyncio.
+Which shape to pick for a new transport:
+
+* **A rewrite of one TCP byte stream** (obfs2/3/4, shadow, DarkStar): write an :class:`Engine`
+  (sans-IO: bytes in, bytes out, randomness and time injected) and subclass
+  :class:`EngineClientTransport` / :class:`EngineServerTransport`, which implement the entry points
+  by running the engine through :mod:`ptdispatch.transports.adapter`.  This is the usual case.
+* **A transport that owns its connections** (meek makes HTTP requests over connections it opens
+  and reopens; Optimizer dials through other transports): subclass :class:`ClientTransport` /
+  :class:`ServerTransport` and implement ``dial`` / ``listen`` yourself, opening outgoing
+  connections only through the given :class:`~ptdispatch.net.upstream.Dialer`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -24,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..net.addr import Address
+from ..net.upstream import DIRECT, Dialer
+from .adapter import AppFactory, ErrorCallback, dial_engine, serve_engines
 
 Rng = Callable[[int], bytes]
 """``rng(n)`` returns ``n`` random bytes (``os.urandom`` unless a test injects another)."""
@@ -85,21 +97,66 @@ class ClientTransport(ABC):
     """Validated client options for one transport (global options merged with per-connection ones)."""
 
     @abstractmethod
-    def new_engine(self, destination: Address | None) -> Engine:
-        """A fresh client engine.
+    async def dial(
+        self,
+        address: Address,
+        app_factory: AppFactory,
+        *,
+        destination: Address | None = None,
+        dialer: Dialer = DIRECT,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """Connect to the transport server at ``address``; once the transport is ready, call
+        ``app_factory()`` and hand it the plaintext side.  Returns both.
 
         ``destination`` is where the application wants to go when that is not the transport
         server itself (the SOCKS CONNECT address when ``serverAddress`` was given); transports
-        that carry a destination on the wire (shadow) use it, the others ignore it.
+        that carry a destination on the wire (shadow) use it, the others ignore it.  Every
+        outgoing connection goes through ``dialer``.  Failures raise ``OSError`` (including
+        ``RemoteProtocolError`` and ``TimeoutError``) or ``OptionsError``.
         """
+
+    def check(self, destination: Address | None) -> None:  # noqa: B027 - optional hook
+        """Raise ``OptionsError`` when a connection to ``destination`` could not even be tried with
+        these options (called at start-up for the modes that have no per-connection destination)."""
+
+
+class EngineClientTransport(ClientTransport):
+    """A client whose connections are one :class:`Engine` each over one TCP connection."""
+
+    @abstractmethod
+    def new_engine(self, destination: Address | None) -> Engine:
+        """A fresh client engine (see :meth:`ClientTransport.dial` for ``destination``)."""
+
+    async def dial(
+        self,
+        address: Address,
+        app_factory: AppFactory,
+        *,
+        destination: Address | None = None,
+        dialer: Dialer = DIRECT,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        engine = self.new_engine(destination)  # first: a bad option must not cost a socket
+        return await dial_engine(engine, address, app_factory, dialer)
+
+    def check(self, destination: Address | None) -> None:
+        self.new_engine(destination)
 
 
 class ServerTransport(ABC):
     """A configured server side: keys, shared state such as replay filters; one per listener."""
 
     @abstractmethod
-    def new_engine(self) -> Engine:
-        """A fresh server engine for one accepted connection."""
+    async def listen(
+        self,
+        app_factory: AppFactory,
+        where: Address | socket.socket,
+        *,
+        on_error: ErrorCallback | None = None,
+    ) -> asyncio.Server:
+        """Accept connections on ``where`` (an address, or a bound listening socket); each one whose
+        transport handshake succeeds gets ``app_factory()`` and its plaintext side, an
+        ``asyncio.Transport`` whose ``get_extra_info("peername")`` is the client's address.
+        ``on_error`` hears of every connection that failed before that (probes, bad handshakes)."""
 
     def smethod_args(self) -> dict[str, str]:
         """Key/value pairs clients need (reported as ``SMETHOD ... ARGS:``)."""
@@ -109,7 +166,24 @@ class ServerTransport(ABC):
         """The listener is bound at ``address`` (obfs4 writes its bridge line here)."""
 
 
-class RoleClient(ClientTransport):
+class EngineServerTransport(ServerTransport):
+    """A server whose connections are one :class:`Engine` each over one TCP connection."""
+
+    @abstractmethod
+    def new_engine(self) -> Engine:
+        """A fresh server engine for one accepted connection."""
+
+    async def listen(
+        self,
+        app_factory: AppFactory,
+        where: Address | socket.socket,
+        *,
+        on_error: ErrorCallback | None = None,
+    ) -> asyncio.Server:
+        return await serve_engines(self.new_engine, app_factory, where, on_error=on_error)
+
+
+class RoleClient(EngineClientTransport):
     """The client side of a transport whose engines need nothing but their role and randomness
     (obfs2, obfs3): ``make(initiator, rng)`` builds one."""
 
@@ -121,7 +195,7 @@ class RoleClient(ClientTransport):
         return self._make(True, self._rng)
 
 
-class RoleServer(ServerTransport):
+class RoleServer(EngineServerTransport):
     """The server side of such a transport: no state, no arguments to publish."""
 
     def __init__(self, make: Callable[[bool, Rng], Engine], rng: Rng = os.urandom) -> None:
@@ -150,3 +224,8 @@ class TransportSpec:
     server: Callable[[RawOptions, ServerContext], ServerTransport]
     #: Whether the transport carries the application's destination itself (shadow).
     carries_destination: bool = False
+    #: The option keys each side accepts (None: not declared, nothing is checked).  Keys outside
+    #: these sets are refused by name; the dispatcher's own keys (``serverAddress``, ``udp*``)
+    #: are always allowed and need not be listed.
+    client_keys: frozenset[str] | None = None
+    server_keys: frozenset[str] | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..net.addr import Address
-from .base import ClientTransport, Engine, RawOptions, ServerContext, ServerTransport, TransportSpec
+from .base import Engine, EngineClientTransport, EngineServerTransport, RawOptions, ServerContext, TransportSpec
 
 
 class PlainEngine(Engine):
@@ -32,12 +32,12 @@ class PlainEngine(Engine):
         return out[0] if len(out) == 1 else b"".join(out)
 
 
-class PlainClient(ClientTransport):
+class PlainClient(EngineClientTransport):
     def new_engine(self, destination: Address | None) -> Engine:
         return PlainEngine()
 
 
-class PlainServer(ServerTransport):
+class PlainServer(EngineServerTransport):
     def new_engine(self) -> Engine:
         return PlainEngine()
 

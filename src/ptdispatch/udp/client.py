@@ -14,10 +14,9 @@ import contextlib
 import socket
 from typing import cast
 
-from .. import api
 from ..errors import RemoteProtocolError
-from ..events import EventLog
 from ..frontends.dialer import ClientMethod, Route
+from ..logs import EventLog
 from ..net.addr import Address, format_hostport
 from .framing import encode_frame, new_decoder, stun_problem
 from .options import UdpOptions
@@ -122,14 +121,7 @@ class UdpListener(asyncio.DatagramProtocol):
     async def _connect(self, session: ClientSession) -> None:
         route, method = self.route, self.method
         try:
-            await api.connect(
-                route.client,
-                route.server,
-                lambda: Upstream(self, session),
-                destination=route.destination,
-                proxy=method.proxy,
-                connect_timeout=method.connect_timeout,
-            )
+            await method.dial(route, lambda: Upstream(self, session))
         except Exception as exc:  # every dial failure (OSError, handshake errors, timeouts) ends the entry
             if self.pool.failed(session):
                 self.log.info(

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import cast
 
 from ..errors import RemoteProtocolError
-from ..events import EventLog
+from ..logs import EventLog
 from ..net.addr import Address
 from .framing import encode_frame, new_decoder, stun_problem
 from .options import UdpOptions

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ...errors import OptionsError
 from ...net.addr import Address
-from ..base import ClientTransport, Clock, Engine, RawOptions, Rng, ServerContext, ServerTransport
+from ..base import Clock, Engine, EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext
 from ..options import get_int, get_str
 from . import state as st
 from .engine import ClientEngine, ServerEngine, ServerShared
@@ -38,7 +38,7 @@ def _hex_option(raw: RawOptions, key: str, length: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class Obfs4Client(ClientTransport):
+class Obfs4Client(EngineClientTransport):
     """Validated client options: the server's node id and public key, and our iat-mode."""
 
     node_id: bytes
@@ -66,7 +66,7 @@ def parse_client(raw: RawOptions) -> Obfs4Client:
     return Obfs4Client(node_id, public, _iat_mode(raw))
 
 
-class Obfs4Server(ServerTransport):
+class Obfs4Server(EngineServerTransport):
     """A configured obfs4 server: identity, PRNG seed, replay filter (shared by its connections)."""
 
     def __init__(self, state: st.ServerState, state_dir: os.PathLike[str] | str, rng: Rng, clock: Clock) -> None:

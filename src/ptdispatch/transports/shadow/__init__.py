@@ -27,7 +27,7 @@ import os
 
 from ...errors import OptionsError
 from ...net.addr import Address, parse_hostport
-from ..base import ClientTransport, RawOptions, Rng, ServerContext, ServerTransport, TransportSpec
+from ..base import EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext, TransportSpec
 from ..options import get_str
 from .ciphers import ALIASES, CIPHERS, decode_key, evp_bytes_to_key, lookup_cipher
 from .engine import ShadowClientEngine, ShadowConfig, ShadowServerEngine
@@ -74,7 +74,7 @@ def _header(destination: Address, what: str) -> bytes:
         raise OptionsError(NAME, f"{what} {destination}: {exc}") from None
 
 
-class ShadowClient(ClientTransport):
+class ShadowClient(EngineClientTransport):
     """Client options: the shared config and an optional fixed ``target``."""
 
     def __init__(
@@ -103,7 +103,7 @@ class ShadowClient(ClientTransport):
         return ShadowClientEngine(self.config, header, self._rng, self._salts)
 
 
-class ShadowServer(ServerTransport):
+class ShadowServer(EngineServerTransport):
     """Server side: the shared config and the listener-wide salt replay filter."""
 
     def __init__(self, config: ShadowConfig, *, rng: Rng = os.urandom, salts: SaltFilter | None = None) -> None:

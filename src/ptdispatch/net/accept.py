@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from ..errors import OptionsError, RemoteProtocolError
-from ..events import EventLog
-from ..net.relay import RelayProtocol, Splice
+from ..logs import EventLog
+from .relay import RelayProtocol, Splice
 
 Dial = Callable[[Splice, asyncio.Transport], Awaitable[None]]
 """Connect ``splice.b`` (reads from the accepted side are held back meanwhile)."""

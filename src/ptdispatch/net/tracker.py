@@ -1,47 +1,13 @@
-"""Events the dispatcher reports to its parent as LOG lines, with client addresses scrubbed."""
+"""Open connections: tracked so that shutdown can wait for them, and logged when they close."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
-from .config import LogLevel
-from .ipc.reporter import Reporter
-from .net.addr import format_hostport
-from .net.relay import Splice
-
-
-class EventLog:
-    """A thin front for :class:`Reporter` LOG lines."""
-
-    def __init__(self, reporter: Reporter, *, show_addresses: bool = False) -> None:
-        self.reporter = reporter
-        self.show_addresses = show_addresses
-
-    def enabled(self, level: LogLevel) -> bool:
-        """Whether a line at ``level`` would be sent (to skip building one that would not)."""
-        return self.reporter.enabled(level)
-
-    def error(self, message: str) -> None:
-        self.reporter.log(LogLevel.ERROR, message)
-
-    def warn(self, message: str) -> None:
-        self.reporter.log(LogLevel.WARN, message)
-
-    def info(self, message: str) -> None:
-        self.reporter.log(LogLevel.INFO, message)
-
-    def debug(self, message: str) -> None:
-        self.reporter.log(LogLevel.DEBUG, message)
-
-    def peer(self, transport: asyncio.BaseTransport) -> str:
-        """The remote address of ``transport`` for a log line: ``[scrubbed]`` unless asked."""
-        if not self.show_addresses:
-            return "[scrubbed]"
-        name = transport.get_extra_info("peername")
-        if isinstance(name, tuple) and len(name) >= 2:
-            return format_hostport(str(name[0]), int(name[1]))
-        return "[unknown]"
+from ..config import LogLevel
+from ..logs import EventLog
+from .relay import Splice
 
 
 class ConnectionTracker:

@@ -8,8 +8,8 @@ from typing import cast
 
 from ...config import LogLevel
 from ...errors import OptionsError
-from .. import socks4
 from ..dialer import ClientMethod, reply_for
+from . import socks4
 from .protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
 
 HANDSHAKE_TIMEOUT = 30.0
@@ -72,7 +72,7 @@ class Socks5Frontend(asyncio.Protocol):
         splice = method.new_splice(method.name)
         try:
             route = method.route(request.args, request.address)
-            await method.dial(route, splice)
+            await method.dial(route, lambda: splice.b)
         except asyncio.CancelledError:
             splice.fail(ConnectionAbortedError("client went away"))
             raise

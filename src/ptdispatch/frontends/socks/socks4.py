@@ -1,4 +1,4 @@
-"""Sans-IO SOCKS4 / SOCKS4a server: the same events as :mod:`.socks5.protocol`.
+"""Sans-IO SOCKS4 / SOCKS4a server: the same events as :mod:`.protocol`.
 
 Request: ``VN=4 CD=1 DSTPORT(2) DSTIP(4) USERID NUL`` and, for SOCKS4a (``DSTIP`` = 0.0.0.x with
 x != 0), ``HOSTNAME NUL`` after it.  Tor and pt-spec 3.5 carry a transport's per-connection
@@ -14,9 +14,9 @@ import enum
 import ipaddress
 import struct
 
-from ..ipc.args import parse_kv_list
-from ..net.addr import Address
-from .socks5.protocol import NEED_DATA, Event, Failure, Reply, Request
+from ...ipc.args import parse_kv_list
+from ...net.addr import Address
+from .protocol import NEED_DATA, Event, Failure, Reply, Request
 
 VERSION = 4
 CMD_CONNECT = 1
