@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -217,3 +218,25 @@ async def test_bad_child_is_cmethod_error_naming_it(tmp_path: Path) -> None:
                        "-options", json.dumps({"optimizer": options, "plain": {}})) as c:  # fmt: skip
         assert c.method("CMETHOD", "plain")
     assert any(e.startswith("CMETHOD-ERROR Optimizer transports[1] (obfs4)") for e in c.errors), c.errors
+
+
+async def test_per_connection_json_block_keeps_the_strategy_state(tmp_path: Path) -> None:
+    """No -options: every connection brings the same Optimizer options (SOCKS5 method 0x09); the
+    client parsed from them is kept, so rotate still alternates."""
+    a, a_port = await tagged_echo(b"A")
+    b, b_port = await tagged_echo(b"B")
+    try:
+        async with servers(tmp_path, (a_port, b_port)) as both, running("-transport", "Optimizer") as c:
+            block = json.dumps({"transports": both.children(), "strategy": "rotate"}).encode()
+            tags = b""
+            for _ in range(4):
+                reader, writer = await asyncio.open_connection(*c.method("CMETHOD", "Optimizer"))
+                writer.write(b"\x05\x01\x09" + struct.pack(">I", len(block)) + block)
+                writer.write(b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x09")
+                assert await asyncio.wait_for(reader.readexactly(12), 20) == b"\x05\x09\x05\x00\x00\x01" + bytes(6)
+                tags += await asyncio.wait_for(reader.readexactly(1), 20)
+                writer.close()
+            assert tags == b"ABAB"
+    finally:
+        a.close()
+        b.close()
