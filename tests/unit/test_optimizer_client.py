@@ -129,6 +129,13 @@ async def test_all_hanging_fails_within_the_connect_timeout() -> None:
     assert loop.time() - started < 0.5
 
 
+async def test_no_time_at_all_is_a_timeout() -> None:
+    client, fakes = optimizer(["ok"])
+    with pytest.raises(TimeoutError, match=r"1 not tried \(out of time\)"):
+        await client.dial(NOWHERE, app, dialer=Dialer(timeout=0))
+    assert fakes[0].dials == []
+
+
 async def test_cancelled_dial_reports_nothing() -> None:
     strategy = Recording([0, 1])
     client, _ = optimizer(["hang", "ok"], strategy)

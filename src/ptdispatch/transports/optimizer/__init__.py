@@ -118,13 +118,15 @@ class OptimizerClient(ClientTransport):
 
 def _all_failed(failures: list[tuple[Child, Exception]], count: int) -> Exception:
     """One error for a connection that no child could make, of the kind they all share."""
-    detail = "; ".join(f"{child.label}: {exc or type(exc).__name__}" for child, exc in failures)
+    parts = [f"{child.label}: {exc or type(exc).__name__}" for child, exc in failures]
     untried = count - len(failures)
     if untried:
-        detail += f"; {untried} not tried (out of time)"
-    message = f"every transport failed ({detail})"
+        parts.append(f"{untried} not tried (out of time)")
+    message = f"every transport failed ({'; '.join(parts)})"
     errors = [exc for _, exc in failures]
-    if errors and all(isinstance(exc, OptionsError) for exc in errors):
+    if not errors:
+        return TimeoutError(message)
+    if all(isinstance(exc, OptionsError) for exc in errors):
         return OptionsError(NAME, message)
     for kind in (ConnectionRefusedError, TimeoutError):
         if all(isinstance(exc, kind) for exc in errors):
