@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptdispatch import api
 from ptdispatch.config import LogLevel
@@ -159,6 +162,32 @@ async def test_track_skips_the_child_that_failed() -> None:
     for _ in range(5):
         await client.dial(NOWHERE, app)
     assert [len(f.dials) for f in fakes] == [1, 5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    behaviours=st.lists(st.sampled_from(["ok", "refuse", "options"]), min_size=1, max_size=5),
+    order=st.randoms(use_true_random=False),
+)
+def test_the_first_working_child_in_the_order_carries_the_connection(
+    behaviours: list[str], order: random.Random
+) -> None:
+    strategy = Recording(order.sample(range(len(behaviours)), len(behaviours)))
+    client, fakes = optimizer(behaviours, strategy)
+    working = [i for i in strategy.order() if behaviours[i] == "ok"]
+
+    async def run() -> None:
+        if not working:
+            with pytest.raises((ConnectionError, OptionsError)):
+                await client.dial(NOWHERE, app)
+        else:
+            await client.dial(NOWHERE, app)
+
+    asyncio.run(run())
+    tried = strategy.order()[: strategy.order().index(working[0]) + 1] if working else strategy.order()
+    assert [index for index, _ in strategy.reports] == tried
+    assert [ok for _, ok in strategy.reports] == [behaviours[i] == "ok" for i in tried]
+    assert sum(len(f.dials) for f in fakes) == len(tried)
 
 
 # --- options ---------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ptdispatch.transports.optimizer import strategies
 from ptdispatch.transports.optimizer.strategies import First, MinimizeDialDuration, Random, Rotate, Track
@@ -121,3 +123,28 @@ def test_names_match_in_any_case() -> None:
 def test_no_children_is_refused() -> None:
     with pytest.raises(ValueError):
         First(0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(sorted(strategies.STRATEGIES)),
+    count=st.integers(1, 5),
+    events=st.lists(st.tuples(st.integers(0, 4), st.booleans(), st.floats(0, 5), st.floats(0, 400)), max_size=40),
+)
+def test_any_history_gives_a_permutation(name: str, count: int, events: list[tuple[int, bool, float, float]]) -> None:
+    """Whatever happened before, every connection may try every child exactly once, and a
+    child that just succeeded is never put after one that just failed (track, minimizeDialDuration)."""
+    clock = Clock()
+    kind = strategies.STRATEGIES[name]
+    s = kind(count, clock=clock)
+    for index, ok, seconds, wait in events:
+        order = s.order()
+        assert sorted(order) == list(range(count))
+        clock.now += wait
+        s.report(index % count, ok, seconds)
+    assert sorted(s.order()) == list(range(count))
+    if name in ("track", "minimizeDialDuration") and count >= 2:
+        s.report(0, False, 1.0)
+        s.report(1, True, 1.0)
+        order = s.order()
+        assert order.index(1) < order.index(0)
