@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from python_socks import ProxyError
 
+from tests.conftest import need_binary
 from tests.interop._obfs4proxy_pt import socks5_connect
+from tests.interop.test_upstream_proxy import free_port, process
 from tests.peers.dispatcher import Dispatcher, running, stop
 
 SHADOW = {"password": "optimizer e2e", "cipherName": "aes-256-gcm"}
@@ -237,6 +240,29 @@ async def test_per_connection_json_block_keeps_the_strategy_state(tmp_path: Path
                 tags += await asyncio.wait_for(reader.readexactly(1), 20)
                 writer.close()
             assert tags == b"ABAB"
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_every_child_dials_through_the_upstream_proxy(tmp_path: Path) -> None:
+    """-proxy carries every child's connection: through microsocks both children work, and once
+    the proxy is gone no connection gets through although both servers are up."""
+    a, a_port = await tagged_echo(b"A")
+    b, b_port = await tagged_echo(b"B")
+    port = free_port()
+    try:
+        async with servers(tmp_path, (a_port, b_port)) as both:
+            options = json.dumps({"transports": both.children(), "strategy": "rotate"})
+            with process([need_binary("microsocks"), "-i", "127.0.0.1", "-p", str(port)], port) as proxy:
+                proxy_url = f"socks5://127.0.0.1:{port}"
+                async with running("-transport", "Optimizer", "-proxy", proxy_url, "-options", options) as c:
+                    cmethod = c.method("CMETHOD", "Optimizer")
+                    assert [await one_tcp(cmethod, socks=True) for _ in range(2)] == [b"A", b"B"]
+                    proxy.terminate()
+                    proxy.wait(5)
+                    with pytest.raises(ProxyError):
+                        await one_tcp(cmethod, socks=True)
     finally:
         a.close()
         b.close()
