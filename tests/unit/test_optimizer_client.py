@@ -228,7 +228,8 @@ def test_children_are_validated_through_the_registry() -> None:
         ({"transports": [{"name": "plain"}]}, r"transports\[0\] \(plain\): 'config' must be an object"),
         ({"transports": [{"config": {}}]}, r"transports\[0\]: missing 'name'"),
         ({"transports": ["plain"]}, r"transports\[0\] must be an object"),
-        ({"transports": [{"name": "plain", "config": {}, "address": "1.2.3.4:5"}]}, "unknown key 'address'"),
+        ({"transports": [{"name": "plain", "config": {}, "server": "1.2.3.4:5"}]}, "unknown key 'server'"),
+        ({"transports": [{"name": "plain", "config": {}, "address": "nowhere"}]}, r"\(plain\): 'address'"),
         ({}, "missing option 'transports'"),
     ],
 )
@@ -242,6 +243,18 @@ def test_top_level_server_address_is_the_default_for_children() -> None:
     client = SPEC.client(options(("plain", {}), ("plain", {"serverAddress": "[::1]:2"}), serverAddress="127.0.0.1:1"))
     assert isinstance(client, OptimizerClient)
     assert [c.server for c in client.children] == [Address("127.0.0.1", 1), Address("::1", 2)]
+
+
+def test_entry_address_names_the_server_when_the_config_does_not() -> None:
+    raw = {
+        "transports": [
+            {"name": "plain", "config": {}, "address": "127.0.0.1:3"},
+            {"name": "plain", "config": {"serverAddress": "127.0.0.1:4"}, "address": "127.0.0.1:5"},
+        ]
+    }
+    client = SPEC.client(raw)
+    assert isinstance(client, OptimizerClient)
+    assert [c.server for c in client.children] == [Address("127.0.0.1", 3), Address("127.0.0.1", 4)]
 
 
 def test_optimizer_nests() -> None:

@@ -10,11 +10,12 @@ by a strategy, with failover to the others.  Client options::
 ``transports``
     a non-empty list; each ``name`` is any transport we have (any letter case, Optimizer
     included) and each ``config`` is that transport's full client options.  Every child dials the
-    ``serverAddress`` of its own config; a top-level ``serverAddress`` is the default for children
-    whose config has none.  The ``address`` handed to :meth:`OptimizerClient.dial` is not used
-    (so the dispatcher needs no serverAddress, and in SOCKS5 mode the CONNECT address is the
-    destination, which shadow carries and the others ignore).  Every child is validated at
-    start-up: a bad or unknown one is an ``OptionsError`` naming it (``transports[1] (shadow)``).
+    ``serverAddress`` of its own config (else the entry's ``address``, a field Optimizer-go's
+    struct has but never uses; else the top-level ``serverAddress``).  The ``address`` handed to
+    :meth:`OptimizerClient.dial` is not used (so the dispatcher needs no serverAddress, and in
+    SOCKS5 mode the CONNECT address is the destination, which shadow carries and the others
+    ignore).  Every child is validated at start-up: a bad or unknown one is an ``OptionsError``
+    naming it (``transports[1] (shadow)``).
 ``strategy``
     ``first`` (the default), ``random``, ``rotate``, ``track`` or ``minimizeDialDuration`` (any
     letter case); see :mod:`.strategies`.
@@ -47,7 +48,7 @@ from .strategies import Strategy
 NAME = "Optimizer"
 SERVER_ADDRESS = "serverAddress"
 CLIENT_KEYS = frozenset({"transports", "strategy"})
-ENTRY_KEYS = frozenset({"name", "config"})
+ENTRY_KEYS = frozenset({"name", "config", "address"})
 
 __all__ = ["SPEC", "Child", "OptimizerClient", "parse_children"]
 
@@ -168,8 +169,8 @@ def _child(index: int, entry: object, default: Address | None) -> Child:
     where = f"{where} ({name})"
     extra = sorted(set(entry) - ENTRY_KEYS)
     if extra:
-        raise OptionsError(NAME, f"{where}: unknown key {extra[0]!r}; an entry has 'name' and 'config' "
-                                 f"(put {SERVER_ADDRESS!r} inside 'config')")  # fmt: skip
+        raise OptionsError(NAME, f"{where}: unknown key {extra[0]!r}; an entry has 'name', 'config' "
+                                 f"and optionally 'address'")  # fmt: skip
     config = entry.get("config")
     if not isinstance(config, Mapping):
         raise OptionsError(NAME, f"{where}: 'config' must be an object (that transport's client options)")
@@ -184,7 +185,11 @@ def _child(index: int, entry: object, default: Address | None) -> Child:
         transport = spec.client(config)
     except OptionsError as exc:
         raise OptionsError(NAME, f"{where}: {exc.message}") from None
-    server = _address(config.get(SERVER_ADDRESS), f"{where}: option {SERVER_ADDRESS!r}") or default
+    server = (
+        _address(config.get(SERVER_ADDRESS), f"{where}: option {SERVER_ADDRESS!r}")
+        or _address(entry.get("address"), f"{where}: 'address'")  # Optimizer-go has it (unused there)
+        or default
+    )
     if server is None and not spec.names_servers:
         raise OptionsError(
             NAME, f"{where}: missing option {SERVER_ADDRESS!r} (in its config, or at the top level for all children)",
