@@ -53,7 +53,8 @@ def table(results: Sequence[Result], echo: bool = False) -> str:
     lines = [fmt_line(header), "  ".join("-" * w for w in widths), *(fmt_line(b) for b in body)]
     lines.append(
         "CPU and memory: the two proxy processes only (client+server, children included); srv conn/CPU-s: "
-        "server alone. Rows: transport client/server, ptd = ptdispatch, o4p = obfs4proxy, ss = ss-libev."
+        "server alone. Rows: transport client/server, ptd = ptdispatch, o4p = obfs4proxy, ss = ss-libev, "
+        "opt = ptdispatch's Optimizer client over that one transport."
     )
     for r in results:
         for message in r.get("errors", []):

@@ -123,6 +123,18 @@ def _obfs(transport: str, client_impl: str, server_impl: str) -> Callable[[Path,
     return setup
 
 
+def _optimizer_obfs4(workdir: Path, target: Side, started: list[Side]) -> Pair:
+    """Optimizer (strategy first, one obfs4 child) against our obfs4 server: Optimizer's own cost."""
+    server = peers.ptd_server("obfs4", target.port, workdir)
+    started.append(server)
+    config = {**server.args, "iat-mode": "0", "serverAddress": f"{server.host}:{server.port}"}
+    options = {"transports": [{"name": "obfs4", "config": config}], "strategy": "first"}
+    client = peers.ptd_client("Optimizer", "socks5", options, workdir)  # type: ignore[arg-type]
+    started.append(client)
+    socks = Socks((target.host, target.port))
+    return Pair(Entry(client.host, client.port, socks), [client], [server], "client: Optimizer over one obfs4 child")
+
+
 def _shadow(client_impl: str, server_impl: str) -> Callable[[Path, Side, list[Side]], Pair]:
     common = {"password": peers.SS_PASSWORD, "cipherName": peers.SS_CIPHER}
 
@@ -185,6 +197,7 @@ def all_rows() -> list[Row]:
                     transport if uses_ptd else None,
                 )
             )
+    rows.insert(5, Row("obfs4 opt/ptd", _optimizer_obfs4, transport="optimizer"))
     for c, s in _pairs("ss"):
         rows.append(Row(f"shadow {c}/{s}", _shadow(c, s), _binaries(c, s), "shadow" if "ptd" in (c, s) else None))
     rows.append(Row("shadow floor/floor", _floor))

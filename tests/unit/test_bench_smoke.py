@@ -40,7 +40,7 @@ def test_bench_quick_runs_direct_and_plain(tmp_path: Path) -> None:
 def test_select_rows_by_name_or_transport() -> None:
     rows = all_rows()
     names = [r.name for r in select(rows, "obfs4,socat")]
-    assert names == ["socat", "obfs4 ptd/ptd", "obfs4 o4p/o4p", "obfs4 ptd/o4p", "obfs4 o4p/ptd"]
+    assert names == ["socat", "obfs4 ptd/ptd", "obfs4 opt/ptd", "obfs4 o4p/o4p", "obfs4 ptd/o4p", "obfs4 o4p/ptd"]
     assert [r.name for r in select(rows, "plain-ptd/ptd")] == ["plain ptd/ptd"]
     with pytest.raises(SystemExit):
         select(rows, "nonesuch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import json
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from ..transports.base import ClientTransport, TransportSpec
 from .socks.protocol import Reply
 
 SERVER_ADDRESS_KEY = "serverAddress"
+NO_SERVER = Address("0.0.0.0", 0)
+"""Route.server for transports whose options name their servers, when nothing else names one."""
+CLIENT_CACHE_SIZE = 64
+"""Clients kept for distinct per-connection argument sets (least recently used dropped first)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class ClientMethod:
     tracker: ConnectionTracker
     connect_timeout: float = 30.0
     _default: ClientTransport | None = field(default=None, repr=False)
+    _clients: dict[str, ClientTransport] = field(default_factory=dict, repr=False)
     #: Source addresses for direct dials (PT 1.0's TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6).
     outbound: OutboundBind | None = None
 
@@ -84,13 +90,26 @@ class ClientMethod:
             server = self.server_address(merged)
         else:
             merged, server = self.options, self.default_server
+        if self.spec.names_servers:  # Optimizer: its options name the servers; ``server`` is unused
+            return Route(self._client(per_connection, merged), server or requested or NO_SERVER, requested)
         destination = requested if server is not None else None
         if server is None:
             if requested is None:
                 raise OptionsError(self.name, f"no {SERVER_ADDRESS_KEY!r} option: set it in -options")
             server = requested
-        client = self._default if (not per_connection and self._default is not None) else self.spec.client(merged)
-        return Route(client, server, destination)
+        return Route(self._client(per_connection, merged), server, destination)
+
+    def _client(self, per_connection: Mapping[str, object], merged: Mapping[str, object]) -> ClientTransport:
+        """The client for these options: parsed once per distinct set of per-connection arguments
+        and kept, so that state on the client (Optimizer's strategy) outlives one connection."""
+        if not per_connection and self._default is not None:
+            return self._default
+        key = json.dumps(per_connection, sort_keys=True, default=str)
+        client = self._clients.pop(key, None) or self.spec.client(merged)
+        self._clients[key] = client  # most recently used last
+        if len(self._clients) > CLIENT_CACHE_SIZE:
+            del self._clients[next(iter(self._clients))]
+        return client
 
     def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
         splice = Splice(on_done=closed_logger(self.log, self.tracker, label), a_factory=a_factory)

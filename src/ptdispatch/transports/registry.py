@@ -14,6 +14,7 @@ _MODULES: dict[str, str] = {
     "obfs2": "ptdispatch.transports.obfs2",
     "obfs3": "ptdispatch.transports.obfs3",
     "shadow": "ptdispatch.transports.shadow",
+    "optimizer": "ptdispatch.transports.optimizer",
 }
 
 

@@ -1,0 +1,334 @@
+"""Optimizer's client: failover with fake children, option validation, and the dispatcher's routing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ptdispatch import api
+from ptdispatch.config import LogLevel
+from ptdispatch.errors import OptionsError
+from ptdispatch.frontends import dialer
+from ptdispatch.ipc.reporter import Reporter
+from ptdispatch.logs import EventLog
+from ptdispatch.net.addr import Address
+from ptdispatch.net.tracker import ConnectionTracker
+from ptdispatch.net.upstream import DIRECT, Dialer
+from ptdispatch.transports import registry
+from ptdispatch.transports.adapter import AppFactory
+from ptdispatch.transports.base import ClientTransport, ServerContext
+from ptdispatch.transports.optimizer import SPEC, Child, OptimizerClient
+from ptdispatch.transports.optimizer.strategies import First, Rotate, Strategy, Track
+
+NOWHERE = Address("192.0.2.1", 1)
+
+
+class Fake(ClientTransport):
+    """A child whose dial succeeds, is refused, or hangs; it records what it was asked."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.dials: list[tuple[Address, Address | None, float]] = []
+
+    async def dial(
+        self,
+        address: Address,
+        app_factory: AppFactory,
+        *,
+        destination: Address | None = None,
+        dialer: Dialer = DIRECT,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        self.dials.append((address, destination, dialer.timeout))
+        if self.behaviour == "refuse":
+            raise ConnectionRefusedError(f"{address} refused")
+        if self.behaviour == "hang":
+            await asyncio.sleep(3600)
+        if self.behaviour == "options":
+            raise OptionsError("fake", "no destination")
+        protocol = app_factory()
+        return asyncio.Transport(), protocol
+
+
+class Recording(Strategy):
+    """A fixed order, and every report kept."""
+
+    def __init__(self, order: list[int]) -> None:
+        super().__init__(len(order))
+        self._order = order
+        self.reports: list[tuple[int, bool]] = []
+
+    def order(self) -> list[int]:
+        return list(self._order)
+
+    def report(self, index: int, ok: bool, seconds: float) -> None:
+        self.reports.append((index, ok))
+
+
+def optimizer(behaviours: list[str], strategy: Strategy | None = None) -> tuple[OptimizerClient, list[Fake]]:
+    fakes = [Fake(b) for b in behaviours]
+    children = [Child(f"transports[{i}] (fake)", f, Address("127.0.0.1", 1000 + i)) for i, f in enumerate(fakes)]
+    return OptimizerClient(children, strategy or First(len(fakes))), fakes
+
+
+def app() -> asyncio.Protocol:
+    return asyncio.Protocol()
+
+
+async def test_each_child_dials_its_own_server_with_the_destination() -> None:
+    client, fakes = optimizer(["ok", "ok"])
+    dest = Address("10.0.0.1", 80)
+    await client.dial(NOWHERE, app, destination=dest)
+    [(server, destination, timeout)] = fakes[0].dials
+    assert (server, destination) == (Address("127.0.0.1", 1000), dest)
+    assert abs(timeout - 15.0) < 0.1
+    assert fakes[1].dials == []
+
+
+async def test_failover_in_the_strategy_order_with_reports() -> None:
+    strategy = Recording([2, 0, 1])
+    client, fakes = optimizer(["ok", "refuse", "refuse"], strategy)
+    await client.dial(NOWHERE, app)
+    assert [len(f.dials) for f in fakes] == [1, 0, 1]
+    assert strategy.reports == [(2, False), (0, True)]
+
+
+async def test_every_child_refused_is_connection_refused_naming_each() -> None:
+    client, _ = optimizer(["refuse", "refuse"])
+    with pytest.raises(ConnectionRefusedError, match=r"transports\[0\].*transports\[1\]"):
+        await client.dial(NOWHERE, app)
+
+
+async def test_mixed_failures_are_a_connection_error() -> None:
+    client, _ = optimizer(["refuse", "options"])
+    with pytest.raises(ConnectionError, match="every transport failed") as info:
+        await client.dial(NOWHERE, app)
+    assert type(info.value) is ConnectionError
+    client, _ = optimizer(["options", "options"])
+    with pytest.raises(OptionsError):
+        await client.dial(NOWHERE, app)
+
+
+async def test_a_hanging_child_gets_its_share_of_one_connect_timeout() -> None:
+    client, fakes = optimizer(["hang", "ok"])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await client.dial(NOWHERE, app, dialer=Dialer(timeout=0.6))
+    assert 0.25 < loop.time() - started < 0.6
+    assert fakes[0].dials[0][2] == pytest.approx(0.3, abs=0.05)
+    assert fakes[1].dials[0][2] == pytest.approx(0.3, abs=0.1)
+
+
+async def test_all_hanging_fails_within_the_connect_timeout() -> None:
+    client, _ = optimizer(["hang", "hang", "hang"])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError, match="every transport failed"):
+        await client.dial(NOWHERE, app, dialer=Dialer(timeout=0.3))
+    assert loop.time() - started < 0.5
+
+
+async def test_no_time_at_all_is_a_timeout() -> None:
+    client, fakes = optimizer(["ok"])
+    with pytest.raises(TimeoutError, match=r"1 not tried \(out of time\)"):
+        await client.dial(NOWHERE, app, dialer=Dialer(timeout=0))
+    assert fakes[0].dials == []
+
+
+async def test_cancelled_dial_reports_nothing() -> None:
+    strategy = Recording([0, 1])
+    client, _ = optimizer(["hang", "ok"], strategy)
+    task = asyncio.ensure_future(client.dial(NOWHERE, app))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert strategy.reports == []
+
+
+async def test_rotate_state_lasts_across_connections() -> None:
+    client, fakes = optimizer(["ok", "ok", "ok"], Rotate(3))
+    for _ in range(6):
+        await client.dial(NOWHERE, app)
+    assert [len(f.dials) for f in fakes] == [2, 2, 2]
+
+
+async def test_track_skips_the_child_that_failed() -> None:
+    client, fakes = optimizer(["refuse", "ok"], Track(2))
+    for _ in range(5):
+        await client.dial(NOWHERE, app)
+    assert [len(f.dials) for f in fakes] == [1, 5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    behaviours=st.lists(st.sampled_from(["ok", "refuse", "options"]), min_size=1, max_size=5),
+    order=st.randoms(use_true_random=False),
+)
+def test_the_first_working_child_in_the_order_carries_the_connection(
+    behaviours: list[str], order: random.Random
+) -> None:
+    strategy = Recording(order.sample(range(len(behaviours)), len(behaviours)))
+    client, fakes = optimizer(behaviours, strategy)
+    working = [i for i in strategy.order() if behaviours[i] == "ok"]
+
+    async def run() -> None:
+        if not working:
+            with pytest.raises((ConnectionError, OptionsError)):
+                await client.dial(NOWHERE, app)
+        else:
+            await client.dial(NOWHERE, app)
+
+    asyncio.run(run())
+    tried = strategy.order()[: strategy.order().index(working[0]) + 1] if working else strategy.order()
+    assert [index for index, _ in strategy.reports] == tried
+    assert [ok for _, ok in strategy.reports] == [behaviours[i] == "ok" for i in tried]
+    assert sum(len(f.dials) for f in fakes) == len(tried)
+
+
+# --- options ---------------------------------------------------------------------------------------
+
+SHADOW: dict[str, object] = {"password": "p", "serverAddress": "127.0.0.1:8388"}
+OBFS4_CERT = "A" * 70
+
+
+def options(*entries: tuple[str, dict[str, object]], **top: object) -> dict[str, object]:
+    return {"transports": [{"name": n, "config": c} for n, c in entries], **top}
+
+
+def test_children_are_validated_through_the_registry() -> None:
+    client = SPEC.client(options(("plain", {"serverAddress": "127.0.0.1:1"}), ("SHADOW", SHADOW), strategy="rotate"))
+    assert isinstance(client, OptimizerClient) and isinstance(client.strategy, Rotate)
+    assert [c.server for c in client.children] == [Address("127.0.0.1", 1), Address("127.0.0.1", 8388)]
+    single = SPEC.client(options(("plain", {"serverAddress": "127.0.0.1:1"})))
+    assert isinstance(single, OptimizerClient) and isinstance(single.strategy, First)
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (
+            options(("plain", {"serverAddress": "127.0.0.1:1"}), ("nope", {})),
+            r"transports\[1\].*unknown transport 'nope'",
+        ),
+        (
+            options(("shadow", {"serverAddress": "127.0.0.1:1"})),
+            r"transports\[0\] \(shadow\): missing option 'password'",
+        ),
+        (options(("obfs4", {"serverAddress": "127.0.0.1:1", "cert": "short"})), r"transports\[0\] \(obfs4\)"),
+        (options(("plain", {})), r"transports\[0\] \(plain\): missing option 'serverAddress'"),
+        (options(("plain", {"serverAddress": "nowhere"})), r"transports\[0\] \(plain\): option 'serverAddress'"),
+        (options(("plain", {"serverAddress": "127.0.0.1:1"}), strategy="fastest"), "unknown strategy 'fastest'"),
+        ({"transports": []}, "non-empty list"),
+        ({"transports": "plain"}, "non-empty list"),
+        ({"transports": [{"name": "plain"}]}, r"transports\[0\] \(plain\): 'config' must be an object"),
+        ({"transports": [{"config": {}}]}, r"transports\[0\]: missing 'name'"),
+        ({"transports": ["plain"]}, r"transports\[0\] must be an object"),
+        ({"transports": [{"name": "plain", "config": {}, "server": "1.2.3.4:5"}]}, "unknown key 'server'"),
+        ({"transports": [{"name": "plain", "config": {}, "address": "nowhere"}]}, r"\(plain\): 'address'"),
+        ({}, "missing option 'transports'"),
+    ],
+)
+def test_bad_options_name_the_child(raw: dict[str, object], match: str) -> None:
+    with pytest.raises(OptionsError, match=match) as info:
+        SPEC.client(raw)
+    assert info.value.transport == "Optimizer"
+
+
+def test_top_level_server_address_is_the_default_for_children() -> None:
+    client = SPEC.client(options(("plain", {}), ("plain", {"serverAddress": "[::1]:2"}), serverAddress="127.0.0.1:1"))
+    assert isinstance(client, OptimizerClient)
+    assert [c.server for c in client.children] == [Address("127.0.0.1", 1), Address("::1", 2)]
+
+
+def test_entry_address_names_the_server_when_the_config_does_not() -> None:
+    raw = {
+        "transports": [
+            {"name": "plain", "config": {}, "address": "127.0.0.1:3"},
+            {"name": "plain", "config": {"serverAddress": "127.0.0.1:4"}, "address": "127.0.0.1:5"},
+        ]
+    }
+    client = SPEC.client(raw)
+    assert isinstance(client, OptimizerClient)
+    assert [c.server for c in client.children] == [Address("127.0.0.1", 3), Address("127.0.0.1", 4)]
+
+
+def test_optimizer_nests() -> None:
+    inner = options(("plain", {"serverAddress": "127.0.0.1:1"}), strategy="random")
+    client = SPEC.client(options(("optimizer", inner), ("plain", {"serverAddress": "127.0.0.1:2"})))
+    assert isinstance(client, OptimizerClient) and isinstance(client.children[0].transport, OptimizerClient)
+
+
+def test_unknown_keys_are_refused_when_the_child_declares_its_keys() -> None:
+    nested = options(("plain", {"serverAddress": "127.0.0.1:1"}), speed="max")
+    with pytest.raises(OptionsError, match=r"transports\[0\] \(optimizer\): .*unknown option 'speed'"):
+        SPEC.client(options(("optimizer", nested)))
+
+
+def test_check_names_the_child_that_cannot_work_without_a_destination() -> None:
+    client = SPEC.client(options(("plain", {"serverAddress": "127.0.0.1:1"}), ("shadow", SHADOW)))
+    client.check(Address("10.0.0.1", 80))
+    with pytest.raises(OptionsError, match=r"transports\[1\] \(shadow\)"):
+        client.check(None)
+    SPEC.client(options(("shadow", {**SHADOW, "target": "127.0.0.1:9"}))).check(None)
+
+
+def test_server_side_is_refused() -> None:
+    with pytest.raises(OptionsError, match="client-only"):
+        SPEC.server({}, ServerContext(state_dir=Path()))
+
+
+def test_registered() -> None:
+    assert registry.lookup("Optimizer") is SPEC and "optimizer" in registry.names()
+
+
+# --- the dispatcher's routing ------------------------------------------------------------------------
+
+
+def method(raw: dict[str, object]) -> dialer.ClientMethod:
+    return dialer.ClientMethod(
+        "Optimizer", SPEC, raw, None, EventLog(Reporter(level=LogLevel.NONE)), ConnectionTracker()
+    )
+
+
+def test_route_needs_no_server_address_and_keeps_one_client() -> None:
+    m = method(options(("plain", {"serverAddress": "127.0.0.1:1"}), strategy="rotate"))
+    m.check_options(per_connection_allowed=False)
+    route = m.route({}, None)  # transparent and UDP modes
+    assert route.destination is None
+    dest = Address("10.0.0.1", 80)
+    socks = m.route({}, dest)
+    assert (socks.client, socks.destination) == (route.client, dest)
+    per_connection = m.route({"strategy": "first"}, dest)  # per-connection arguments: parsed once, then kept
+    assert m.route({"strategy": "first"}, dest).client is per_connection.client is not route.client
+
+
+def test_route_cache_is_bounded() -> None:
+    m = method(options(("plain", {"serverAddress": "127.0.0.1:1"})))
+    for i in range(dialer.CLIENT_CACHE_SIZE + 10):
+        m.route({"serverAddress": f"127.0.0.1:{i + 1}"}, None)
+    assert len(m._clients) == dialer.CLIENT_CACHE_SIZE
+
+
+async def test_in_process_failover_between_two_real_servers() -> None:
+    """Two plain servers; the first is closed: every dial still succeeds through the second."""
+    from tests.peers.managed import echo_handler
+
+    async def serve() -> tuple[asyncio.Server, int]:
+        srv = await api.start_server(echo_handler, "plain", "127.0.0.1", 0)
+        return srv, srv.sockets[0].getsockname()[1]
+
+    (first, p1), (second, p2) = await serve(), await serve()
+    raw = options(("plain", {"serverAddress": f"127.0.0.1:{p1}"}), ("plain", {"serverAddress": f"127.0.0.1:{p2}"}))
+    first.close()
+    await first.wait_closed()
+    for _ in range(3):
+        reader, writer = await api.open_connection("optimizer", "0.0.0.0:0", raw)
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+        writer.close()
+    second.close()
