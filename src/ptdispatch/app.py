@@ -73,8 +73,9 @@ class Dispatcher:
         except ImportError as exc:
             self.reporter.error(error_keyword, name, f"transport unavailable: {exc}")
             return None
-        if spec is None:
+        if spec is None:  # the spec says: ignore it; a person reading stderr still learns why
             self.log.debug(f"ignoring unknown transport {name!r}")
+            self.reporter.note(f"ignoring unknown transport {name!r}; known: {', '.join(registry.names())}")
         return spec
 
     async def _start_client(self, name: str) -> None:

@@ -169,8 +169,9 @@ def _bridge_line(transport: str, state_dir: Path, fingerprint: str) -> str | Non
     if transport != "obfs4":
         return f"Bridge {transport} {address} {fingerprint}"
     for line in _read(state_dir / "obfs4_bridgeline.txt").splitlines():
-        if line.startswith("Bridge obfs4 "):
-            return line.replace("<IP ADDRESS>:<PORT>", address).replace("<FINGERPRINT>", fingerprint)
+        if line.startswith("Bridge obfs4 "):  # "Bridge obfs4 ADDRESS:PORT <FINGERPRINT> cert=... iat-mode=..."
+            words = line.split(" ")
+            return " ".join([*words[:2], address, fingerprint, *words[4:]])
     return None
 
 

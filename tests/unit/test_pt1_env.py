@@ -15,6 +15,7 @@ import ptdispatch
 from ptdispatch.config import LogLevel, Mode, Role
 from ptdispatch.extorport import COOKIE_HEADER
 from ptdispatch.ipc import env
+from ptdispatch.ipc.args import escape
 from ptdispatch.ipc.env import EnvError, build_config, negotiate_version, parse_server_transport_options
 from ptdispatch.ipc.flags import ProxyConfigError
 from ptdispatch.net.addr import Address
@@ -346,11 +347,6 @@ def test_cli_enters_pt1_mode_only_without_flags(monkeypatch: pytest.MonkeyPatch)
     assert len(seen) == 1
 
 
-def _tor_escape(text: str, specials: str) -> str:
-    """As tor's tor_escape_str_for_pt_args: a backslash before each special character."""
-    return "".join("\\" + ch if ch in specials else ch for ch in text)
-
-
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 
@@ -360,7 +356,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 def test_server_transport_options_round_trip(entries: list[tuple[str, str, str]]) -> None:
     """What tor writes (keys with '=' escaped too, values with ':' ';' '\\') parses back exactly."""
     key_specials, value_specials = ":;=\\", ":;\\"
-    text = ";".join(f"{n}:{_tor_escape(k, key_specials)}={_tor_escape(v, value_specials)}" for n, k, v in entries)
+    text = ";".join(f"{n}:{escape(k, key_specials)}={escape(v, value_specials)}" for n, k, v in entries)
     expected: dict[str, dict[str, str]] = {}
     for name, key, value in entries:
         expected.setdefault(name.lower(), {})[key] = value

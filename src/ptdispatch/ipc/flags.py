@@ -220,7 +220,9 @@ def build_config(flags: Mapping[str, str], *, cwd: Path | None = None) -> Config
         config["listen"] = _host_port(flags, "proxylistenaddr", "proxylistenhost", "proxylistenport", require_ip=True)
     else:
         config.update(_server_flags(flags, transports, base))
-    if "proxy" in flags and role is Role.CLIENT:
+    if "proxy" in flags and role is Role.SERVER:
+        raise ConfigError("-proxy is a client flag (it carries the client's outgoing connections); drop it here")
+    if "proxy" in flags:
         try:
             config["proxy"] = UpstreamProxy.parse(flags["proxy"])
         except ConfigError as exc:
