@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -20,6 +19,7 @@ from ptdispatch.exitcode import ExitCode
 from ptdispatch.ipc import flags
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import TransportSpec
+from tests.conftest import need_binary
 from tests.peers.dispatcher import run_once
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,9 +126,7 @@ def test_man_page_has_the_help_sections() -> None:
 
 
 def test_man_page_renders_without_warnings(tmp_path: Path) -> None:
-    groff = shutil.which("groff")
-    if groff is None:
-        pytest.skip("groff is not installed (apt-get install groff-base)")
+    groff = need_binary("groff")
     page = tmp_path / "ptdispatch.1"
     page.write_text(manpage.render())
     done = subprocess.run(
