@@ -16,6 +16,7 @@ from . import api
 from .backends import ServerMethod
 from .config import Config, Mode, Role
 from .errors import OptionsError
+from .exitcode import ExitCode
 from .frontends.dialer import ClientMethod
 from .frontends.socks.server import Socks5Frontend
 from .ipc.args import format_smethod_args
@@ -239,7 +240,7 @@ async def _watch_parent(dispatcher: Dispatcher) -> None:
 def _install_signals(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop) -> None:
     def on_signal(signum: int) -> None:
         if dispatcher.stop.is_set():
-            os._exit(1)  # second signal: leave at once
+            os._exit(ExitCode.INTERRUPTED)  # second signal: leave at once
         dispatcher.request_stop(signal.Signals(signum).name)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -266,4 +267,4 @@ async def run(config: Config, reporter: Reporter) -> int:
     await dispatcher.stop.wait()
     watcher.cancel()
     await dispatcher.shutdown()
-    return 0
+    return ExitCode.OK
