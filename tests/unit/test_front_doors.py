@@ -132,3 +132,10 @@ def test_reporter_writes_only_to_its_streams(capsys: pytest.CaptureFixture[str])
     assert out.getvalue() == "VERSION 3.0\n"
     assert err.getvalue().startswith("ENV-ERROR unknown flag -nosuchflag")
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("pt_version", ["3.0", "1"])
+def test_notes_for_people_go_to_stderr_in_both_dialects(pt_version: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    Reporter(out=out, err=err, pt_version=pt_version).note("ignoring unknown transport 'x'; known: plain")
+    assert (out.getvalue(), err.getvalue()) == ("", "ptdispatch: ignoring unknown transport 'x'; known: plain\n")
