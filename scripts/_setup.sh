@@ -24,6 +24,7 @@ fi
 PEERS=(obfs4proxy:obfs4proxy ss-server:shadowsocks-libev tor:tor turnserver:coturn socat:socat
        microsocks:microsocks tinyproxy:tinyproxy danted:dante-server stun:stun-client unshare:util-linux
        ip:iproute2)
+PEERS+=(systemd-analyze:systemd groff:groff-base)  # checks of contrib/ptdispatch-server.service and the man page
 install_peers() {
     local missing=()
     for pair in "${PEERS[@]}"; do

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from python_socks.async_.asyncio import Proxy
 
@@ -121,29 +122,68 @@ async def demo_one(name: str, size: int, state: Path, echo_port: int) -> tuple[s
     return name, elapsed, intact
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--transport", action="append", help="transport(s) to demo (default: every one we have)")
-    parser.add_argument("--size", type=int, default=64, help="MiB to push through each transport (default 64)")
-    args = parser.parse_args()
-    names = args.transport or available()
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"demo: {message} (see --help)\n")
+
+
+def transport_list(text: str) -> list[str]:
+    """``--transport obfs4,shadow``: names separated by commas, each one we have."""
+    names = [name.strip().lower() for name in text.split(",")]
+    known = available()
+    for name in names:
+        if name not in known:
+            raise argparse.ArgumentTypeError(f"unknown transport {name!r}; known: {', '.join(known)}")
+    return names
+
+
+def mebibytes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65536:
+        raise argparse.ArgumentTypeError(f"a whole number of MiB from 1 to 65536, not {text!r}")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--transport", type=transport_list, action="extend", metavar="NAME[,NAME]",
+        help=f"transport(s) to demo, comma-separated or repeated (default: every one: {', '.join(available())})",
+    )  # fmt: skip
+    parser.add_argument("--size", type=mebibytes, default=64, help="MiB to push through each transport (default 64)")
+    return parser.parse_args(argv)
+
+
+async def main(args: argparse.Namespace) -> int:
+    names = list(dict.fromkeys(args.transport or available()))
     size = args.size * 2**20
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = server.sockets[0].getsockname()[1]
     state = Path(tempfile.mkdtemp(prefix="ptdispatch-demo-"))
-    results = []
+    results: list[tuple[str, float, bool]] = []
+    failed: list[str] = []
     try:
         for name in names:
             print(f"\n{name}: server + client on loopback, {args.size} MiB through SOCKS5 to an echo server and back")
-            results.append(await demo_one(name, size, state, echo_port))
+            try:
+                results.append(await demo_one(name, size, state, echo_port))
+            except Exception as exc:  # one line per failed transport, never a traceback
+                print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                failed.append(name)
     finally:
         server.close()
         shutil.rmtree(state, ignore_errors=True)
     print(f"\n{'transport':<10} {'MiB/s (both ways)':>18} {'data intact':>12}")
     for name, elapsed, intact in results:
         print(f"{name:<10} {2 * args.size / elapsed:>18.1f} {'yes' if intact else 'NO':>12}")
-    return 0 if all(ok for _, _, ok in results) else 1
+    for name in failed:
+        print(f"{name:<10} {'failed':>18} {'-':>12}")
+    return 0 if not failed and all(ok for _, _, ok in results) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    try:
+        sys.exit(asyncio.run(main(parse_args())))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -16,6 +16,7 @@ from . import api
 from .backends import ServerMethod
 from .config import Config, Mode, Role
 from .errors import OptionsError
+from .exitcode import ExitCode
 from .frontends.dialer import ClientMethod
 from .frontends.socks.server import Socks5Frontend
 from .ipc.args import format_smethod_args
@@ -73,8 +74,9 @@ class Dispatcher:
         except ImportError as exc:
             self.reporter.error(error_keyword, name, f"transport unavailable: {exc}")
             return None
-        if spec is None:
+        if spec is None:  # the spec says: ignore it; a person reading stderr still learns why
             self.log.debug(f"ignoring unknown transport {name!r}")
+            self.reporter.note(f"ignoring unknown transport {name!r}; known: {', '.join(registry.names())}")
         return spec
 
     async def _start_client(self, name: str) -> None:
@@ -238,7 +240,7 @@ async def _watch_parent(dispatcher: Dispatcher) -> None:
 def _install_signals(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop) -> None:
     def on_signal(signum: int) -> None:
         if dispatcher.stop.is_set():
-            os._exit(1)  # second signal: leave at once
+            os._exit(ExitCode.INTERRUPTED)  # second signal: leave at once
         dispatcher.request_stop(signal.Signals(signum).name)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -265,4 +267,4 @@ async def run(config: Config, reporter: Reporter) -> int:
     await dispatcher.stop.wait()
     watcher.cancel()
     await dispatcher.shutdown()
-    return 0
+    return ExitCode.OK

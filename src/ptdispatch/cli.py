@@ -1,114 +1,61 @@
-"""Command-line entry: flags (PT 3.0) or TOR_PT_* variables (PT 1.0) -> config -> run."""
+"""Command-line entry: flags (PT 3.0) or TOR_PT_* variables (PT 1.0) -> config -> run.
+
+The top of the import graph: it picks a front door (:mod:`.ipc.flags` or :mod:`.ipc.env`); both
+end in :func:`ptdispatch.launch.launch`, which imports neither of them nor this module.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
-from .app import run
-from .config import Config
-from .errors import ConfigError
-from .extorport import read_cookie_file
-from .ipc.flags import ProxyConfigError, build_config, negotiate_version, tokenize
+from .exitcode import ExitCode
+from .ipc.flags import build_config, negotiate_version, tokenize
 from .ipc.reporter import Reporter
-from .net import malloc
-
-EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 69, 78
-
-USAGE = """\
-usage: ptdispatch [-client | -server] -transport NAME | -transports NAME,NAME [flags]
-
-Pluggable Transports 3.0 dispatcher. Flags (single or double dash, "-flag value" or "-flag=value"):
-  -ptversion 3.0           versions the parent supports        -state DIR        state directory (default .)
-  -exit-on-stdin-close     exit when stdin closes              -ipcLogLevel L    NONE ERROR WARN INFO DEBUG
-  -unsafeLogging           LOG lines show client addresses (scrubbed by default)
-  -mode M                  socks5 transparent-TCP transparent-UDP STUN (default socks5)
-  -options JSON | -optionsFile PATH                            transport options, flat or keyed by transport
-client: -proxylistenaddr IP:PORT (or -proxylistenhost/-proxylistenport)   -proxy socks5|socks4a|http://IP:PORT
-server: -bindaddr NAME-IP:PORT,... (or -bindhost/-bindport)   -target HOST:PORT (or -targethost/-targetport)
-        -extorport IP:PORT -authcookie PATH
-Also runs as a Tor PT 1.0 managed proxy when started with TOR_PT_* environment variables and no flags.
-"""
+from .launch import RunLoop, launch, run_loop
 
 
-def _run(main: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        return int(asyncio.run(main))
-    return int(uvloop.run(main))
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    run: RunLoop = run_loop,
+) -> int:
+    """Run the dispatcher; returns the process exit code.
 
-
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run the dispatcher; returns the process exit code."""
+    ``argv``, ``environ`` and the two streams default to the process's own; ``run`` drives the
+    dispatcher's coroutine (uvloop when installed).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if environ is None else environ
-    if any(a in ("-h", "-help", "--help") for a in argv):
-        sys.stderr.write(USAGE)
-        return EX_OK
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    if any(a in ("-h", "-help", "--help", "-version", "--version") for a in argv):
+        from . import helptext
+
+        help_wanted = any(a in helptext.HELP_FLAGS for a in argv)
+        out.write(helptext.usage() if help_wanted else helptext.version())
+        out.flush()
+        return ExitCode.OK
     if not argv and "TOR_PT_MANAGED_TRANSPORT_VER" in environ:
         from .ipc import env as pt1
 
-        return pt1.main(environ, _run)
-    reporter = Reporter()
+        return pt1.main(environ, run, stdout=out, stderr=err)
+    reporter = Reporter(out=out, err=err)
     flags, problem = tokenize(argv)
     version = negotiate_version(flags)
     if version is None:
         reporter.error("VERSION-ERROR", "no-version")
-        return EX_CONFIG
+        return ExitCode.CONFIG
     reporter.line("VERSION", version)
     if problem is not None:
         reporter.error("ENV-ERROR", problem)
-        return EX_USAGE
-    return launch(reporter, lambda: build_config(flags), _run, cookie_source="-authcookie", state_source="-state")
-
-
-def launch(
-    reporter: Reporter,
-    build: Callable[[], Config],
-    run_loop: Callable[[Coroutine[Any, Any, int]], int],
-    *,
-    cookie_source: str,
-    state_source: str,
-    announce: Callable[[], None] | None = None,
-) -> int:
-    """After VERSION: build and check the configuration, reporting a problem as the spec says
-    (PROXY-ERROR exit 69, ENV-ERROR exit 64); otherwise ``announce()`` and run the dispatcher.
-
-    Both front doors (PT 3.0 flags, PT 1.0 environment) end here; ``*_source`` name the flag or
-    variable that set the cookie and the state directory, for the error messages.
-    """
-    try:
-        config = build()
-        check_environment(config, cookie_source=cookie_source, state_source=state_source)
-    except ProxyConfigError as exc:
-        reporter.error("PROXY-ERROR", str(exc))
-        return EX_UNAVAILABLE
-    except ConfigError as exc:
-        reporter.error("ENV-ERROR", str(exc))
-        return EX_USAGE
-    if announce is not None:
-        announce()
-    reporter.level = config.log_level
-    malloc.tune()
-    return run_loop(run(config, reporter))
-
-
-def check_environment(config: Config, *, cookie_source: str, state_source: str) -> None:
-    """Checks that touch the file system: the state directory and the ExtORPort cookie."""
-    try:
-        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise ConfigError(f"{state_source}: {str(config.state_dir)!r} cannot be created: {reason}") from None
-    if config.authcookie is not None:
-        try:
-            read_cookie_file(config.authcookie)
-        except ConfigError as exc:
-            raise ConfigError(f"{cookie_source}: {exc}") from None
+        return ExitCode.USAGE
+    return launch(reporter, lambda: build_config(flags), run, cookie_source="-authcookie", state_source="-state")
 
 
 def entry() -> None:

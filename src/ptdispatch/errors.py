@@ -19,6 +19,10 @@ class ConfigError(PTError, ValueError):
     """
 
 
+class ProxyConfigError(ConfigError):
+    """The upstream proxy (-proxy, TOR_PT_PROXY) is malformed or unsupported (PROXY-ERROR, exit 69)."""
+
+
 class OptionsError(ConfigError):
     """A transport rejected one of its options (client or server side)."""
 

@@ -232,6 +232,8 @@ async def test_obfs4_args_from_smethod_through_socks5_and_socks4(tmp_path: Path)
             args = server.smethod_args("obfs4")
             assert args["iat-mode"] == "1" and len(args["cert"]) == 70
             assert "obfs4_bridgeline.txt" in os.listdir(tmp_path / "s")
+            bridge = (tmp_path / "s" / "obfs4_bridgeline.txt").read_text().splitlines()[-1]
+            assert bridge == f"Bridge obfs4 127.0.0.1:{sport} <FINGERPRINT> cert={args['cert']} iat-mode=1"
             async with running(env=pt1(tmp_path / "c", TOR_PT_CLIENT_TRANSPORTS="obfs4")) as client:
                 _, cport = address(client, "CMETHOD", "obfs4")
                 await echo_through(await socks5(cport, ("127.0.0.1", sport), args))

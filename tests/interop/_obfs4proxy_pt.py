@@ -20,18 +20,14 @@ from python_socks import ProxyType
 from python_socks.async_.asyncio import Proxy
 
 import ptdispatch
+from ptdispatch.ipc.args import escape
 from tests.conftest import need_binary
 from tests.peers.managed import echo_handler, run_managed
 
 
 def _escape(value: str) -> str:
     """Escape a per-connection or server-option value (PT 1.0: backslash before ``\\ = ; :``)."""
-    out = []
-    for char in value:
-        if char in "\\=;:":
-            out.append("\\")
-        out.append(char)
-    return "".join(out)
+    return escape(value, "=;:")
 
 
 def socks_args(args: Mapping[str, str]) -> str:

@@ -169,8 +169,9 @@ def _bridge_line(transport: str, state_dir: Path, fingerprint: str) -> str | Non
     if transport != "obfs4":
         return f"Bridge {transport} {address} {fingerprint}"
     for line in _read(state_dir / "obfs4_bridgeline.txt").splitlines():
-        if line.startswith("Bridge obfs4 "):
-            return line.replace("<IP ADDRESS>:<PORT>", address).replace("<FINGERPRINT>", fingerprint)
+        if line.startswith("Bridge obfs4 "):  # "Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=..." (obfs4proxy)
+            _, _, args = line.partition(" <FINGERPRINT> ")  # ours fills in the port (and a non-wildcard address)
+            return f"Bridge obfs4 {address} {fingerprint} {args}"
     return None
 
 

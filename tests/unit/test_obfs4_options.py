@@ -11,6 +11,7 @@ import pytest
 
 from ptdispatch import api
 from ptdispatch.errors import OptionsError
+from ptdispatch.net.addr import Address
 from ptdispatch.transports.base import ServerContext
 from ptdispatch.transports.obfs4 import SPEC, Obfs4Client, Obfs4Server
 from ptdispatch.transports.obfs4.state import BRIDGE_PREFIX, decode_cert, encode_cert
@@ -82,6 +83,26 @@ def test_state_file_created_like_obfs4proxy(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "obfs4_bridgeline.txt").stat().st_mode) == 0o600
     # Restarting keeps the identity.
     assert _server(tmp_path).cert == server.cert
+
+
+@pytest.mark.parametrize(
+    ("bound", "where"),
+    [
+        (Address("0.0.0.0", 443), "<IP ADDRESS>:443"),
+        (Address("::", 8443), "<IP ADDRESS>:8443"),
+        (Address("203.0.113.5", 443), "203.0.113.5:443"),
+        (Address("2001:db8::5", 443), "[2001:db8::5]:443"),
+    ],
+)
+def test_bridge_line_carries_the_bound_port(tmp_path: Path, bound: Address, where: str) -> None:
+    server = _server(tmp_path)
+    server.bound(bound)
+    text = (tmp_path / "obfs4_bridgeline.txt").read_text()
+    assert text.endswith(f"\nBridge obfs4 {where} <FINGERPRINT> cert={server.cert} iat-mode=0\n")
+    assert "<PORT>" not in text  # neither in the line nor in the comment listing the placeholders
+    assert ("<IP ADDRESS>" in text) is where.startswith("<IP ADDRESS>")
+    assert "#  <FINGERPRINT> - The bridge's fingerprint." in text
+    assert stat.S_IMODE((tmp_path / "obfs4_bridgeline.txt").stat().st_mode) == 0o600
 
 
 def test_iat_mode_option_overrides_and_is_saved(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import ptdispatch
 from ptdispatch.config import LogLevel, Mode, Role
 from ptdispatch.extorport import COOKIE_HEADER
 from ptdispatch.ipc import env
+from ptdispatch.ipc.args import escape
 from ptdispatch.ipc.env import EnvError, build_config, negotiate_version, parse_server_transport_options
 from ptdispatch.ipc.flags import ProxyConfigError
 from ptdispatch.net.addr import Address
@@ -250,9 +251,8 @@ def test_server_transport_options_errors(text: str) -> None:
 
 
 # --- main(): the lines on stdout -----------------------------------------------------------------------
-def run_main(environ: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str], list[object]]:
+def run_main(environ: Mapping[str, str]) -> tuple[int, list[str], list[object]]:
     out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
     started: list[object] = []
 
     def fake_run(coro: Coroutine[Any, Any, int]) -> int:
@@ -260,39 +260,39 @@ def run_main(environ: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> tup
         coro.close()
         return 0
 
-    code = env.main(environ, fake_run)
+    code = env.main(environ, fake_run, stdout=out, stderr=io.StringIO())
     return code, out.getvalue().splitlines(), started
 
 
-def test_main_version_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, lines, started = run_main(client_env(TOR_PT_MANAGED_TRANSPORT_VER="2,3"), monkeypatch)
+def test_main_version_error() -> None:
+    code, lines, started = run_main(client_env(TOR_PT_MANAGED_TRANSPORT_VER="2,3"))
     assert (code, lines, started) == (78, ["VERSION-ERROR no-version"], [])
 
 
-def test_main_env_error_on_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, lines, started = run_main(client_env(TOR_PT_EXIT_ON_STDIN_CLOSE="2"), monkeypatch)
+def test_main_env_error_on_stdout() -> None:
+    code, lines, started = run_main(client_env(TOR_PT_EXIT_ON_STDIN_CLOSE="2"))
     assert code == 64 and not started
     assert lines[0] == "VERSION 1"
     assert lines[1].startswith("ENV-ERROR TOR_PT_EXIT_ON_STDIN_CLOSE: ")
     assert len(lines) == 2
 
 
-def test_main_proxy_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    code, lines, _ = run_main(client_env(TOR_PT_PROXY="ftp://127.0.0.1:21"), monkeypatch)
+def test_main_proxy_error() -> None:
+    code, lines, _ = run_main(client_env(TOR_PT_PROXY="ftp://127.0.0.1:21"))
     assert code == 69
     assert lines[0] == "VERSION 1" and lines[1].startswith("PROXY-ERROR ")
 
 
-def test_main_runs_the_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, lines, started = run_main(client_env(TOR_PT_STATE_LOCATION=str(tmp_path / "state")), monkeypatch)
+def test_main_runs_the_app(tmp_path: Path) -> None:
+    code, lines, started = run_main(client_env(TOR_PT_STATE_LOCATION=str(tmp_path / "state")))
     assert (code, lines, len(started)) == (0, ["VERSION 1", STATUS_VERSION], 1)
     assert (tmp_path / "state").is_dir()
 
 
-def test_main_state_dir_not_creatable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_state_dir_not_creatable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, lines, _ = run_main(client_env(TOR_PT_STATE_LOCATION=str(blocker / "state")), monkeypatch)
+    code, lines, _ = run_main(client_env(TOR_PT_STATE_LOCATION=str(blocker / "state")))
     assert code == 64
     assert lines[1].startswith("ENV-ERROR TOR_PT_STATE_LOCATION: ")
 
@@ -307,9 +307,7 @@ def test_main_state_dir_not_creatable(tmp_path: Path, monkeypatch: pytest.Monkey
         (None, "cannot read"),
     ],
 )
-def test_main_bad_cookie_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None, needle: str
-) -> None:
+def test_main_bad_cookie_file(tmp_path: Path, content: bytes | None, needle: str) -> None:
     cookie = tmp_path / "cookie"
     if content is not None:
         cookie.write_bytes(content)
@@ -318,13 +316,13 @@ def test_main_bad_cookie_file(
         TOR_PT_EXTENDED_SERVER_PORT="127.0.0.1:4200",
         TOR_PT_AUTH_COOKIE_FILE=str(cookie),
     )
-    code, lines, started = run_main(environ, monkeypatch)
+    code, lines, started = run_main(environ)
     assert code == 64 and not started
     assert lines[1].startswith("ENV-ERROR TOR_PT_AUTH_COOKIE_FILE")
     assert needle in lines[1]
 
 
-def test_main_good_cookie_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_good_cookie_file(tmp_path: Path) -> None:
     cookie = tmp_path / "cookie"
     cookie.write_bytes(COOKIE_HEADER + bytes(range(32)))
     environ = server_env(
@@ -332,7 +330,7 @@ def test_main_good_cookie_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         TOR_PT_EXTENDED_SERVER_PORT="127.0.0.1:4200",
         TOR_PT_AUTH_COOKIE_FILE=str(cookie),
     )
-    code, lines, started = run_main(environ, monkeypatch)
+    code, lines, started = run_main(environ)
     assert (code, lines, len(started)) == (0, ["VERSION 1", STATUS_VERSION], 1)
 
 
@@ -340,19 +338,13 @@ def test_cli_enters_pt1_mode_only_without_flags(monkeypatch: pytest.MonkeyPatch)
     from ptdispatch import cli
 
     seen: list[Mapping[str, str]] = []
-    monkeypatch.setattr(env, "main", lambda environ, run: seen.append(environ) or 5)
+    monkeypatch.setattr(env, "main", lambda environ, run, **streams: seen.append(environ) or 5)
     assert cli.main([], client_env()) == 5
     assert len(seen) == 1
-    out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("sys.stderr", io.StringIO())
-    assert cli.main(["-ptversion", "9"], client_env()) == 78  # flags given: the PT 3.0 door
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["-ptversion", "9"], client_env(), stdout=out, stderr=err) == 78  # flags: the PT 3.0 door
+    assert (out.getvalue(), err.getvalue()) == ("", "VERSION-ERROR no-version\n")
     assert len(seen) == 1
-
-
-def _tor_escape(text: str, specials: str) -> str:
-    """As tor's tor_escape_str_for_pt_args: a backslash before each special character."""
-    return "".join("\\" + ch if ch in specials else ch for ch in text)
 
 
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
@@ -364,7 +356,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 def test_server_transport_options_round_trip(entries: list[tuple[str, str, str]]) -> None:
     """What tor writes (keys with '=' escaped too, values with ':' ';' '\\') parses back exactly."""
     key_specials, value_specials = ":;=\\", ":;\\"
-    text = ";".join(f"{n}:{_tor_escape(k, key_specials)}={_tor_escape(v, value_specials)}" for n, k, v in entries)
+    text = ";".join(f"{n}:{escape(k, key_specials)}={escape(v, value_specials)}" for n, k, v in entries)
     expected: dict[str, dict[str, str]] = {}
     for name, key, value in entries:
         expected.setdefault(name.lower(), {})[key] = value

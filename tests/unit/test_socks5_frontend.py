@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 
@@ -47,7 +48,12 @@ def _method(options: dict[str, object]) -> dialer.ClientMethod:
     spec = registry.lookup("plain")
     assert spec is not None
     return dialer.ClientMethod(
-        "plain", spec, options, None, EventLog(Reporter(level=LogLevel.NONE)), ConnectionTracker()
+        "plain",
+        spec,
+        options,
+        None,
+        EventLog(Reporter(out=io.StringIO(), err=io.StringIO(), level=LogLevel.NONE)),
+        ConnectionTracker(),
     )
 
 

@@ -1,16 +1,55 @@
-"""Key/value microformats: SMETHOD ``ARGS:`` and Tor-style per-connection ``k=v;k=v`` arguments."""
+"""Tor's backslash escaping, in one place, and the key/value microformats built on it.
+
+Tor escapes a special character by putting ``\\`` before it (``tor_escape_str_for_pt_args``);
+``\\`` itself is always special.  The formats: SMETHOD ``ARGS:k=v,k=v``, per-connection SOCKS
+arguments ``k=v;k=v``, ``TOR_PT_SERVER_TRANSPORT_OPTIONS`` (``name:k=v;name:k=v``, parsed in
+:mod:`.env` with these helpers) and PT 1.0 ``LOG`` messages (``"`` escaped).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 
 def escape(value: str, specials: str) -> str:
     """Backslash-escape the backslash and every character of ``specials``."""
     out = value.replace("\\", "\\\\")
     for ch in specials:
-        out = out.replace(ch, "\\" + ch)
+        if ch != "\\":
+            out = out.replace(ch, "\\" + ch)
     return out
+
+
+def unescape(text: str) -> str:
+    """Drop each escaping backslash (keeping the character it escapes).
+
+    Raises ``ValueError`` ("ends with a lone backslash") when the last backslash escapes nothing.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            if i + 1 >= len(text):
+                raise ValueError("ends with a lone backslash")
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def split_escaped(text: str, separator: str) -> Iterator[str]:
+    """Split at each ``separator`` not preceded by an escaping backslash (escapes are kept)."""
+    start = i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == separator:
+            yield text[start:i]
+            start = i + 1
+        i += 1
+    yield text[start:]
 
 
 def format_smethod_args(args: Mapping[str, str]) -> str:
@@ -21,41 +60,21 @@ def format_smethod_args(args: Mapping[str, str]) -> str:
 def parse_kv_list(text: str, *, separator: str = ";") -> dict[str, str]:
     """Parse ``k=v;k=v`` where ``\\`` escapes the next character (Tor's per-connection args).
 
-    Raises ``ValueError`` for a pair without ``=``, an empty key, or a trailing backslash.
+    The first unescaped ``=`` ends the key; empty entries are skipped.  Raises ``ValueError`` for
+    a pair without ``=``, an empty key, or a trailing backslash.
     """
     pairs: dict[str, str] = {}
-    key: list[str] = []
-    value: list[str] = []
-    current = key
-    seen_eq = False
-    i = 0
-
-    def finish() -> None:
-        if not key and not seen_eq and not value:
-            return
-        if not seen_eq:
-            raise ValueError(f"argument {''.join(key)!r} has no '='")
+    for entry in split_escaped(text, separator):
+        if not entry:
+            continue
+        parts = list(split_escaped(entry, "="))
+        try:
+            key, value = unescape(parts[0]), unescape("=".join(parts[1:]))
+        except ValueError:
+            raise ValueError("argument list ends with a lone backslash") from None
+        if len(parts) < 2:
+            raise ValueError(f"argument {key!r} has no '='")
         if not key:
             raise ValueError("an argument has an empty key")
-        pairs["".join(key)] = "".join(value)
-
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            if i + 1 >= len(text):
-                raise ValueError("argument list ends with a lone backslash")
-            current.append(text[i + 1])
-            i += 2
-            continue
-        if ch == "=" and not seen_eq:
-            seen_eq = True
-            current = value
-        elif ch == separator:
-            finish()
-            key, value, current, seen_eq = [], [], [], False
-            current = key
-        else:
-            current.append(ch)
-        i += 1
-    finish()
+        pairs[key] = value
     return pairs

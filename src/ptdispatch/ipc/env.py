@@ -7,7 +7,8 @@ Order of the conversation (pt-spec section 3): ``VERSION-ERROR no-version`` and 
 not offered; otherwise ``VERSION 1``; then each malformed variable ends the process with one
 ``ENV-ERROR`` naming it; a client's unusable ``TOR_PT_PROXY`` ends it with ``PROXY-ERROR``; only
 then do the listeners start (``PROXY DONE``, ``CMETHOD``/``SMETHOD`` lines, ``*METHODS DONE``).
-Exit codes match the PT 3.0 front door: 78 no version, 64 bad environment, 69 bad proxy.
+Exit codes (:class:`~ptdispatch.exitcode.ExitCode`) match the PT 3.0 front door: 78 no version, 64 bad
+environment, 69 bad proxy.
 Once the environment is valid comes ``STATUS TYPE=version IMPLEMENTATION=ptdispatch VERSION=...``, which
 tor (0.4.8+) records and a bridge publishes in its extra-info ``transport-info`` line.
 
@@ -22,21 +23,23 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 from .. import __version__
+from ..boolean import WORDS, parse_bool
 from ..config import Config, LogLevel, Mode, Role
-from ..errors import ConfigError
+from ..errors import ConfigError, ProxyConfigError
+from ..exitcode import ExitCode
+from ..launch import RunLoop, launch
 from ..net.addr import Address, parse_hostport
 from ..net.upstream import UpstreamProxy
 from ..transports import registry
-from .flags import ProxyConfigError
+from .args import split_escaped, unescape
 from .reporter import Reporter
 
 VERSION = "1"
-EX_CONFIG = 78
 
 VER = "TOR_PT_MANAGED_TRANSPORT_VER"
 STATE = "TOR_PT_STATE_LOCATION"
@@ -127,35 +130,6 @@ def _bind_address(variable: str, text: str, version: int) -> str:
     return str(address)
 
 
-def split_escaped(text: str, separator: str) -> Iterator[str]:
-    """Split at each ``separator`` not preceded by an escaping backslash (escapes are kept)."""
-    start = i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == separator:
-            yield text[start:i]
-            start = i + 1
-        i += 1
-    yield text[start:]
-
-
-def unescape(text: str) -> str:
-    """Drop each escaping backslash; a trailing lone backslash is an error."""
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] == "\\":
-            if i + 1 >= len(text):
-                raise ValueError("ends with a lone backslash")
-            i += 1
-        out.append(text[i])
-        i += 1
-    return "".join(out)
-
-
 def parse_server_transport_options(text: str) -> dict[str, dict[str, str]]:
     """``name:k=v;name:k=v`` with ``\\`` escaping ``:`` ``;`` ``=`` ``\\`` -> {name: {k: v}}.
 
@@ -225,8 +199,17 @@ def _common(environ: Mapping[str, str], cwd: Path) -> dict[str, object]:
         "mode": Mode.SOCKS5,
         "outbound_bind_v4": _bind_address(BIND_V4, v4, 4) if v4 else None,
         "outbound_bind_v6": _bind_address(BIND_V6, v6, 6) if v6 else None,
-        "log_addresses": environ.get(LOG_ADDRESSES, "") == "1",
+        "log_addresses": _flag(environ, LOG_ADDRESSES),
     }
+
+
+def _flag(environ: Mapping[str, str], variable: str) -> bool:
+    """One of our boolean variables: unset or empty is false."""
+    text = environ.get(variable, "")
+    value = parse_bool(text) if text else False
+    if value is None:
+        raise EnvError(variable, f"{text!r} must be {WORDS}")
+    return value
 
 
 def _client(environ: Mapping[str, str]) -> dict[str, object]:
@@ -286,14 +269,12 @@ def build_config(environ: Mapping[str, str], *, cwd: Path | None = None) -> Conf
     return Config(**common, **role)  # type: ignore[arg-type]
 
 
-def main(environ: Mapping[str, str], run: Callable[[Coroutine[Any, Any, int]], int]) -> int:
+def main(environ: Mapping[str, str], run: RunLoop, *, stdout: TextIO, stderr: TextIO) -> int:
     """Run as tor's managed proxy; ``run`` drives the app coroutine (asyncio or uvloop)."""
-    from ..cli import launch
-
-    reporter = Reporter(pt_version=VERSION)
+    reporter = Reporter(out=stdout, err=stderr, pt_version=VERSION)
     if negotiate_version(environ.get(VER)) is None:
         reporter.error("VERSION-ERROR", "no-version")
-        return EX_CONFIG
+        return ExitCode.CONFIG
     reporter.line("VERSION", VERSION)
 
     def announce() -> None:  # tor records the implementation and version

@@ -13,8 +13,9 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..boolean import FALSE, TRUE, parse_bool
 from ..config import Config, LogLevel, Mode, Role
-from ..errors import ConfigError
+from ..errors import ConfigError, ProxyConfigError
 from ..net.addr import Address, parse_hostport, parse_port
 from ..net.upstream import UpstreamProxy
 from ..transports import registry
@@ -29,11 +30,7 @@ VALUE_FLAGS = (
 BOOL_FLAGS = ("client", "server", "exit-on-stdin-close", "unsafeLogging")
 """``-unsafeLogging`` is ours (as obfs4proxy's): client addresses appear in LOG lines unscrubbed."""
 _CANONICAL = {name.lower(): name for name in (*VALUE_FLAGS, *BOOL_FLAGS)}
-_TRUE, _FALSE = ("1", "true", "t", "yes"), ("0", "false", "f", "no")
-
-
-class ProxyConfigError(ConfigError):
-    """-proxy is malformed or unsupported (reported as PROXY-ERROR, exit 69)."""
+__all__ = ["ProxyConfigError", "build_config", "load_options", "negotiate_version", "split_options", "tokenize"]
 
 
 def tokenize(argv: Sequence[str]) -> tuple[dict[str, str], str | None]:
@@ -57,12 +54,13 @@ def tokenize(argv: Sequence[str]) -> tuple[dict[str, str], str | None]:
             return flags, f"flag -{canonical} is given more than once"
         if canonical in BOOL_FLAGS:
             value = inline if eq else "1"
-            if not eq and canonical == "exit-on-stdin-close" and i < len(argv) and argv[i].lower() in _TRUE + _FALSE:
+            if not eq and canonical == "exit-on-stdin-close" and i < len(argv) and argv[i].lower() in TRUE + FALSE:
                 value = argv[i]
                 i += 1
-            if value.lower() not in _TRUE + _FALSE:
+            parsed = parse_bool(value)
+            if parsed is None:
                 return flags, f"flag -{canonical} takes 1 or 0, not {value!r}"
-            flags[canonical] = "1" if value.lower() in _TRUE else "0"
+            flags[canonical] = "1" if parsed else "0"
             continue
         if eq:
             flags[canonical] = inline
@@ -222,7 +220,9 @@ def build_config(flags: Mapping[str, str], *, cwd: Path | None = None) -> Config
         config["listen"] = _host_port(flags, "proxylistenaddr", "proxylistenhost", "proxylistenport", require_ip=True)
     else:
         config.update(_server_flags(flags, transports, base))
-    if "proxy" in flags and role is Role.CLIENT:
+    if "proxy" in flags and role is Role.SERVER:
+        raise ConfigError("-proxy is a client flag (it carries the client's outgoing connections); drop it here")
+    if "proxy" in flags:
         try:
             config["proxy"] = UpstreamProxy.parse(flags["proxy"])
         except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..boolean import WORDS, parse_bool
 from ..errors import OptionsError
 from .base import RawOptions
 
@@ -52,3 +53,13 @@ def get_float(raw: RawOptions, transport: str, key: str, *, default: float, low:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise OptionsError(transport, f"option {key!r} must be a number from {low} to {high}, not {value!r}")
     return float(value)
+
+
+def get_bool(raw: RawOptions, transport: str, key: str, *, default: bool = False) -> bool:
+    """A JSON boolean, 0/1, or a word of :mod:`ptdispatch.boolean`'s vocabulary."""
+    if key not in raw:
+        return default
+    value = parse_bool(raw[key])
+    if value is None:
+        raise OptionsError(transport, f"option {key!r} must be true or false ({WORDS}), not {raw[key]!r}")
+    return value

@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import OptionsError
-from ..transports.options import get_float, get_int
+from ..transports.options import get_bool, get_float, get_int
 
 IDLE_TIMEOUT_KEY = "udpIdleTimeout"
 MAX_SESSIONS_KEY = "udpMaxSessions"
 QUEUE_KEY = "udpQueueWhileWaiting"
 CLASSIC_KEY = "udpStunClassic"
-
-_TRUE = ("1", "true", "yes")
-_FALSE = ("0", "false", "no")
 
 
 @dataclass(frozen=True)
@@ -38,17 +34,5 @@ class UdpOptions:
             idle_timeout=get_float(raw, transport, IDLE_TIMEOUT_KEY, default=default_idle, low=0.01, high=86_400.0),
             max_sessions=get_int(raw, transport, MAX_SESSIONS_KEY, default=1024, low=1, high=1_000_000),
             queue_while_waiting=get_int(raw, transport, QUEUE_KEY, default=0, low=0, high=64),
-            stun_classic=_get_bool(raw, transport, CLASSIC_KEY),
+            stun_classic=get_bool(raw, transport, CLASSIC_KEY),
         )
-
-
-def _get_bool(raw: Mapping[str, object], transport: str, key: str) -> bool:
-    value = raw.get(key, False)
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower() if isinstance(value, str | int) else ""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise OptionsError(transport, f"option {key!r} must be true or false, not {value!r}")

@@ -87,10 +87,10 @@ class Obfs4Server(EngineServerTransport):
         return {"cert": self.state.cert, "iat-mode": str(self.state.iat_mode)}
 
     def bound(self, address: Address) -> None:
-        # Already written at start (as obfs4proxy, with placeholders for address and port);
-        # refreshed here so it reflects the identity actually serving.  A read-only dir is not fatal.
+        # Written at start as obfs4proxy does (placeholders for address and port); now that the
+        # listener is bound, rewritten with its port (and address).  A read-only dir is not fatal.
         with contextlib.suppress(OSError):
-            st.write_bridge_line(Path(self._state_dir), self.state)
+            st.write_bridge_line(Path(self._state_dir), self.state, address)
 
 
 def parse_server(raw: RawOptions, ctx: ServerContext) -> Obfs4Server:

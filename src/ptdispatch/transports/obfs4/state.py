@@ -3,7 +3,9 @@
 ``<state>/obfs4_state.json``: ``{"node-id":hex20,"private-key":hex32,"public-key":hex32,
 "drbg-seed":hex24,"iat-mode":int}`` (mode 0600), created on first start; options ``node-id``,
 ``private-key``, ``drbg-seed`` (all three or none) and ``iat-mode`` override it and are written
-back, as obfs4proxy does.  ``<state>/obfs4_bridgeline.txt`` is the same text obfs4proxy writes.
+back, as obfs4proxy does.  ``<state>/obfs4_bridgeline.txt`` is the same text obfs4proxy writes;
+once the listener is bound it is rewritten with the real port (and the address, unless it is a
+wildcard such as 0.0.0.0), leaving only ``<FINGERPRINT>`` (and the wildcard's ``<IP ADDRESS>``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ...errors import OptionsError
+from ...net.addr import Address
 from ..base import Rng
 from .framing import MAX_SEGMENT
 from .probdist import distribution
@@ -31,7 +35,7 @@ KEY_LENGTH = 32
 SEED_LENGTH = 24
 CERT_LENGTH = NODE_ID_LENGTH + KEY_LENGTH
 
-BRIDGE_PREFIX = (
+_BRIDGE_HEADER = (
     "# obfs4 torrc client bridge line\n"
     "#\n"
     "# This file is an automatically generated bridge line based on\n"
@@ -40,10 +44,24 @@ BRIDGE_PREFIX = (
     "#\n"
     "# Before distributing this Bridge, edit the placeholder fields\n"
     "# to contain the actual values:\n"
-    "#  <IP ADDRESS>  - The public IP address of your obfs4 bridge.\n"
-    "#  <PORT>        - The TCP/IP port of your obfs4 bridge.\n"
-    "#  <FINGERPRINT> - The bridge's fingerprint.\n\n"
 )
+_PLACEHOLDERS = {
+    "<IP ADDRESS>": "#  <IP ADDRESS>  - The public IP address of your obfs4 bridge.\n",
+    "<PORT>": "#  <PORT>        - The TCP/IP port of your obfs4 bridge.\n",
+    "<FINGERPRINT>": "#  <FINGERPRINT> - The bridge's fingerprint.\n",
+}
+BRIDGE_PREFIX = _BRIDGE_HEADER + "".join(_PLACEHOLDERS.values()) + "\n"
+"""The comment obfs4proxy writes above the line (all three fields are placeholders there)."""
+
+
+def _public_host(host: str) -> str:
+    """The host to print: a placeholder for a wildcard bind (0.0.0.0, ::), IPv6 in brackets."""
+    try:
+        if ipaddress.ip_address(host).is_unspecified:
+            return "<IP ADDRESS>"
+    except ValueError:
+        pass
+    return f"[{host}]" if ":" in host else host
 
 
 def encode_cert(node_id: bytes, public: bytes) -> str:
@@ -92,10 +110,14 @@ class ServerState:
             separators=(",", ":"),
         )
 
-    def bridge_line(self) -> str:
-        return (
-            f"{BRIDGE_PREFIX}Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert={self.cert} iat-mode={self.iat_mode}\n"
-        )
+    def bridge_line(self, address: Address | None = None) -> str:
+        """obfs4proxy's text; once the listener is bound (``address``), its port, and its host
+        unless it is a wildcard, replace the placeholders (the fingerprint stays one)."""
+        host = "<IP ADDRESS>" if address is None else _public_host(address.host)
+        port = "<PORT>" if address is None else str(address.port)
+        line = f"Bridge obfs4 {host}:{port} <FINGERPRINT> cert={self.cert} iat-mode={self.iat_mode}\n"
+        notes = "".join(text for field, text in _PLACEHOLDERS.items() if field in line)
+        return f"{_BRIDGE_HEADER}{notes}\n{line}"
 
 
 def _hex(value: object, key: str, length: int) -> bytes:
@@ -180,5 +202,5 @@ def save(state_dir: Path, state: ServerState) -> None:
         raise OptionsError("obfs4", f"cannot write the obfs4 state in {state_dir}: {exc.strerror}") from None
 
 
-def write_bridge_line(state_dir: Path, state: ServerState) -> None:
-    _write_private(state_dir / BRIDGE_FILE, state.bridge_line())
+def write_bridge_line(state_dir: Path, state: ServerState, address: Address | None = None) -> None:
+    _write_private(state_dir / BRIDGE_FILE, state.bridge_line(address))

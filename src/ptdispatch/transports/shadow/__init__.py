@@ -98,7 +98,9 @@ class ShadowClient(EngineClientTransport):
             header = self._target_header
         else:
             raise OptionsError(
-                NAME, "no destination for the address header: set option 'target' (host:port) or use serverAddress"
+                NAME,
+                "missing option 'target' (host:port): the destination the shadow header carries when the "
+                "connection names none (transparent-TCP, the UDP modes, socks5 without serverAddress)",
             )
         return ShadowClientEngine(self.config, header, self._rng, self._salts)
 
