@@ -28,9 +28,18 @@ def _commands() -> list[list[str]]:
     """Every ``ptdispatch ...`` command in the README's sh blocks (continuation lines joined)."""
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", README.read_text(), flags=re.S):
+        pending = ""  # a command whose quoted argument goes on over more lines
         for line in block.replace("\\\n", " ").splitlines():
-            if line.startswith("ptdispatch "):
-                commands.append(shlex.split(line)[1:])
+            if not pending and not line.startswith("ptdispatch "):
+                continue
+            pending = f"{pending}\n{line}" if pending else line
+            try:
+                words = shlex.split(pending)
+            except ValueError:  # no closing quotation yet
+                continue
+            commands.append(words[1:])
+            pending = ""
+        assert not pending, f"unterminated command in the README: {pending!r}"
     return commands
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 from pathlib import Path
 
@@ -290,9 +291,8 @@ def test_registered() -> None:
 
 
 def method(raw: dict[str, object]) -> dialer.ClientMethod:
-    return dialer.ClientMethod(
-        "Optimizer", SPEC, raw, None, EventLog(Reporter(level=LogLevel.NONE)), ConnectionTracker()
-    )
+    log = EventLog(Reporter(out=io.StringIO(), err=io.StringIO(), level=LogLevel.NONE))
+    return dialer.ClientMethod("Optimizer", SPEC, raw, None, log, ConnectionTracker())
 
 
 def test_route_needs_no_server_address_and_keeps_one_client() -> None:
