@@ -162,7 +162,14 @@ def test_env_errors(argv: tuple[str, ...], needle: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["ftp://127.0.0.1:1", "socks5://proxy.example:1080", "socks5://127.0.0.1", "http://127.0.0.1:8080/path"]
+    "uri",
+    [
+        "ftp://127.0.0.1:1",
+        "socks4://127.0.0.1:1080",
+        "socks5://proxy.example:1080",
+        "socks5://127.0.0.1",
+        "http://127.0.0.1:8080/path",
+    ],
 )
 def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
     flags, _ = tokenize(["-transport", "plain", "-proxy", uri])

@@ -16,7 +16,9 @@ from .addr import Address, is_ip
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
-SCHEMES = {"socks5": "socks5", "socks4a": "socks4", "socks4": "socks4", "http": "http"}
+SCHEMES = {"socks5": "socks5", "socks4a": "socks4", "http": "http"}
+"""Accepted ``-proxy`` schemes -> python-socks scheme (socks4a: python-socks' socks4 with remote DNS).
+Plain ``socks4://`` is refused, as the spec's own example says ("SOCKS 4 upstream proxies unsupported")."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class UpstreamProxy:
         """Parse ``socks5://[user:pass@]ip:port``, ``socks4a://ip:port`` or ``http://[user:pass@]ip:port``."""
         parts = urlsplit(uri)
         scheme = parts.scheme.lower()
+        if scheme == "socks4":
+            raise ConfigError("SOCKS 4 upstream proxies unsupported; use socks4a, socks5 or http")
         if scheme not in SCHEMES:
             raise ConfigError(f"proxy scheme {parts.scheme or '(none)'!r} unsupported; use socks5, socks4a or http")
         try:
