@@ -34,7 +34,10 @@ class UpstreamProxy:
     @classmethod
     def parse(cls, uri: str) -> UpstreamProxy:
         """Parse ``socks5://[user:pass@]ip:port``, ``socks4a://ip:port`` or ``http://[user:pass@]ip:port``."""
-        parts = urlsplit(uri)
+        try:
+            parts = urlsplit(uri)
+        except ValueError as exc:  # "Invalid IPv6 URL": an unclosed '['
+            raise ConfigError(f"proxy {uri!r}: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme == "socks4":
             raise ConfigError("SOCKS 4 upstream proxies unsupported; use socks4a, socks5 or http")

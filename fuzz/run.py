@@ -1,0 +1,140 @@
+"""Run fuzz targets under atheris (libFuzzer): ``python -m fuzz.run [TARGET ...] [--seconds N]``.
+
+Each target runs in its own process (atheris sets up once per process) with libFuzzer's
+``-timeout=1`` (an input taking over 1 s is a finding), ``-rss_limit_mb`` (unbounded memory is a
+finding) and ``-artifact_prefix=fuzz/crashers/<target>/`` (every finding is kept there as a
+regression input, which the test suite replays).  Seeds come from ``fuzz/corpus/<target>/``; the
+inputs libFuzzer finds interesting go to a work directory outside the repository
+(``$PTDISPATCH_FUZZ_WORK``, default ``.fuzz-work/``), so repeated runs build on each other.
+Prints one summary line per target: executions, coverage (libFuzzer's ``cov``/``ft``) and findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+WORK = Path(os.environ.get("PTDISPATCH_FUZZ_WORK", ROOT.parent / ".fuzz-work"))
+MAX_LEN = {"socks5-json": 70_000, "shadow-chunks": 40_000, "obfs4-frames": 20_000, "obfs4-handshake": 12_000}
+DEFAULT_MAX_LEN = 10_000
+RSS_LIMIT_MB = 1024
+
+
+@dataclass
+class Result:
+    target: str
+    seconds: float
+    executions: int
+    coverage: int
+    features: int
+    corpus: int
+    findings: list[str]
+    returncode: int
+
+
+def child(name: str, seconds: int, extra: list[str]) -> None:
+    """Inside the fuzzing process: instrument ptdispatch, then hand the target to libFuzzer."""
+    import atheris  # type: ignore[import-untyped]
+
+    with atheris.instrument_imports(include=["ptdispatch", "fuzz"]):
+        from fuzz import targets
+    fn = targets.TARGETS[name]
+    work = WORK / name
+    work.mkdir(parents=True, exist_ok=True)
+    crashers = targets.CRASHERS / name
+    crashers.mkdir(parents=True, exist_ok=True)
+    seeds = targets.CORPUS / name
+    args = [
+        sys.argv[0],
+        f"-max_total_time={seconds}",
+        "-timeout=1",
+        f"-rss_limit_mb={RSS_LIMIT_MB}",
+        f"-max_len={MAX_LEN.get(name, DEFAULT_MAX_LEN)}",
+        f"-artifact_prefix={crashers}/",
+        "-print_final_stats=1",
+        *extra,
+        str(work),
+        *([str(seeds)] if seeds.is_dir() else []),
+    ]
+    atheris.Setup(args, fn)
+    atheris.Fuzz()
+
+
+_STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)", re.M)
+_ARTIFACT = re.compile(r"Test unit written to (\S+)")
+
+
+def run_one(name: str, seconds: int, extra: list[str]) -> Result:
+    """Fuzz ``name`` for ``seconds`` in a child process and summarize its libFuzzer output."""
+    started = time.monotonic()
+    command = [sys.executable, "-m", "fuzz.run", "--child", name, "--seconds", str(seconds), *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        command, cwd=ROOT.parent, env=env, capture_output=True, text=True, timeout=seconds + 120, check=False
+    )
+    log = proc.stderr
+    (WORK / f"{name}.log").parent.mkdir(parents=True, exist_ok=True)
+    (WORK / f"{name}.log").write_text(log)
+    status = _STATUS.findall(log)
+    execs, cov, ft, corp = (int(x) for x in status[-1]) if status else (0, 0, 0, 0)
+    units = re.search(r"stat::number_of_executed_units: (\d+)", log)
+    if units:
+        execs = int(units.group(1))
+    return Result(
+        name, round(time.monotonic() - started, 1), execs, cov, ft, corp, _ARTIFACT.findall(log), proc.returncode
+    )
+
+
+def _print(result: Result) -> None:
+    found = f"  FINDINGS: {' '.join(result.findings)}" if result.findings else ""
+    print(
+        f"{result.target:18s} {result.seconds:7.1f} s  {result.executions:9d} execs  cov {result.coverage:5d}  "
+        f"ft {result.features:6d}  corpus {result.corpus:5d}  rc {result.returncode}{found}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", help="targets to run (default: all)")
+    parser.add_argument("--seconds", type=int, default=60, help="seconds per target (default 60)")
+    parser.add_argument("--list", action="store_true", help="list the targets and exit")
+    parser.add_argument("--jobs", type=int, default=1, help="targets run side by side (default 1)")
+    parser.add_argument("--json", type=Path, help="append one JSON line per target to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args, extra = parser.parse_known_args(argv)
+    if args.child:
+        child(args.child, args.seconds, extra)
+        return 0
+    from fuzz.targets import TARGETS
+
+    if args.list:
+        print("\n".join(TARGETS))
+        return 0
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; --list shows them")
+    failed = 0
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        runs = [pool.submit(run_one, name, args.seconds, extra) for name in args.targets or list(TARGETS)]
+        for run in runs:
+            result = run.result()
+            _print(result)
+            if args.json is not None:
+                with args.json.open("a") as out:
+                    out.write(json.dumps(asdict(result)) + "\n")
+            failed += bool(result.findings or result.returncode)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
