@@ -57,7 +57,11 @@ class UpstreamProxy:
         password = unquote(parts.password) if parts.password is not None else None
         if scheme.startswith("socks4") and password:
             raise ConfigError("a socks4a proxy takes no password")
-        if username is not None and (len(username.encode()) > 255 or len((password or "").encode()) > 255):
+        try:
+            too_long = username is not None and max(len(username.encode()), len((password or "").encode())) > 255
+        except UnicodeEncodeError:  # undecodable bytes in argv or the environment
+            raise ConfigError("proxy user name and password must be valid UTF-8") from None
+        if too_long:
             raise ConfigError("proxy user name and password must each be at most 255 bytes")
         return cls(scheme, host, port, username, password)
 
