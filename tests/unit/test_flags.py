@@ -171,6 +171,8 @@ def test_env_errors(argv: tuple[str, ...], needle: str) -> None:
         "socks5://proxy.example:1080",
         "socks5://127.0.0.1",
         "http://127.0.0.1:8080/path",
+        "socks5://[127.0.0.1:9",  # found by fuzzing: urlsplit's ValueError
+        "socks5://\udcb2@127.0.0.1:9",  # found by fuzzing: undecodable argv bytes in the user name
     ],
 )
 def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
