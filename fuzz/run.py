@@ -135,6 +135,31 @@ def _print(result: Result) -> None:
     )
 
 
+def table(results: list[Result]) -> str:
+    """Results summed per target (several runs of one target add up) as a Markdown table."""
+    merged: dict[str, Result] = {}
+    for r in results:
+        m = merged.setdefault(r.target, Result(r.target, 0.0, 0, 0, 0, 0, [], 0, []))
+        m.seconds += r.seconds
+        m.executions += r.executions
+        m.coverage, m.features, m.corpus = max(m.coverage, r.coverage), max(m.features, r.features), r.corpus
+        m.findings += r.findings
+        m.spurious += r.spurious
+        m.returncode = m.returncode or r.returncode
+    rows = [
+        "| target | wall s | executions | exec/s | cov | ft | corpus | findings | spurious timeouts |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for m in merged.values():
+        found = ", ".join(Path(f).name for f in m.findings) or "none"
+        rate = m.executions / m.seconds if m.seconds else 0
+        rows.append(
+            f"| {m.target} | {m.seconds:.0f} | {m.executions} | {rate:.0f} | {m.coverage} | {m.features} | "
+            f"{m.corpus} | {found} | {len(m.spurious)} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", help="targets to run (default: all)")
@@ -142,10 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     parser.add_argument("--jobs", type=int, default=1, help="targets run side by side (default 1)")
     parser.add_argument("--json", type=Path, help="append one JSON line per target to this file")
+    parser.add_argument("--table", type=Path, help="print a --json file as a Markdown table and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     if args.child:
         child(args.child, args.seconds, extra)
+        return 0
+    if args.table:
+        rows = [{"spurious": [], **json.loads(line)} for line in args.table.read_text().splitlines() if line]
+        print(table([Result(**row) for row in rows]))
         return 0
     from fuzz.targets import TARGETS
 
