@@ -38,8 +38,9 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
-SHUTDOWN_GRACE = float(os.environ.get("PTDISPATCH_SHUTDOWN_GRACE", "5"))
-"""Seconds open connections get to finish after a graceful stop."""
+SHUTDOWN_GRACE = float(os.environ.get("PTDISPATCH_SHUTDOWN_GRACE", "1"))
+"""Seconds open connections get to finish after a graceful stop (a short drain: the parent's
+"reasonable time" to wait for our exit is short, so the process is gone within 2 s)."""
 PARENT_POLL = 1.0
 
 

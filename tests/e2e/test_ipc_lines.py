@@ -67,6 +67,19 @@ async def test_proxy_error_exit_69() -> None:
     assert err[0].startswith("PROXY-ERROR ")
 
 
+async def test_socks4_proxy_refused_exit_69() -> None:
+    code, out, err = await run_once("-transport", "plain", "-proxy", "socks4://127.0.0.1:1080")
+    assert code == 69
+    assert out == ["VERSION 3.0"]
+    assert len(err) == 1 and err[0].startswith("PROXY-ERROR SOCKS 4 upstream proxies unsupported")
+
+
+@pytest.mark.parametrize("uri", ["socks4a://127.0.0.1:1080", "socks5://127.0.0.1:1080", "http://127.0.0.1:3128"])
+async def test_other_proxy_schemes_accepted(tmp_path, uri: str) -> None:  # type: ignore[no-untyped-def]
+    async with running("-transport", "plain", "-proxy", uri, "-state", str(tmp_path)) as disp:
+        assert disp.lines[:2] == ["VERSION 3.0", "PROXY DONE"]
+
+
 async def test_client_lines_with_ptversion_list_and_unknown_transport(tmp_path) -> None:  # type: ignore[no-untyped-def]
     async with running(
         "-ptversion", "1,2.2,3.0", "-transports", "nonesuch,plain", "-state", str(tmp_path),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.peers.dispatcher import COMMAND, running
 
@@ -76,10 +79,53 @@ async def test_open_connection_finishes_during_grace_then_exit(tmp_path) -> None
 
 async def _slow_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     data = await reader.read(100)
-    await asyncio.sleep(0.8)
+    await asyncio.sleep(0.3)
     writer.write(data)
     await writer.drain()
     writer.close()
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A target that holds the connection open and never answers."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(4096):
+            pass
+    writer.close()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "stdin"])
+async def test_prompt_exit_with_open_connections(tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
+    """Stop listening at once; exit 0 within 2 s although connections stay open (short drain, then cut)."""
+    target = await asyncio.start_server(_silent, "127.0.0.1", 0)
+    opts = f'{{"serverAddress": "127.0.0.1:{target.sockets[0].getsockname()[1]}"}}'
+    async with running(
+        "-transport", "plain", "-mode", "transparent-TCP", "-options", opts, "-exit-on-stdin-close",
+        "-state", str(tmp_path),
+    ) as disp:  # fmt: skip
+        host, lport = disp.method("CMETHOD", "plain")
+        writers = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(host, lport)
+            writer.write(b"hello")
+            await writer.drain()
+            writers.append((reader, writer))
+        await asyncio.sleep(0.3)  # the relays are up
+        started = time.monotonic()
+        if how == "SIGTERM":
+            disp.process.send_signal(signal.SIGTERM)
+        else:
+            assert disp.process.stdin is not None
+            disp.process.stdin.close()
+        await asyncio.sleep(0.2)
+        assert disp.process.returncode is None  # still draining the open connections...
+        with pytest.raises(ConnectionRefusedError):  # ...but no longer listening
+            await asyncio.open_connection(host, lport)
+        assert await asyncio.wait_for(disp.process.wait(), 5) == 0
+        assert time.monotonic() - started < 2.0
+        for reader, writer in writers:  # the open connections were closed, not left hanging
+            assert await asyncio.wait_for(reader.read(100), 2) == b""
+            writer.close()
+    target.close()
 
 
 def test_exits_when_parent_dies(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -136,6 +136,13 @@ async def test_proxy_error_exit_69(tmp_path: Path) -> None:
     assert out[0] == "VERSION 1" and out[1].startswith("PROXY-ERROR ")
 
 
+async def test_socks4_proxy_refused_exit_69(tmp_path: Path) -> None:
+    environ = pt1(tmp_path, TOR_PT_CLIENT_TRANSPORTS="plain", TOR_PT_PROXY="socks4://127.0.0.1:1080")
+    code, out, _ = await run_once(env=environ)
+    assert code == 69
+    assert out[:2] == ["VERSION 1", "PROXY-ERROR SOCKS 4 upstream proxies unsupported; use socks4a, socks5 or http"]
+
+
 @pytest.mark.parametrize("content", [b"! Extended ORPort Auth Cookie !\r" + COOKIE, COOKIE_HEADER + COOKIE[:31]])
 async def test_bad_cookie_file(tmp_path: Path, content: bytes) -> None:
     cookie = tmp_path / "cookie"

@@ -294,13 +294,18 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def test_flood_from_10000_source_ports_stays_bounded(tmp_path: Path) -> None:
-    """Memory and descriptors stay bounded: the pools evict beyond udpMaxSessions (here 128)."""
+@pytest.mark.parametrize(
+    "transport",
+    ["plain", pytest.param("obfs2", marks=pytest.mark.slow), pytest.param("shadow", marks=pytest.mark.slow)],
+)
+async def test_flood_from_10000_source_ports_stays_bounded(transport: str, tmp_path: Path) -> None:
+    """Memory and descriptors stay bounded: the pools evict beyond udpMaxSessions (here 128).
+    (obfs3 and obfs4 are left out: 10,000 public-key handshakes take minutes on this machine.)"""
     limit = 128
     options: dict[str, object] = {"udpMaxSessions": limit}
     with udp_echo() as echo_port:
         async with dispatchers(
-            "plain", "transparent-UDP", echo_port, tmp_path, client_options=options, server_options=options
+            transport, "transparent-UDP", echo_port, tmp_path, client_options=options, server_options=options
         ) as pair:
             client_pid, server_pid = pair.client.process.pid, pair.server.process.pid
             rss_before = rss_kib(client_pid) + rss_kib(server_pid)
@@ -322,8 +327,10 @@ async def test_flood_from_10000_source_ports_stays_bounded(tmp_path: Path) -> No
             await asyncio.sleep(1.0)
             rss_growth = rss_kib(client_pid) + rss_kib(server_pid) - rss_before
             # Each session holds at most one TCP connection on the client; a TCP and a UDP socket on the server.
-            assert peak_fds[0] <= limit + 40, peak_fds
-            assert peak_fds[1] <= 2 * limit + 40, peak_fds
+            # Transports with a handshake have dials in flight beyond the sessions (obfs2 measured: +46).
+            slack = 40 if transport == "plain" else 80
+            assert peak_fds[0] <= limit + slack, peak_fds
+            assert peak_fds[1] <= 2 * limit + slack, peak_fds
             assert rss_growth < 64 * 1024, f"RSS grew by {rss_growth} KiB"
             sock = source()
             try:

@@ -128,6 +128,8 @@ def test_options_file(tmp_path: Path) -> None:
         (("-transport", "a", "-options", "{}", "-optionsFile", "x"), "either -options or -optionsFile"),
         (("-transport", "a", "-options", "{nope"), "not valid JSON"),
         (("-transport", "a", "-options", "[1]"), "must be a JSON object"),
+        (("-transport", "a", "-options", "[" * 3000 + "]" * 3000), "not usable JSON"),  # found by fuzzing
+        (("-transport", "a", "-options", '{"n": ' + "9" * 5000 + "}"), "not usable JSON"),
         (("-transport", "a", "-optionsFile", "/nonexistent/opts.json"), "cannot be read"),
         (("-transport", "a", "-mode", "udp"), "unknown -mode"),
         (("-transport", "a", "-ipcLogLevel", "LOUD"), "unknown -ipcLogLevel"),
@@ -162,7 +164,16 @@ def test_env_errors(argv: tuple[str, ...], needle: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["ftp://127.0.0.1:1", "socks5://proxy.example:1080", "socks5://127.0.0.1", "http://127.0.0.1:8080/path"]
+    "uri",
+    [
+        "ftp://127.0.0.1:1",
+        "socks4://127.0.0.1:1080",
+        "socks5://proxy.example:1080",
+        "socks5://127.0.0.1",
+        "http://127.0.0.1:8080/path",
+        "socks5://[127.0.0.1:9",  # found by fuzzing: urlsplit's ValueError
+        "socks5://\udcb2@127.0.0.1:9",  # found by fuzzing: undecodable argv bytes in the user name
+    ],
 )
 def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
     flags, _ = tokenize(["-transport", "plain", "-proxy", uri])
@@ -175,3 +186,20 @@ def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
 )
 def test_good_proxy(uri: str) -> None:
     assert config("-transport", "plain", "-proxy", uri).proxy is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"password": "\ud800"}, "not valid Unicode"),  # JSON "\ud800", or undecodable argv bytes
+        ({"password": "pw", "iat-mode": "\u00b2"}, "must be a number"),  # str.isdigit() but not int()
+        ({"password": "pw", "iat-mode": "--5"}, "must be a number"),
+    ],
+)
+def test_option_values_found_by_fuzzing_are_option_errors(options: dict[str, object], needle: str) -> None:
+    from ptdispatch.errors import OptionsError
+    from ptdispatch.transports.options import get_int, get_str
+
+    with pytest.raises(OptionsError, match=needle):
+        get_str(options, "t", "password")
+        get_int(options, "t", "iat-mode", default=0, low=0, high=2)

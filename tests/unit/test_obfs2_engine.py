@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,14 +191,17 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def test_api_roundtrip_and_garbage_closes_quietly() -> None:
+async def test_api_roundtrip_and_garbage_closes_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Obfs2Engine, "handshake_timeout", 0.5)  # also the linger after a failed handshake
     server = await ptdispatch.start_server(_echo, "obfs2", "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         # A prober sending garbage is cut off without a word of obfs2 beyond the server's hello.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(os.urandom(64))
+        started = time.monotonic()
         received = await asyncio.wait_for(reader.read(-1), 5)
+        assert time.monotonic() - started >= 0.4  # closed by its timeout, not at the failing byte
         assert len(received) <= 16 + 8 + obfs2.MAX_PADDING
         writer.close()
         # ...and the listener keeps working.
@@ -232,7 +236,8 @@ async def test_silent_peer_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", id="truncated"),
     ],
 )
-async def test_server_reports_only_remote_protocol_errors(probe: bytes) -> None:
+async def test_server_reports_only_remote_protocol_errors(probe: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Obfs2Engine, "handshake_timeout", 0.3)  # a bad header lingers this long
     errors: list[Exception] = []
     transport = api.server_transport("obfs2", {})
     server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)

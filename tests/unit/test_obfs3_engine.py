@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import time
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -152,13 +153,16 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def test_api_roundtrip_and_garbage_closes_quietly() -> None:
+async def test_api_roundtrip_and_garbage_closes_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.5)  # also the linger after a failed handshake
     server = await ptdispatch.start_server(_echo, "obfs3", "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(os.urandom(uniformdh.SIZE + obfs3.SCAN_LIMIT))
+        started = time.monotonic()
         received = await asyncio.wait_for(reader.read(-1), 5)
+        assert time.monotonic() - started >= 0.4  # closed by its timeout, not at the failing byte
         assert len(received) <= uniformdh.SIZE + 4097  # its hello, nothing more
         writer.close()
         reader, writer = await ptdispatch.open_connection("obfs3", f"127.0.0.1:{port}")
@@ -194,7 +198,10 @@ async def test_silent_peer_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param(os.urandom(uniformdh.SIZE + obfs3.SCAN_LIMIT), True, id="no-magic"),
     ],
 )
-async def test_server_reports_only_remote_protocol_errors(probe: bytes, fails: bool) -> None:
+async def test_server_reports_only_remote_protocol_errors(
+    probe: bytes, fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.3)  # a missing magic lingers this long
     errors: list[Exception] = []
     transport = api.server_transport("obfs3", {})
     server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)

@@ -87,7 +87,9 @@ def test_json_block_too_large_is_refused_before_allocation() -> None:
     assert s.data_to_send() == reply(Reply.ARGS_TOO_LARGE)
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\xff\xfe", b'"text"'])
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[1, 2]", b"\xff\xfe", b'"text"', b"[" * 3000 + b"]" * 3000, b'{"n": ' + b"9" * 5000 + b"}"]
+)
 def test_json_block_not_an_object(body: bytes) -> None:
     s = Socks5Server()
     feed(s, b"\x05\x01\x09")

@@ -145,6 +145,8 @@ def load_options(flags: Mapping[str, str]) -> dict[str, object]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # numbers too long for int(); nesting too deep
+        raise ConfigError(f"{source} is not usable JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{source} must be a JSON object, not {type(value).__name__}")
     return value

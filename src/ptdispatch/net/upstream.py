@@ -16,7 +16,9 @@ from .addr import Address, is_ip
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
-SCHEMES = {"socks5": "socks5", "socks4a": "socks4", "socks4": "socks4", "http": "http"}
+SCHEMES = {"socks5": "socks5", "socks4a": "socks4", "http": "http"}
+"""Accepted ``-proxy`` schemes -> python-socks scheme (socks4a: python-socks' socks4 with remote DNS).
+Plain ``socks4://`` is refused, as the spec's own example says ("SOCKS 4 upstream proxies unsupported")."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,13 @@ class UpstreamProxy:
     @classmethod
     def parse(cls, uri: str) -> UpstreamProxy:
         """Parse ``socks5://[user:pass@]ip:port``, ``socks4a://ip:port`` or ``http://[user:pass@]ip:port``."""
-        parts = urlsplit(uri)
+        try:
+            parts = urlsplit(uri)
+        except ValueError as exc:  # "Invalid IPv6 URL": an unclosed '['
+            raise ConfigError(f"proxy {uri!r}: {exc}") from None
         scheme = parts.scheme.lower()
+        if scheme == "socks4":
+            raise ConfigError("SOCKS 4 upstream proxies unsupported; use socks4a, socks5 or http")
         if scheme not in SCHEMES:
             raise ConfigError(f"proxy scheme {parts.scheme or '(none)'!r} unsupported; use socks5, socks4a or http")
         try:
@@ -50,7 +57,11 @@ class UpstreamProxy:
         password = unquote(parts.password) if parts.password is not None else None
         if scheme.startswith("socks4") and password:
             raise ConfigError("a socks4a proxy takes no password")
-        if username is not None and (len(username.encode()) > 255 or len((password or "").encode()) > 255):
+        try:
+            too_long = username is not None and max(len(username.encode()), len((password or "").encode())) > 255
+        except UnicodeEncodeError:  # undecodable bytes in argv or the environment
+            raise ConfigError("proxy user name and password must be valid UTF-8") from None
+        if too_long:
             raise ConfigError("proxy user name and password must each be at most 255 bytes")
         return cls(scheme, host, port, username, password)
 

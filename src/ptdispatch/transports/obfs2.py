@@ -8,7 +8,9 @@ Spec: obfsproxy ``doc/obfs2/obfs2-protocol-spec.txt``; where it and obfs4proxy d
 * the receiver decrypts the 8-byte header, closes on a wrong magic or padlen > 8192, and skips the
   padding without decrypting it;
 * data keys need both seeds, so nobody sends data before reading the peer's seed;
-* either side gives the peer 30 s to complete the handshake; ``shared-secret`` is refused.
+* either side gives the peer 30 s to complete the handshake; ``shared-secret`` is refused;
+* a bad header is not answered by a close at that byte count (obfs4proxy closes at once, which a
+  prober can count): the connection is read and discarded for another 30 s, then closed.
 
 ``MAC(s, x) = SHA256(s || x || s)``; a MAC's first 16 bytes are an AES-128 key, its last 16 the
 initial 128-bit counter block.
@@ -147,9 +149,10 @@ class Obfs2Engine(Engine):
         pad_len: int
         magic, pad_len = _HEADER.unpack(aes_ctr(mac(label, peer_seed)).update(head[SEED_LEN:]))
         if magic != MAGIC:
-            raise RemoteProtocolError("obfs2: wrong magic value in the handshake")
+            raise RemoteProtocolError("obfs2: wrong magic value in the handshake", linger=self.handshake_timeout)
         if pad_len > MAX_PADDING:
-            raise RemoteProtocolError(f"obfs2: handshake padding of {pad_len} bytes exceeds {MAX_PADDING}")
+            message = f"obfs2: handshake padding of {pad_len} bytes exceeds {MAX_PADDING}"
+            raise RemoteProtocolError(message, linger=self.handshake_timeout)
         self._peer_seed = peer_seed
         return pad_len
 

@@ -152,7 +152,8 @@ class Obfs3Engine(Engine):
         pos = buf.find(self._rx_magic, self._scan_from, end)
         if pos < 0:
             if len(buf) >= SCAN_LIMIT:
-                raise RemoteProtocolError(f"obfs3: no peer magic within {MAX_PADDING} bytes of padding")
+                message = f"obfs3: no peer magic within {MAX_PADDING} bytes of padding"
+                raise RemoteProtocolError(message, linger=self.handshake_timeout)  # no close at a byte count
             self._scan_from = max(0, len(buf) - MAGIC_LEN + 1)
             return b""
         rest = bytes(buf[pos + MAGIC_LEN :])

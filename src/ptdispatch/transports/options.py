@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from ..boolean import WORDS, parse_bool
 from ..errors import OptionsError
 from .base import RawOptions
+
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
 
 
 def get_str(raw: RawOptions, transport: str, *keys: str, default: str | None = None) -> str | None:
@@ -14,8 +18,20 @@ def get_str(raw: RawOptions, transport: str, *keys: str, default: str | None = N
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise OptionsError(transport, f"option {key!r} must be a string, not {type(value).__name__}")
-            return str(value)
+            text = str(value)
+            if not text.isascii() and not _is_unicode(text):
+                raise OptionsError(transport, f"option {key!r} is not valid Unicode (it holds a lone surrogate)")
+            return text
     return default
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates (JSON "\\udc80", or undecodable command-line bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def require_str(raw: RawOptions, transport: str, *keys: str) -> str:
@@ -33,7 +49,7 @@ def get_int(raw: RawOptions, transport: str, *keys: str, default: int, low: int,
         value = raw[key]
         if isinstance(value, bool):
             raise OptionsError(transport, f"option {key!r} must be a number from {low} to {high}")
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
             value = int(value.strip())
         if not isinstance(value, int) or not low <= value <= high:
             raise OptionsError(transport, f"option {key!r} must be a number from {low} to {high}, not {value!r}")

@@ -181,7 +181,7 @@ class Socks5Server:
         del buf[: 4 + length]
         try:
             value = json.loads(block.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
             return self.fail(Reply.ARGS_NOT_JSON, "parameter block is not UTF-8 JSON")
         if not isinstance(value, dict):
             return self.fail(Reply.ARGS_NOT_JSON, f"parameter block is a JSON {type(value).__name__}, not an object")

@@ -35,6 +35,9 @@ SERVER_HANDSHAKE_TIMEOUT = 30.0
 CLIENT_HANDSHAKE_TIMEOUT = 60.0
 MAX_CLOSE_DELAY = 60
 MAX_CLOSE_DELAY_BYTES = 8192
+MAX_CLOSE_JITTER = 30.0
+"""Seconds of per-connection random delay added to a failed handshake's close (ours, not obfs4proxy's:
+its close time is fixed per server, which a prober can learn from two connections)."""
 
 
 def iat_seed(seed: bytes) -> bytes:
@@ -204,13 +207,18 @@ class ServerEngine(Obfs4Engine):
         self._shared = shared
         self._start = clock()
         self._failed = False
+        self._jitter = -1.0  # drawn on the first failure only: good handshakes use no randomness for it
         self._hs = ServerHandshake(shared.identity, SessionKey(rng), rng)
         self._set_seed(shared.drbg_seed)
 
     @property
     def linger(self) -> float:
-        """Seconds left before a failed connection is closed (30 s + the server's close delay)."""
-        deadline = self._start + SERVER_HANDSHAKE_TIMEOUT + self._shared.close_delay
+        """Seconds left before a failed connection is closed: 30 s + the server's seeded close delay
+        (as obfs4proxy) + this connection's random jitter (up to :data:`MAX_CLOSE_JITTER`)."""
+        if self._jitter < 0:
+            steps = round(MAX_CLOSE_JITTER * 100)
+            self._jitter = int.from_bytes(self._rng(4), "big") % (steps + 1) / 100
+        deadline = self._start + SERVER_HANDSHAKE_TIMEOUT + self._shared.close_delay + self._jitter
         return max(0.0, deadline - self._clock())
 
     @property

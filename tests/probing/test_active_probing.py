@@ -1,0 +1,66 @@
+"""Active probing (issue 13): random probes of every length 0..221 and 1/8/64 KiB get silence,
+never a reset, a close only by the server's own timeout, and no connection to the target."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ptdispatch.transports import obfs3
+
+from .harness import LATEST_CLOSE, OWN_FLIGHT, TRANSPORTS, T, all_probes, random_payloads, serving, shrink_timeouts
+
+
+@pytest.fixture(autouse=True)
+def _short_timeouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    shrink_timeouts(monkeypatch)
+    yield
+
+
+@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.timeout(90)
+async def test_random_probes_get_silence_and_a_timed_close(name: str, tmp_path: Path) -> None:
+    payloads = random_payloads()
+    async with serving(name, tmp_path) as target:
+        seen = await all_probes(target.port, payloads, wait=LATEST_CLOSE[name] + 10)
+    # obfs3 alone cannot tell: any 192 bytes are a UniformDH key, and its server is established on
+    # the key (the client's magic comes only with its first data, and server-first applications
+    # must work, as with obfs4proxy); the target then hears nothing, and the prober gets nothing back.
+    allowed = sum(len(p) >= 192 for p in payloads) if name == "obfs3" else 0
+    assert target.connections <= allowed, f"{target.connections} probes reached the target"
+    for s in seen:
+        where = f"{name}: probe of {s.sent} bytes"
+        assert s.ending != "rst", f"{where} was reset"
+        if name == "obfs3" and 192 <= s.sent < 192 + obfs3.SCAN_LIMIT:
+            # Known gap: the obfs3 server is established on the key, which stops the handshake
+            # timer, and then waits for the magic without a deadline (obfs4proxy does the same).
+            # A deadline until the magic needs the adapter (issue 15 reworks its timers).
+            assert len(s.received) <= OWN_FLIGHT[name], f"{where} got {len(s.received)} bytes back"
+            continue
+        assert s.ending == "eof", f"{where} was never closed"
+        assert len(s.received) <= OWN_FLIGHT[name], f"{where} got {len(s.received)} bytes back"
+        # closed by the server's timeout: never at the probe's last byte (a byte count), never late.
+        # (A close at a byte count comes within milliseconds; the bound is loose because 225
+        # concurrent handshakes load this one event loop, so our timestamps run late.)
+        assert s.after_connect >= 0.3 * T, f"{where} closed after {s.after_connect:.2f} s"
+        assert s.after_last_byte <= LATEST_CLOSE[name] + 5, f"{where} closed after {s.after_last_byte:.2f} s"
+    if OWN_FLIGHT[name]:  # what obfs2/obfs3 send is their own hello, the same whatever the probe
+        assert len({len(s.received) > 0 for s in seen}) == 1
+
+
+@pytest.mark.parametrize("name", ["obfs4", "shadow"])
+@pytest.mark.timeout(90)
+async def test_close_time_is_randomized(name: str, tmp_path: Path) -> None:
+    """obfs4 and shadow close a failed connection after a random delay: the close times of
+    identical probes spread out instead of fingerprinting the server."""
+    lengths = [0, 10, 50, 100, 221, 8192, 65536]
+    payloads = [bytes(n) for n in lengths for _ in range(6)]
+    async with serving(name, tmp_path) as target:
+        seen = await all_probes(target.port, payloads, wait=LATEST_CLOSE[name] + 10)
+    for length in lengths:
+        times = [s.after_connect for s in seen if s.sent == length]
+        assert max(times) - min(times) >= 0.15 * T, f"{name}: {length}-byte probes all closed after {times}"
+    assert statistics.pstdev(s.after_connect for s in seen) >= 0.1 * T
