@@ -14,6 +14,9 @@ _MODULES: dict[str, str] = {
     "obfs2": "ptdispatch.transports.obfs2",
     "obfs3": "ptdispatch.transports.obfs3",
     "shadow": "ptdispatch.transports.shadow",
+    "meeklite": "ptdispatch.transports.meek",
+    "meek_lite": "ptdispatch.transports.meek",
+    "meek": "ptdispatch.transports.meek",
 }
 
 

@@ -1,0 +1,108 @@
+"""The client's HTTP/1.1 exchanges: one keep-alive connection, one request at a time (h11)."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from dataclasses import dataclass
+
+import h11
+
+from ...errors import RemoteProtocolError
+from ...net.upstream import Dialer
+from . import wire
+from .options import ClientOptions, client_context
+
+MAX_RESPONSE_BODY = 16 * wire.MAX_PAYLOAD
+"""We keep every byte of a longer-than-64-KiB body (obfs4proxy drops the rest), up to this."""
+
+
+class ExchangeFailed(ConnectionError):
+    """The connection broke during an exchange; ``answered`` tells whether any response byte came."""
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+
+
+class HttpClientConnection:
+    """One TCP (or TLS) connection to the server or front, reused while both sides allow it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.used = False  # completed one exchange: a failure before any answer may be the keep-alive trap
+        self.reusable = True
+
+    @classmethod
+    async def open(cls, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        front = options.dial_address
+        if options.url.tls:
+            transport, _ = await dialer.create_connection(
+                lambda: protocol, front, ssl=client_context(), server_hostname=front.host
+            )
+        else:
+            transport, _ = await dialer.create_connection(lambda: protocol, front)
+        return cls(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+    async def round_trip(self, request: h11.Request, body: bytes) -> Reply:
+        """Send one request, read its whole response."""
+        h = self.h11
+        try:
+            out = h.send(request) or b""
+            if body:
+                out += h.send(h11.Data(data=body)) or b""
+            out += h.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError as exc:
+            raise ExchangeFailed(f"cannot send: {exc}", answered=False) from None
+        answered = False
+        try:
+            self.writer.write(out)
+            status, decoder, chunks, size = 0, None, [], 0
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self.reader.read(1 << 18)
+                    answered = answered or bool(data)
+                    h.receive_data(data)
+                    continue
+                if isinstance(event, h11.Response):
+                    status = event.status_code
+                    if wire.header(event.headers, b"content-encoding") == b"gzip":
+                        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                elif isinstance(event, h11.Data):
+                    data = bytes(event.data)
+                    if decoder is not None:
+                        data = decoder.decompress(data, MAX_RESPONSE_BODY - size + 1)
+                    size += len(data)
+                    if size > MAX_RESPONSE_BODY:
+                        raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
+                    chunks.append(data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise ExchangeFailed("connection closed before the response", answered=answered)
+        except (h11.RemoteProtocolError, OSError, zlib.error) as exc:
+            if isinstance(exc, RemoteProtocolError):
+                raise
+            raise ExchangeFailed(f"{type(exc).__name__}: {exc}", answered=answered) from None
+        self.used = True
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+        else:
+            self.reusable = False
+        return Reply(status, b"".join(chunks))
+
+    def close(self) -> None:
+        self.reusable = False
+        self.writer.close()
