@@ -193,16 +193,14 @@ class MeekServer(ServerTransport):
         table = SessionTable(app_factory, cap=self.tuning.session_cap, staleness=self.tuning.staleness)
         self.tables.append(table)
         tls = self.options.ssl_context()
-        connections: set[asyncio.Task[None]] = set()
+        connections: set[asyncio.StreamWriter] = set()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            connections.add(task)
+            connections.add(writer)
             try:
                 await HttpConnection(self, table, reader, writer).run()
             finally:
-                connections.discard(task)
+                connections.discard(writer)
 
         kwargs: dict[str, object] = {"ssl": tls, "limit": 1 << 18}
         if tls is not None:
@@ -215,15 +213,15 @@ class MeekServer(ServerTransport):
         return server
 
 
-def _close_with(server: asyncio.Server, table: SessionTable, connections: set[asyncio.Task[None]]) -> None:
+def _close_with(server: asyncio.Server, table: SessionTable, connections: set[asyncio.StreamWriter]) -> None:
     """Closing the listener ends the sessions and the open HTTP connections too."""
     original = server.close
 
     def close() -> None:
         original()
         table.close()
-        for task in list(connections):
-            task.cancel()
+        for writer in list(connections):
+            writer.transport.abort()
 
     server.close = close  # type: ignore[method-assign]
 
