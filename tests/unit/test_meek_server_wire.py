@@ -35,7 +35,9 @@ async def test_get_other_path_is_404() -> None:
     async with meek_server(Upstreams()) as (port, _):
         got = await exchange(port, b"GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n")
     body = b"404 page not found\n"
-    assert undated(got) == b"HTTP/1.1 404 Not Found\r\n" + TEXT + NOSNIFF + b"Date: X\r\nContent-Length: 19\r\n\r\n" + body
+    assert (
+        undated(got) == b"HTTP/1.1 404 Not Found\r\n" + TEXT + NOSNIFF + b"Date: X\r\nContent-Length: 19\r\n\r\n" + body
+    )
 
 
 @pytest.mark.parametrize("method", [b"PUT", b"OPTIONS", b"DELETE"])
@@ -186,7 +188,9 @@ async def test_keep_alive_and_client_close() -> None:
         rest = await asyncio.wait_for(reader.read(), 5)
         writer.close()
     assert b"Connection" not in first
-    assert undated(rest) == b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    assert (
+        undated(rest) == b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import h11
 
@@ -21,7 +22,7 @@ from ..adapter import AppFactory, ErrorCallback
 from ..base import ServerTransport
 from . import wire
 from .options import ServerOptions
-from .session import Session, SessionTable
+from .session import SessionTable
 
 log = logging.getLogger("ptdispatch.meek")
 
@@ -209,21 +210,38 @@ class MeekServer(ServerTransport):
             server = await asyncio.start_server(handle, sock=where, **kwargs)  # type: ignore[arg-type]
         else:
             server = await asyncio.start_server(handle, where.host, where.port, **kwargs)  # type: ignore[arg-type]
-        _close_with(server, table, connections)
-        return server
+        return cast(asyncio.Server, MeekListener(server, table, connections))
 
 
-def _close_with(server: asyncio.Server, table: SessionTable, connections: set[asyncio.StreamWriter]) -> None:
-    """Closing the listener ends the sessions and the open HTTP connections too."""
-    original = server.close
+class MeekListener(asyncio.AbstractServer):
+    """The listening server; closing it also ends the sessions and open HTTP connections."""
 
-    def close() -> None:
-        original()
-        table.close()
-        for writer in list(connections):
+    def __init__(self, inner: asyncio.Server, table: SessionTable, connections: set[asyncio.StreamWriter]) -> None:
+        self._inner = inner
+        self._table = table
+        self._connections = connections
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(self._inner.sockets)
+
+    def close(self) -> None:
+        self._inner.close()
+        self._table.close()
+        for writer in list(self._connections):
             writer.transport.abort()
 
-    server.close = close  # type: ignore[method-assign]
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._inner.get_loop()
 
+    def is_serving(self) -> bool:
+        return self._inner.is_serving()
 
-__all__ = ["MeekServer", "Session", "Tuning"]
+    async def start_serving(self) -> None:
+        await self._inner.start_serving()
+
+    async def serve_forever(self) -> None:
+        await self._inner.serve_forever()
+
+    async def wait_closed(self) -> None:
+        await self._inner.wait_closed()
