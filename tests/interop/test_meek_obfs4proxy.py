@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -78,7 +79,7 @@ async def test_plain_http_echo_session_ids_and_polls(tmp_path: Path) -> None:
         await _echo_through(socks, {"url": url}, 1 << 20)
         await _echo_through(socks, {"url": url}, 4)
         # An idle connection: its polls back off 100 ms x 1.5^n.
-        reader, writer = await tor_socks(socks, {"url": url})
+        _reader, writer = await tor_socks(socks, {"url": url})
         opened = time.monotonic()
         await asyncio.sleep(1.3)
         writer.close()
@@ -89,7 +90,7 @@ async def test_plain_http_echo_session_ids_and_polls(tmp_path: Path) -> None:
     assert max(row[3] for row in log) <= 65536
     idle = [row[0] for row in log if row[2] == sids[-1]]
     assert idle[0] - opened <= 0.25, "first poll should come about 110 ms after SOCKS success"
-    gaps = [b - a for a, b in zip(idle, idle[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(idle)]
     for gap, want in zip(gaps, [0.15, 0.225, 0.3375], strict=False):
         assert want - 0.02 <= gap <= want + 0.1, gaps
 
