@@ -127,3 +127,31 @@ async def test_transparent_udp(tmp_path: Path) -> None:
                     await exchange(sock, address, payloads, window=8)
                 finally:
                     sock.close()
+
+
+async def test_garbage_leaves_stdout_to_protocol_lines(tmp_path: Path) -> None:
+    echo, echo_port = await echo_server()
+    try:
+        async with meek_server(echo_port, tmp_path) as (server, url):
+            host, port = hostport(url.removeprefix("http://").rstrip("/"))
+            for garbage in (
+                b"GARBAGE\r\n\r\n",
+                b"\x16\x03\x01" + bytes(200),
+                b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            ):
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(garbage)
+                assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+                writer.close()
+            options = {"url": url, "serverAddress": "192.0.2.20:80"}
+            async with meek_client(tmp_path / "c", "transparent-TCP", options) as listen:
+                reader, writer = await asyncio.open_connection(*listen)
+                await echo_roundtrip(reader, writer, 10_000, timeout=20)
+                writer.close()
+            await server.stop()
+            assert server.process.stdout is not None
+            rest = (await server.process.stdout.read()).decode().splitlines()
+        keywords = {"VERSION", "SMETHOD", "SMETHODS", "LOG", "STATUS"}
+        assert all(line.split(" ")[0] in keywords for line in server.lines + rest), server.lines + rest
+    finally:
+        echo.close()

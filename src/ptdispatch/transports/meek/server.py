@@ -109,6 +109,8 @@ class HttpConnection:
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
             if isinstance(event, h11.Request):
+                if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > MAX_HEADER_BYTES:
+                    raise h11.RemoteProtocolError("headers too large", error_status_hint=431)
                 request = event
             elif isinstance(event, h11.Data):
                 body += event.data
@@ -140,7 +142,7 @@ class HttpConnection:
 
         session = self.table.get(sid, peer)
         if session is None:
-            log.warning("meek: session table full (%d); refusing a new session", self.table.cap)
+            self.table.warn_full()
             return self._text(500, wire.INTERNAL_ERROR_BODY, date, method=b"POST", sid=sid, size=len(body))
         session.deliver(body)
         if too_large:
@@ -200,6 +202,8 @@ class MeekServer(ServerTransport):
             connections.add(writer)
             try:
                 await HttpConnection(self, table, reader, writer).run()
+            except asyncio.CancelledError:
+                pass  # the loop is closing; the writer is closed below
             finally:
                 connections.discard(writer)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,8 @@ from .wire import MAX_PAYLOAD
 HIGH_WATER = 4 * MAX_PAYLOAD
 """Upstream bytes buffered before the application is told to pause writing."""
 INBOUND_LIMIT = 4 * MAX_PAYLOAD
+WARN_EVERY = 60.0
+log = logging.getLogger("ptdispatch.meek")
 """Request bytes held while the application does not read, before responses wait for it."""
 
 
@@ -185,6 +188,16 @@ class SessionTable:
         self.staleness = staleness
         self.sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._warned = -WARN_EVERY
+        self.refused = 0
+
+    def warn_full(self) -> None:
+        """A new session was refused: log it, at most once a minute."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning("meek: %d sessions (the cap): refusing new ones with 500", self.cap)
 
     def get(self, sid: str, peer: Callable[[], tuple[str, int] | None]) -> Session | None:
         """The session for ``sid``, created if new; ``None`` when the table is full."""
