@@ -151,7 +151,7 @@ class Session:
     async def take(self, turnaround: float) -> bytes | None:
         """Up to 64 KiB of upstream bytes, waiting ``turnaround`` when none are ready; ``None``
         when the upstream ended (the caller answers 500 and deletes the session)."""
-        if not self.outbuf and not self.closed:
+        if not self.outbuf and not self.closed and turnaround > 0:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), turnaround)
