@@ -155,3 +155,20 @@ async def test_garbage_leaves_stdout_to_protocol_lines(tmp_path: Path) -> None:
         assert all(line.split(" ")[0] in keywords for line in server.lines + rest), server.lines + rest
     finally:
         echo.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_64_mib_each_way(tmp_path: Path) -> None:
+    echo, echo_port = await echo_server()
+    try:
+        async with meek_server(echo_port, tmp_path) as (_, url):
+            options = {"url": url, "serverAddress": "192.0.2.20:80"}
+            async with meek_client(tmp_path / "c", "transparent-TCP", options) as listen:
+                reader, writer = await asyncio.open_connection(*listen)
+                try:
+                    await echo_roundtrip(reader, writer, 64 << 20, timeout=200)
+                finally:
+                    writer.close()
+    finally:
+        echo.close()
