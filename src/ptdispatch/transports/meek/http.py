@@ -40,6 +40,7 @@ class HttpClientConnection:
         self.h11 = h11.Connection(h11.CLIENT)
         self.used = False  # completed one exchange: a failure before any answer may be the keep-alive trap
         self.reusable = True
+        self._answered = False  # a response byte arrived in the current exchange
 
     @classmethod
     async def open(cls, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
@@ -59,49 +60,54 @@ class HttpClientConnection:
         """Send one request, read its whole response."""
         h = self.h11
         try:
-            out = h.send(request) or b""
-            if body:
-                out += h.send(h11.Data(data=body)) or b""
-            out += h.send(h11.EndOfMessage()) or b""
+            out = [h.send(request), h.send(h11.Data(data=body)) if body else b"", h.send(h11.EndOfMessage())]
         except h11.LocalProtocolError as exc:
             raise ExchangeFailed(f"cannot send: {exc}", answered=False) from None
-        answered = False
+        self._answered = False
         try:
-            self.writer.write(out)
-            status, decoder, chunks, size = 0, None, [], 0
-            while True:
-                event = h.next_event()
-                if event is h11.NEED_DATA:
-                    data = await self.reader.read(1 << 18)
-                    answered = answered or bool(data)
-                    h.receive_data(data)
-                    continue
-                if isinstance(event, h11.Response):
-                    status = event.status_code
-                    if wire.header(event.headers, b"content-encoding") == b"gzip":
-                        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                elif isinstance(event, h11.Data):
-                    data = bytes(event.data)
-                    if decoder is not None:
-                        data = decoder.decompress(data, MAX_RESPONSE_BODY - size + 1)
-                    size += len(data)
-                    if size > MAX_RESPONSE_BODY:
-                        raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
-                    chunks.append(data)
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise ExchangeFailed("connection closed before the response", answered=answered)
+            self.writer.write(b"".join(part or b"" for part in out))
+            reply = await self._read_response()
         except (h11.RemoteProtocolError, OSError, zlib.error) as exc:
             if isinstance(exc, RemoteProtocolError):
                 raise
-            raise ExchangeFailed(f"{type(exc).__name__}: {exc}", answered=answered) from None
+            raise ExchangeFailed(f"{type(exc).__name__}: {exc}", answered=self._answered) from None
         self.used = True
         if h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()
         else:
             self.reusable = False
-        return Reply(status, b"".join(chunks))
+        return reply
+
+    async def _next_event(self) -> h11.Event:
+        h = self.h11
+        while True:
+            event = h.next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            data = await self.reader.read(1 << 18)
+            self._answered = self._answered or bool(data)
+            h.receive_data(data)
+
+    async def _read_response(self) -> Reply:
+        status, decoder, chunks, size = 0, None, [], 0
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                if wire.header(event.headers, b"content-encoding") == b"gzip":
+                    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif isinstance(event, h11.Data):
+                data = bytes(event.data)
+                if decoder is not None:
+                    data = decoder.decompress(data, MAX_RESPONSE_BODY - size + 1)
+                size += len(data)
+                if size > MAX_RESPONSE_BODY:
+                    raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
+                chunks.append(data)
+            elif isinstance(event, h11.EndOfMessage):
+                return Reply(status, b"".join(chunks))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ExchangeFailed("connection closed before the response", answered=self._answered)
 
     def close(self) -> None:
         self.reusable = False

@@ -67,35 +67,46 @@ class HttpConnection:
         self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else None
 
     async def run(self) -> None:
-        tuning = self.server.tuning
         try:
-            while True:
-                try:
-                    async with asyncio.timeout(tuning.read_timeout):
-                        got = await self._read_request()
-                except h11.RemoteProtocolError as exc:
-                    self.writer.write(wire.canned_error(exc.error_status_hint))
-                    break
-                if got is None:
-                    break
-                request, body, too_large = got
-                events = await self._answer(request, body, too_large)
-                for event in events:
-                    if request.method == b"HEAD" and isinstance(event, h11.Data):
-                        continue  # Go counts the body into Content-Length but sends none
-                    self.writer.write(self.h11.send(event) or b"")
-                async with asyncio.timeout(tuning.read_timeout):
-                    await self.writer.drain()
-                if too_large or self.h11.our_state is not h11.DONE:
-                    break
-                try:
-                    self.h11.start_next_cycle()
-                except h11.LocalProtocolError:
-                    break  # the client said Connection: close, or the body was not read
+            while await self._one_exchange():
+                pass
         except (TimeoutError, ConnectionError, ssl.SSLError):
             pass
         finally:
             self.writer.close()
+
+    async def _one_exchange(self) -> bool:
+        """Read one request and answer it; whether the connection stays open for another."""
+        timeout = self.server.tuning.read_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                got = await self._read_request()
+        except h11.RemoteProtocolError as exc:
+            self._write(wire.canned_error(exc.error_status_hint))
+            return False
+        if got is None:
+            return False
+        request, body, too_large = got
+        events = await self._answer(request, body, too_large)
+        if request.method == b"HEAD":  # Go counts the body into Content-Length but sends none
+            events = [e for e in events if not isinstance(e, h11.Data)]
+        if not self._write(b"".join(self.h11.send(e) or b"" for e in events)):
+            return False
+        async with asyncio.timeout(timeout):
+            await self.writer.drain()
+        if too_large or self.h11.our_state is not h11.DONE:
+            return False
+        try:
+            self.h11.start_next_cycle()
+        except h11.LocalProtocolError:
+            return False  # the client said Connection: close, or the body was not read
+        return True
+
+    def _write(self, data: bytes) -> bool:
+        if self.writer.transport.is_closing():  # closed meanwhile (the listener, the peer)
+            return False
+        self.writer.write(data)
+        return True
 
     async def _read_request(self) -> tuple[h11.Request, bytes, bool] | None:
         request: h11.Request | None = None
