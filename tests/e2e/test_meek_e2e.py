@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ async def meek_server(target_port: int, state: Path, mode: str = "transparent-TC
 
 
 @contextlib.asynccontextmanager
-async def meek_client(state: Path, mode: str, options: dict[str, object]) -> AsyncIterator[tuple[str, int]]:
+async def meek_client(state: Path, mode: str, options: Mapping[str, object]) -> AsyncIterator[tuple[str, int]]:
     client = await spawn(
         "-client", "-transport", "meeklite", "-mode", mode, "-options", json.dumps(options), "-state", str(state),
     )  # fmt: skip
