@@ -222,3 +222,15 @@ async def test_idle_sessions_expire() -> None:
 def test_default_limits_are_meek_servers() -> None:
     tuning = Tuning()
     assert (tuning.staleness, tuning.read_timeout, tuning.turnaround) == (120.0, 20.0, 0.010)
+
+
+async def test_expect_100_continue() -> None:
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(SID, extra=b"Expect: 100-continue\r\n").replace(b"Content-Length: 0", b"Content-Length: 2"))
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"ok")
+        got = await read_response(reader)
+        writer.close()
+    assert got.endswith(b"Content-Length: 2\r\n\r\nok")

@@ -114,6 +114,10 @@ class HttpConnection:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
+                if self.h11.they_are_waiting_for_100_continue:  # as Go does when the body is read
+                    self._write(
+                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b""
+                    )
                 data = await self.reader.read(1 << 17)
                 self.h11.receive_data(data)
                 continue
