@@ -172,3 +172,22 @@ async def test_64_mib_each_way(tmp_path: Path) -> None:
                     writer.close()
     finally:
         echo.close()
+
+
+async def test_socks5_json_parameter_block(tmp_path: Path) -> None:
+    echo, echo_port = await echo_server()
+    try:
+        async with meek_server(echo_port, tmp_path) as (_, url), meek_client(tmp_path / "c", "socks5", {}) as socks:
+            reader, writer = await asyncio.open_connection(*socks)
+            block = json.dumps({"url": url}).encode()
+            writer.write(
+                b"\x05\x01\x09" + len(block).to_bytes(4, "big") + block + b"\x05\x01\x00\x01\xc0\x00\x02\x14\x00\x50"
+            )
+            assert await asyncio.wait_for(reader.readexactly(2), 10) == b"\x05\x09"
+            reply = await asyncio.wait_for(reader.readexactly(10), 10)
+            assert reply[:2] == b"\x05\x00", reply
+            writer.write(b"json-configured")
+            assert await asyncio.wait_for(reader.readexactly(15), 10) == b"json-configured"
+            writer.close()
+    finally:
+        echo.close()
