@@ -195,3 +195,26 @@ async def test_transport_error_on_a_fresh_connection_ends_the_stream() -> None:
         with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
             await asyncio.wait_for(reader.readexactly(100), 5)
         writer.close()
+
+
+async def test_sessions_share_idle_keep_alive_connections() -> None:
+    script = Script(echo_script)
+    async with scripted(script) as url:
+        for i in range(3):
+            reader, writer = await ptdispatch.open_connection("meeklite", ("192.0.2.1", 1), {"url": url})
+            writer.write(b"%d" % i)
+            assert await asyncio.wait_for(reader.readexactly(1), 5) == b"%d" % i
+            writer.close()
+            await asyncio.sleep(0.05)
+    assert script.conns == 1
+    assert len({REQUEST.match(s.head).group(3) for s in script.seen}) == 3  # type: ignore[union-attr]
+
+
+async def test_a_pooled_connection_the_server_closed_is_not_reused() -> None:
+    script = Script(echo_script, close_after=frozenset({0}))
+    async with scripted(script) as url:
+        reader, writer = await ptdispatch.open_connection("meeklite", ("192.0.2.1", 1), {"url": url})
+        writer.write(b"x")
+        assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
+        writer.close()
+    assert script.conns == 2

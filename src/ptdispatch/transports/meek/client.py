@@ -20,7 +20,7 @@ from ...net.upstream import DIRECT, Dialer
 from ..adapter import AppFactory
 from ..base import ClientTransport, Rng
 from . import wire
-from .http import ExchangeFailed, HttpClientConnection
+from .http import ExchangeFailed, HttpClientConnection, pool
 from .options import ClientOptions
 
 MAX_TRIES = 10
@@ -49,9 +49,7 @@ class ClientSession:
         resent = False
         tries = 0
         while True:
-            conn = self._conn
-            if conn is None or not conn.reusable:
-                conn = self._conn = await HttpClientConnection.open(self.options, self.dialer)
+            conn = self._conn = await pool().get(self.options, self.dialer)
             try:
                 async with asyncio.timeout(EXCHANGE_TIMEOUT):
                     reply = await conn.round_trip(request, body)
@@ -64,8 +62,8 @@ class ClientSession:
             except BaseException:
                 self.drop()
                 raise
-            if not conn.reusable:
-                self.drop()
+            self._conn = None
+            pool().put(self.options, self.dialer, conn)
             if reply.status == 200:
                 return reply.body
             if reply.status == 500:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 import zlib
 from dataclasses import dataclass
 
@@ -109,6 +110,67 @@ class HttpClientConnection:
             elif isinstance(event, h11.ConnectionClosed):
                 raise ExchangeFailed("connection closed before the response", answered=self._answered)
 
+    @property
+    def alive(self) -> bool:
+        """Still open, and the server sent nothing since the last response (not even EOF)."""
+        unread = getattr(self.reader, "_buffer", b"")  # asyncio keeps what arrived unasked here
+        return not self.writer.transport.is_closing() and not self.reader.at_eof() and not unread
+
     def close(self) -> None:
         self.reusable = False
         self.writer.close()
+
+
+PoolKey = tuple[ClientOptions, Dialer]
+MAX_IDLE = 8
+"""Idle keep-alive connections kept per server (url and front) and dialer."""
+IDLE_TIMEOUT = 15.0
+"""Seconds an idle connection is kept (below meek-server's 20 s idle timeout)."""
+
+
+class ConnectionPool:
+    """Idle keep-alive connections shared by the sessions of one event loop, as the original
+    meek-client shares Go's transport: a new session need not pay a TCP (and TLS) handshake."""
+
+    def __init__(self) -> None:
+        self._idle: dict[PoolKey, list[tuple[HttpClientConnection, asyncio.TimerHandle]]] = {}
+
+    async def get(self, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
+        """An idle live connection to the server, else a new one."""
+        idle = self._idle.get((options, dialer))
+        while idle:
+            conn, timer = idle.pop()
+            timer.cancel()
+            if conn.alive:
+                return conn
+            conn.close()
+        return await HttpClientConnection.open(options, dialer)
+
+    def put(self, options: ClientOptions, dialer: Dialer, conn: HttpClientConnection) -> None:
+        """Keep ``conn`` for another exchange (closed when not reusable, or too many are idle)."""
+        key = (options, dialer)
+        idle = self._idle.setdefault(key, [])
+        if not conn.reusable or not conn.alive or len(idle) >= MAX_IDLE:
+            conn.close()
+            return
+        timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._expire, key, conn)
+        idle.append((conn, timer))
+
+    def _expire(self, key: PoolKey, conn: HttpClientConnection) -> None:
+        idle = self._idle.get(key, [])
+        self._idle[key] = [(c, t) for c, t in idle if c is not conn]
+        if not self._idle[key]:
+            del self._idle[key]
+        conn.close()
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConnectionPool] = weakref.WeakKeyDictionary()
+
+
+def pool() -> ConnectionPool:
+    """The running loop's connection pool."""
+    loop = asyncio.get_running_loop()
+    found = _POOLS.get(loop)
+    if found is None:
+        found = _POOLS[loop] = ConnectionPool()
+    return found
