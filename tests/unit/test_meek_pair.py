@@ -69,3 +69,23 @@ def test_options() -> None:
     for bad in ({}, {"url": "ftp://a/"}, {"url": "http:///"}, {"url": "http://a/", "front": "h:0"}):
         with pytest.raises(OptionsError):
             ClientOptions.parse(bad)
+
+
+def test_utls_is_accepted_and_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from ptdispatch.transports.meek.options import ClientOptions
+
+    with caplog.at_level("WARNING", logger="ptdispatch.meek"):
+        opts = ClientOptions.parse({"url": "https://a.example/", "utls": "HelloRandomizedALPN"})
+    assert opts == ClientOptions.parse({"url": "https://a.example/"})
+    assert "utls=HelloRandomizedALPN is ignored" in caplog.text
+
+
+def test_registered_names_and_keys() -> None:
+    from ptdispatch.transports import registry
+
+    specs = {registry.lookup(name) for name in ("meeklite", "meek_lite", "meek", "MEEK_LITE")}
+    assert len(specs) == 1
+    spec = specs.pop()
+    assert spec is not None
+    assert spec.client_keys == {"url", "front", "utls"}
+    assert spec.server_keys == {"url", "front", "cert", "key"}

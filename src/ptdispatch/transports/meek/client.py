@@ -173,7 +173,8 @@ class MeekClientTransport(asyncio.Transport):
             self._wake.clear()
             timeout = max(0.0, deadline - loop.time()) if self._reading else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                    await self._wake.wait()
 
     async def _run(self, interval: float) -> None:
         exc: Exception | None = None

@@ -145,7 +145,8 @@ class Session:
             if left <= 0:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), left)
+                async with asyncio.timeout(left):  # no extra task, unlike wait_for
+                    await self._wakeup.wait()
         self.new = False
 
     async def take(self, turnaround: float) -> bytes | None:
@@ -154,7 +155,8 @@ class Session:
         if not self.outbuf and not self.closed and turnaround > 0:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), turnaround)
+                async with asyncio.timeout(turnaround):  # no extra task, unlike wait_for
+                    await self._wakeup.wait()
         if self.outbuf:
             data = bytes(self.outbuf[:MAX_PAYLOAD])
             del self.outbuf[:MAX_PAYLOAD]

@@ -66,9 +66,16 @@ def request(url: MeekUrl, session_id: str, body_length: int) -> h11.Request:
     )
 
 
+_date_cache: list[tuple[int, bytes]] = [(-1, b"")]
+
+
 def http_date(now: float) -> bytes:
-    """``Date:`` as Go writes it (RFC 7231 IMF-fixdate)."""
-    return formatdate(now, usegmt=True).encode()
+    """``Date:`` as Go writes it (RFC 7231 IMF-fixdate); computed once a second."""
+    second = int(now)
+    cached = _date_cache[0]
+    if cached[0] != second:
+        cached = _date_cache[0] = (second, formatdate(second, usegmt=True).encode())
+    return cached[1]
 
 
 def _response(status: int, headers: Headers) -> h11.Response:
