@@ -15,8 +15,8 @@ _MODULES: dict[str, str] = {
     "obfs3": "ptdispatch.transports.obfs3",
     "shadow": "ptdispatch.transports.shadow",
     "meeklite": "ptdispatch.transports.meek",
-    "meek_lite": "ptdispatch.transports.meek",
-    "meek": "ptdispatch.transports.meek",
+    "meek": "ptdispatch.transports.meek",  # tor's ServerTransportPlugin name
+    "meek_lite": "ptdispatch.transports.meek",  # torrc Bridge lines' name
 }
 
 
