@@ -89,3 +89,19 @@ def test_registered_names_and_keys() -> None:
     assert spec is not None
     assert spec.client_keys == {"url", "front", "utls"}
     assert spec.server_keys == {"url", "front", "cert", "key"}
+
+
+async def test_ipv6_loopback_url() -> None:
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        server = await ptdispatch.start_server(echo_handler, "meeklite", "::1", 0)
+    except OSError as exc:
+        pytest.skip(f"cannot listen on ::1: {exc}")
+    try:
+        port = server.sockets[0].getsockname()[1]
+        await _roundtrip(f"http://[::1]:{port}/", 10_000)
+    finally:
+        server.close()
