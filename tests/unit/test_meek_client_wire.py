@@ -218,3 +218,16 @@ async def test_a_pooled_connection_the_server_closed_is_not_reused() -> None:
         assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
         writer.close()
     assert script.conns == 2
+
+
+def test_retry_policy() -> None:
+    policy = wire.RetryPolicy()
+    assert policy.resend_after_failure(reused=False, answered=False) is False  # a fresh connection failed
+    assert policy.resend_after_failure(reused=True, answered=True) is False  # the answer broke off
+    assert policy.resend_after_failure(reused=True, answered=False) is True  # the keep-alive trap, once
+    assert policy.resend_after_failure(reused=True, answered=False) is False
+    assert wire.RetryPolicy().after_status(200) == wire.SUCCESS
+    assert wire.RetryPolicy().after_status(500) == wire.ENDED
+    policy = wire.RetryPolicy()
+    delays = [policy.after_status(503) for _ in range(10)]
+    assert delays[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0] and delays[-1] == wire.GIVE_UP

@@ -23,9 +23,6 @@ from . import wire
 from .http import ExchangeFailed, HttpClientConnection, pool
 from .options import ClientOptions
 
-MAX_TRIES = 10
-RETRY_BASE = 0.1
-RETRY_MAX = 2.0
 EXCHANGE_TIMEOUT = 60.0
 HIGH_WATER = 4 * wire.MAX_PAYLOAD
 
@@ -46,8 +43,7 @@ class ClientSession:
     async def exchange(self, body: bytes) -> bytes:
         """POST ``body``; the response's bytes.  Raises ``SessionEnded`` on 500, ``OSError`` else."""
         request = wire.request(self.options.url, self.sid, len(body))
-        resent = False
-        tries = 0
+        policy = wire.RetryPolicy()
         while True:
             conn = self._conn = await pool().get(self.options, self.dialer)
             try:
@@ -55,8 +51,7 @@ class ClientSession:
                     reply = await conn.round_trip(request, body)
             except ExchangeFailed as exc:
                 self.drop()
-                if conn.used and not exc.answered and not resent:
-                    resent = True  # the keep-alive trap: the server closed an idle connection
+                if policy.resend_after_failure(conn.used, exc.answered):
                     continue
                 raise
             except BaseException:
@@ -64,14 +59,15 @@ class ClientSession:
                 raise
             self._conn = None
             pool().put(self.options, self.dialer, conn)
-            if reply.status == 200:
+            action = policy.after_status(reply.status)
+            if action == wire.SUCCESS:
                 return reply.body
-            if reply.status == 500:
+            if action == wire.ENDED:
                 raise SessionEnded("the server ended the session (500)")
-            tries += 1
-            if tries >= MAX_TRIES:
-                raise RemoteProtocolError(f"the server answered {reply.status} {tries} times")
-            await asyncio.sleep(min(RETRY_BASE * 2 ** (tries - 1), RETRY_MAX))
+            if action == wire.GIVE_UP:
+                raise RemoteProtocolError(f"the server answered {reply.status} {policy.answers} times")
+            assert isinstance(action, float)
+            await asyncio.sleep(action)
 
     def drop(self) -> None:
         if self._conn is not None:

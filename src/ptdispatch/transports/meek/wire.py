@@ -154,3 +154,41 @@ def user_ip(headers: Sequence[tuple[bytes, bytes]], peer_ip: str | None) -> str 
         return str(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+MAX_TRIES = 10
+RETRY_BASE = 0.1
+RETRY_MAX = 2.0
+SUCCESS, ENDED, GIVE_UP = "success", "ended", "give-up"
+
+
+class RetryPolicy:
+    """What the client does after each attempt at one POST (sans-IO; section 1.6-1.7, improved).
+
+    * a transport failure on a reused keep-alive connection before any response byte (the
+      keep-alive trap) is sent again at once on a fresh connection, once;
+    * 200 is success; 500 is meek-server's "session over" (retrying would open a new upstream);
+    * any other status is retried after 0.1 s doubling to 2 s, at most 10 answers in all.
+    """
+
+    def __init__(self) -> None:
+        self.resent = False
+        self.answers = 0
+
+    def resend_after_failure(self, reused: bool, answered: bool) -> bool:
+        """After a broken exchange: resend now (True) or give up (False)."""
+        if reused and not answered and not self.resent:
+            self.resent = True
+            return True
+        return False
+
+    def after_status(self, status: int) -> str | float:
+        """SUCCESS, ENDED, GIVE_UP, or the seconds to wait before sending the same body again."""
+        if status == 200:
+            return SUCCESS
+        if status == 500:
+            return ENDED
+        self.answers += 1
+        if self.answers >= MAX_TRIES:
+            return GIVE_UP
+        return min(RETRY_BASE * (1 << (self.answers - 1)), RETRY_MAX)
