@@ -234,3 +234,13 @@ async def test_expect_100_continue() -> None:
         got = await read_response(reader)
         writer.close()
     assert got.endswith(b"Content-Length: 2\r\n\r\nok")
+
+
+async def test_http10_client_gets_no_chunking_and_a_close() -> None:
+    # nginx's proxy_pass speaks HTTP/1.0 by default. (h11 adds Connection: close; Go would not.)
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups) as (port, _):
+        raw = post(SID, b"w" * 5000).replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1)
+        got = await exchange(port, raw, read_until_close=True)
+    head = b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nConnection: close\r\n\r\n"
+    assert undated(got) == head + b"w" * 5000
