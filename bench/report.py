@@ -95,6 +95,7 @@ PEER_GOALS = (
     ("shadow", "ss", "ss-libev"),
     ("obfs2", "o4p", "obfs4proxy"),
     ("obfs3", "o4p", "obfs4proxy"),
+    ("meek", "o4p/ptd", "obfs4proxy meek_lite (same server)"),
 )
 """Transports whose throughput and latency must match their deployed peer's (row prefix, impl, name)."""
 
@@ -121,7 +122,8 @@ def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
                 goal["goal"] += f" [{dropped} connections dropped]"
             out.append(goal)
     for transport, peer, name in PEER_GOALS:
-        mine, theirs = f"{transport} ptd/ptd", f"{transport} {peer}/{peer}"
+        mine = f"{transport} ptd/ptd"
+        theirs = f"{transport} {peer}" if "/" in peer else f"{transport} {peer}/{peer}"
         out.append(
             _at_least(
                 f"{transport} MiB/CPU-s >= {name}'s",

@@ -155,6 +155,24 @@ def _shadow(client_impl: str, server_impl: str) -> Callable[[Path, Side, list[Si
     return setup
 
 
+def _meek(client_impl: str) -> Callable[[Path, Side, list[Side]], Pair]:
+    """meek: our server (plain HTTP, as behind a CDN); our client or obfs4proxy's meek_lite (SOCKS5,
+    the url as the SOCKS user name as tor sends it, for both, so the SOCKS exchange is alike)."""
+
+    def setup(workdir: Path, target: Side, started: list[Side]) -> Pair:
+        server = peers.ptd_server("meeklite", target.port, workdir)
+        started.append(server)
+        auth = (f"url=http://{server.host}:{server.port}/".encode(), b"\x00")
+        if client_impl == "ptd":
+            client = peers.ptd_client("meeklite", "socks5", {}, workdir)
+        else:
+            client = peers.o4p_client("meek_lite", workdir)
+        started.append(client)
+        return Pair(Entry(client.host, client.port, Socks(("192.0.2.20", 80), auth)), [client], [server])
+
+    return setup
+
+
 def _floor(workdir: Path, target: Side, started: list[Side]) -> Pair:
     server = peers.floor("server", target.port, workdir)
     started.append(server)
@@ -201,6 +219,8 @@ def all_rows() -> list[Row]:
     for c, s in _pairs("ss"):
         rows.append(Row(f"shadow {c}/{s}", _shadow(c, s), _binaries(c, s), "shadow" if "ptd" in (c, s) else None))
     rows.append(Row("shadow floor/floor", _floor))
+    rows.append(Row("meek ptd/ptd", _meek("ptd"), (), "meeklite"))
+    rows.append(Row("meek o4p/ptd", _meek("o4p"), ("obfs4proxy",), "meeklite"))
     return rows
 
 

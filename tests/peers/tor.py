@@ -56,6 +56,10 @@ class Scenario:
     timeout: float = 90.0
     #: LOG level for ptdispatch (tor passes its environment to the plugins it starts).
     ipc_log_level: str = "INFO"
+    #: The client side's name for the transport when it differs (meek: the bridge runs ``meek``,
+    #: the client ``meek_lite``), and the arguments of its Bridge line (``url=...``).
+    client_transport: str = ""
+    bridge_args: str = ""
 
 
 # --- outside the namespace -------------------------------------------------------------------------
@@ -164,8 +168,11 @@ def _wait_for(predicate: Any, deadline: float, procs: Sequence[subprocess.Popen[
     return False
 
 
-def _bridge_line(transport: str, state_dir: Path, fingerprint: str) -> str | None:
+def _bridge_line(scenario: Scenario, state_dir: Path, fingerprint: str) -> str | None:
+    transport = scenario.transport
     address = f"127.0.0.1:{BRIDGE_PT_PORT}"
+    if scenario.client_transport:  # meek_lite: the address is not used, the url is
+        return f"Bridge {scenario.client_transport} 127.0.0.2:1 {fingerprint} {scenario.bridge_args}".rstrip()
     if transport != "obfs4":
         return f"Bridge {transport} {address} {fingerprint}"
     for line in _read(state_dir / "obfs4_bridgeline.txt").splitlines():
@@ -203,7 +210,7 @@ def _client_torrc(data_dir: Path, scenario: Scenario, bridge: str) -> Path:
             f"SocksPort 127.0.0.1:{CLIENT_SOCKS_PORT}",
             "UseBridges 1",
             bridge,
-            f"ClientTransportPlugin {scenario.transport} exec {scenario.client_plugin}",
+            f"ClientTransportPlugin {scenario.client_transport or scenario.transport} exec {scenario.client_plugin}",
         ),
     )
 
@@ -248,7 +255,7 @@ def drive(scenario: Scenario, work: Path) -> dict[str, Any]:
         logs = [bridge_dir / "notice.log", client_dir / "notice.log"]
         result["bridge_ready"] = _wait_for(bridge_ready, deadline, procs, logs)
         fingerprint = _read(fingerprint_file).split()[-1] if fingerprint_file.exists() else ""
-        bridge = _bridge_line(scenario.transport, state_dir, fingerprint) if result["bridge_ready"] else None
+        bridge = _bridge_line(scenario, state_dir, fingerprint) if result["bridge_ready"] else None
         result["bridge_line"] = bridge
         result["bridge_seconds"] = round(time.monotonic() - start, 1)
         if bridge is not None:

@@ -15,6 +15,9 @@ _MODULES: dict[str, str] = {
     "obfs3": "ptdispatch.transports.obfs3",
     "shadow": "ptdispatch.transports.shadow",
     "optimizer": "ptdispatch.transports.optimizer",
+    "meeklite": "ptdispatch.transports.meek",
+    "meek": "ptdispatch.transports.meek",  # tor's ServerTransportPlugin name
+    "meek_lite": "ptdispatch.transports.meek",  # torrc Bridge lines' name
 }
 
 

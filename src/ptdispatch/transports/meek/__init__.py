@@ -1,0 +1,31 @@
+"""``meeklite`` / ``meek_lite`` / ``meek``: HTTP request-response tunnelling, as Tor's meek.
+
+The client (:mod:`.client`) speaks like obfs4proxy 0.0.14's meek_lite; the server
+(:mod:`.server`) answers like Tor's meek-server v0.38.0.  Wire facts: ``meek-wire-notes.md``.
+"""
+
+from __future__ import annotations
+
+from ..base import RawOptions, ServerContext, TransportSpec
+from .client import MeekClient
+from .options import CLIENT_KEYS, NAME, SERVER_KEYS, ClientOptions, ServerOptions
+from .server import MeekServer, Tuning
+
+
+def _client(raw: RawOptions) -> MeekClient:
+    return MeekClient(ClientOptions.parse(raw))
+
+
+def _server(raw: RawOptions, ctx: ServerContext) -> MeekServer:
+    return MeekServer(ServerOptions.parse(raw))
+
+
+SPEC = TransportSpec(
+    name=NAME,
+    client=_client,
+    server=_server,
+    client_keys=CLIENT_KEYS,
+    server_keys=SERVER_KEYS,
+)
+
+__all__ = ["SPEC", "ClientOptions", "MeekClient", "MeekServer", "ServerOptions", "Tuning"]

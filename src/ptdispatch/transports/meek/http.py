@@ -1,0 +1,176 @@
+"""The client's HTTP/1.1 exchanges: one keep-alive connection, one request at a time (h11)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+import zlib
+from dataclasses import dataclass
+
+import h11
+
+from ...errors import RemoteProtocolError
+from ...net.upstream import Dialer
+from . import wire
+from .options import ClientOptions, client_context
+
+MAX_RESPONSE_BODY = 16 * wire.MAX_PAYLOAD
+"""We keep every byte of a longer-than-64-KiB body (obfs4proxy drops the rest), up to this."""
+
+
+class ExchangeFailed(ConnectionError):
+    """The connection broke during an exchange; ``answered`` tells whether any response byte came."""
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+
+
+class HttpClientConnection:
+    """One TCP (or TLS) connection to the server or front, reused while both sides allow it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.used = False  # completed one exchange: a failure before any answer may be the keep-alive trap
+        self.reusable = True
+        self._answered = False  # a response byte arrived in the current exchange
+
+    @classmethod
+    async def open(cls, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        front = options.dial_address
+        if options.url.tls:
+            transport, _ = await dialer.create_connection(
+                lambda: protocol, front, ssl=client_context(), server_hostname=front.host
+            )
+        else:
+            transport, _ = await dialer.create_connection(lambda: protocol, front)
+        return cls(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+    async def round_trip(self, request: h11.Request, body: bytes) -> Reply:
+        """Send one request, read its whole response."""
+        h = self.h11
+        try:
+            out = [h.send(request), h.send(h11.Data(data=body)) if body else b"", h.send(h11.EndOfMessage())]
+        except h11.LocalProtocolError as exc:
+            raise ExchangeFailed(f"cannot send: {exc}", answered=False) from None
+        self._answered = False
+        try:
+            self.writer.write(b"".join(part or b"" for part in out))
+            reply = await self._read_response()
+        except (h11.RemoteProtocolError, OSError, zlib.error) as exc:
+            if isinstance(exc, RemoteProtocolError):
+                raise
+            raise ExchangeFailed(f"{type(exc).__name__}: {exc}", answered=self._answered) from None
+        self.used = True
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+        else:
+            self.reusable = False
+        return reply
+
+    async def _next_event(self) -> h11.Event:
+        h = self.h11
+        while True:
+            event = h.next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            data = await self.reader.read(1 << 18)
+            self._answered = self._answered or bool(data)
+            h.receive_data(data)
+
+    async def _read_response(self) -> Reply:
+        status, decoder, chunks, size = 0, None, [], 0
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                if wire.header(event.headers, b"content-encoding") == b"gzip":
+                    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif isinstance(event, h11.Data):
+                data = bytes(event.data)
+                if decoder is not None:
+                    data = decoder.decompress(data, MAX_RESPONSE_BODY - size + 1)
+                size += len(data)
+                if size > MAX_RESPONSE_BODY:
+                    raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
+                chunks.append(data)
+            elif isinstance(event, h11.EndOfMessage):
+                return Reply(status, b"".join(chunks))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ExchangeFailed("connection closed before the response", answered=self._answered)
+
+    @property
+    def alive(self) -> bool:
+        """Still open, and the server sent nothing since the last response (not even EOF)."""
+        unread = getattr(self.reader, "_buffer", b"")  # asyncio keeps what arrived unasked here
+        return not self.writer.transport.is_closing() and not self.reader.at_eof() and not unread
+
+    def close(self) -> None:
+        self.reusable = False
+        self.writer.close()
+
+
+PoolKey = tuple[ClientOptions, Dialer]
+MAX_IDLE = 8
+"""Idle keep-alive connections kept per server (url and front) and dialer."""
+IDLE_TIMEOUT = 15.0
+"""Seconds an idle connection is kept (below meek-server's 20 s idle timeout)."""
+
+
+class ConnectionPool:
+    """Idle keep-alive connections shared by the sessions of one event loop, as the original
+    meek-client shares Go's transport: a new session need not pay a TCP (and TLS) handshake."""
+
+    def __init__(self) -> None:
+        self._idle: dict[PoolKey, list[tuple[HttpClientConnection, asyncio.TimerHandle]]] = {}
+
+    async def get(self, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
+        """An idle live connection to the server, else a new one."""
+        idle = self._idle.get((options, dialer))
+        while idle:
+            conn, timer = idle.pop()
+            timer.cancel()
+            if conn.alive:
+                return conn
+            conn.close()
+        return await HttpClientConnection.open(options, dialer)
+
+    def put(self, options: ClientOptions, dialer: Dialer, conn: HttpClientConnection) -> None:
+        """Keep ``conn`` for another exchange (closed when not reusable, or too many are idle)."""
+        key = (options, dialer)
+        idle = self._idle.setdefault(key, [])
+        if not conn.reusable or not conn.alive or len(idle) >= MAX_IDLE:
+            conn.close()
+            return
+        timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._expire, key, conn)
+        idle.append((conn, timer))
+
+    def _expire(self, key: PoolKey, conn: HttpClientConnection) -> None:
+        idle = self._idle.get(key, [])
+        self._idle[key] = [(c, t) for c, t in idle if c is not conn]
+        if not self._idle[key]:
+            del self._idle[key]
+        conn.close()
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConnectionPool] = weakref.WeakKeyDictionary()
+
+
+def pool() -> ConnectionPool:
+    """The running loop's connection pool."""
+    loop = asyncio.get_running_loop()
+    found = _POOLS.get(loop)
+    if found is None:
+        found = _POOLS[loop] = ConnectionPool()
+    return found

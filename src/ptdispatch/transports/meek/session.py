@@ -1,0 +1,244 @@
+"""The server's sessions: one upstream application connection per ``X-Session-Id``.
+
+Each session hands the application (the relay to ``-target`` or the ExtORPort) an ordinary
+:class:`asyncio.Transport`, :class:`SessionTransport`.  POST bodies become ``data_received``; what
+the application writes waits in a buffer for the next response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..adapter import AppFactory
+from .wire import MAX_PAYLOAD
+
+HIGH_WATER = 4 * MAX_PAYLOAD
+"""Upstream bytes buffered before the application is told to pause writing."""
+INBOUND_LIMIT = 4 * MAX_PAYLOAD
+WARN_EVERY = 60.0
+log = logging.getLogger("ptdispatch.meek")
+"""Request bytes held while the application does not read, before responses wait for it."""
+
+
+class SessionTransport(asyncio.Transport):
+    """The plaintext side of one meek session, as the application sees it."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session = session
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._session.upstream_write(bytes(data))
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def can_write_eof(self) -> bool:
+        return False  # meek has no half-close: the relay closes the whole session instead
+
+    def write_eof(self) -> None:
+        raise NotImplementedError("meek cannot half-close")
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._session.outbuf)
+
+    def pause_reading(self) -> None:
+        self._session.reading = False
+
+    def resume_reading(self) -> None:
+        self._session.resume()
+
+    def is_reading(self) -> bool:
+        return self._session.reading
+
+    def close(self) -> None:
+        self._session.app_closed()
+
+    def abort(self) -> None:
+        self._session.outbuf.clear()
+        self._session.app_closed()
+
+    def is_closing(self) -> bool:
+        return self._session.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._session.peername
+        return default
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._session.app = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._session.app
+
+
+class Session:
+    """One meek session (section 2.3): its application, buffers and liveness."""
+
+    def __init__(self, sid: str, peername: tuple[str, int] | None, app_factory: AppFactory) -> None:
+        self.sid = sid
+        self.peername = peername
+        self.outbuf = bytearray()  # application -> client
+        self.inbound: list[bytes] = []  # client -> application, held while it does not read
+        self.inbound_size = 0
+        self.reading = True
+        self.closed = False  # the application closed its side: drain outbuf, then 500
+        self.ended = False  # the session is gone (expired, deleted, server closing)
+        self.last_seen = time.monotonic()
+        self.new = True
+        self._writing_paused = False
+        self._wakeup = asyncio.Event()
+        self.transport = SessionTransport(self)
+        self.app: asyncio.BaseProtocol = app_factory()
+        self.app.connection_made(self.transport)
+
+    # --- application side ----------------------------------------------------------------
+    def upstream_write(self, data: bytes) -> None:
+        if not data or self.closed:
+            return
+        self.outbuf += data
+        self._wakeup.set()
+        if not self._writing_paused and len(self.outbuf) > HIGH_WATER:
+            self._writing_paused = True
+            self.app.pause_writing()
+
+    def resume(self) -> None:
+        self.reading = True
+        pending, self.inbound, self.inbound_size = self.inbound, [], 0
+        for data in pending:
+            if self.ended:
+                return
+            self.app.data_received(data)  # type: ignore[attr-defined]
+        self._wakeup.set()
+
+    def app_closed(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+    # --- HTTP side ---------------------------------------------------------------------------
+    def deliver(self, body: bytes) -> None:
+        """A request body for the application."""
+        if not body or self.ended or self.closed:
+            return
+        if self.reading and not self.inbound:
+            self.app.data_received(body)  # type: ignore[attr-defined]
+        else:
+            self.inbound.append(body)
+            self.inbound_size += len(body)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait (bounded) while the application holds its reads: a new session's upstream dial
+        (so a failed dial is answered 500), or a backlog over :data:`INBOUND_LIMIT`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.closed and not self.ended and (self.new or self.inbound_size > INBOUND_LIMIT):
+            if self.reading and not self.inbound:
+                break
+            self._wakeup.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):  # no extra task, unlike wait_for
+                    await self._wakeup.wait()
+        self.new = False
+
+    async def take(self, turnaround: float) -> bytes | None:
+        """Up to 64 KiB of upstream bytes, waiting ``turnaround`` when none are ready; ``None``
+        when the upstream ended (the caller answers 500 and deletes the session)."""
+        if not self.outbuf and not self.closed and turnaround > 0:
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(turnaround):  # no extra task, unlike wait_for
+                    await self._wakeup.wait()
+        if self.outbuf:
+            data = bytes(self.outbuf[:MAX_PAYLOAD])
+            del self.outbuf[:MAX_PAYLOAD]
+            if self._writing_paused and len(self.outbuf) <= HIGH_WATER // 2:
+                self._writing_paused = False
+                self.app.resume_writing()
+            return data
+        if self.closed or self.ended:
+            return None
+        return b""
+
+    def end(self, exc: Exception | None = None) -> None:
+        """Forget the session and tell the application (idempotent)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.closed = True
+        self.outbuf.clear()
+        self.inbound.clear()
+        self._wakeup.set()
+        self.app.connection_lost(exc)
+
+
+class SessionTable:
+    """Sessions by id, at most ``cap`` of them, each expiring ``staleness`` seconds after its last
+    request (meek-server: 120 s, checked every 60 s)."""
+
+    def __init__(self, app_factory: AppFactory, *, cap: int, staleness: float) -> None:
+        self._app_factory = app_factory
+        self.cap = cap
+        self.staleness = staleness
+        self.sessions: dict[str, Session] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._warned = -WARN_EVERY
+        self.refused = 0
+
+    def warn_full(self) -> None:
+        """A new session was refused: log it, at most once a minute."""
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning("meek: %d sessions (the cap): refusing new ones with 500", self.cap)
+
+    def get(self, sid: str, peer: Callable[[], tuple[str, int] | None]) -> Session | None:
+        """The session for ``sid``, created if new; ``None`` when the table is full."""
+        session = self.sessions.get(sid)
+        if session is None or session.ended:
+            if len(self.sessions) >= self.cap:
+                self.reap()
+                if len(self.sessions) >= self.cap:
+                    return None
+            session = Session(sid, peer(), self._app_factory)
+            self.sessions[sid] = session
+            self._start_reaper()
+        session.last_seen = time.monotonic()
+        return session
+
+    def delete(self, session: Session, exc: Exception | None = None) -> None:
+        if self.sessions.get(session.sid) is session:
+            del self.sessions[session.sid]
+        session.end(exc)
+
+    def reap(self) -> int:
+        """End every session idle longer than the staleness; returns how many."""
+        cutoff = time.monotonic() - self.staleness
+        stale = [s for s in self.sessions.values() if s.last_seen < cutoff]
+        for session in stale:
+            self.delete(session)
+        return len(stale)
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.ensure_future(self._reap_loop())
+
+    async def _reap_loop(self) -> None:
+        while self.sessions:
+            await asyncio.sleep(self.staleness / 2)
+            self.reap()
+
+    def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for session in list(self.sessions.values()):
+            self.delete(session)

@@ -1,0 +1,194 @@
+"""meek's wire, sans-IO: the request a client sends, the responses a server gives, the poll schedule.
+
+Facts from ``meek-wire-notes.md``: section 1.3 (request bytes), 1.5 (poll schedule) and 2.2 (the
+server's exact answers, as Go's net/http writes them for meek-server v0.38.0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Sequence
+from email.utils import formatdate
+
+import h11
+
+from .options import MeekUrl
+
+MAX_PAYLOAD = 0x10000
+"""Bytes in one request or response body (both directions)."""
+MAX_REQUEST_BODY = MAX_PAYLOAD + 1
+"""meek-server's ``MaxBytesReader`` limit: more than this ends the session."""
+CHUNKING_THRESHOLD = 2048
+"""Go's ``bufferBeforeChunkingSize``: longer response bodies are sent chunked."""
+MIN_SESSION_ID = 8
+TURNAROUND = 0.010
+INIT_POLL = 0.100
+POLL_MULTIPLIER = 1.5
+MAX_POLL = 5.0
+
+ROOT_BODY = "I\u2019m just a happy little web server.\n".encode()
+NOT_FOUND_BODY = b"404 page not found\n"
+BAD_REQUEST_BODY = b"Bad request.\n"
+INTERNAL_ERROR_BODY = b"Internal server error.\n"
+TEXT_PLAIN = b"text/plain; charset=utf-8"
+OCTET_STREAM = b"application/octet-stream"
+REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 500: b"Internal Server Error"}
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def new_session_id(rng: Callable[[int], bytes]) -> str:
+    """meek_lite's id: SHA-256 of 64 random bytes, first 16 bytes, lowercase hex (32 chars)."""
+    return hashlib.sha256(rng(64)).digest()[:16].hex()
+
+
+def next_poll_interval(interval: float, sent: bool, received: bool) -> float:
+    """The wait before the next request (section 1.5): 0 after data, else 100 ms growing x1.5 to 5 s."""
+    if received or sent:
+        return 0.0
+    if interval == 0.0:
+        return INIT_POLL
+    return min(interval * POLL_MULTIPLIER, MAX_POLL)
+
+
+def request(url: MeekUrl, session_id: str, body_length: int) -> h11.Request:
+    """The POST of section 1.3, header for header as obfs4proxy 0.0.14 sends it."""
+    return h11.Request(
+        method=b"POST",
+        target=url.target.encode(),
+        headers=[
+            (b"Host", url.host_header.encode()),
+            (b"Content-Length", str(body_length).encode()),
+            (b"X-Session-Id", session_id.encode()),
+            (b"Accept-Encoding", b"gzip"),
+        ],
+    )
+
+
+_date_cache: list[tuple[int, bytes]] = [(-1, b"")]
+
+
+def http_date(now: float) -> bytes:
+    """``Date:`` as Go writes it (RFC 7231 IMF-fixdate); computed once a second."""
+    second = int(now)
+    cached = _date_cache[0]
+    if cached[0] != second:
+        cached = _date_cache[0] = (second, formatdate(second, usegmt=True).encode())
+    return cached[1]
+
+
+def _response(status: int, headers: Headers) -> h11.Response:
+    return h11.Response(status_code=status, reason=REASONS[status], headers=headers)
+
+
+def text_reply(status: int, body: bytes, date: bytes, *, nosniff: bool = True) -> tuple[h11.Response, bytes]:
+    """Go's ``http.Error`` (and meek-server's root page when ``nosniff`` is false)."""
+    headers: Headers = [(b"Content-Type", TEXT_PLAIN)]
+    if nosniff:
+        headers.append((b"X-Content-Type-Options", b"nosniff"))
+    headers += [(b"Date", date), (b"Content-Length", str(len(body)).encode())]
+    return _response(status, headers), body
+
+
+def data_reply(payload: bytes, date: bytes) -> h11.Response:
+    """A 200 carrying upstream bytes: Content-Length up to 2048 bytes, chunked above."""
+    headers: Headers = [(b"Content-Type", OCTET_STREAM), (b"Date", date)]
+    if len(payload) > CHUNKING_THRESHOLD:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    else:
+        headers.append((b"Content-Length", str(len(payload)).encode()))
+    return _response(200, headers)
+
+
+def too_large_reply(date: bytes) -> h11.Response:
+    """What Go sends after ``MaxBytesReader`` tripped and the handler wrote nothing."""
+    return _response(200, [(b"Date", date), (b"Content-Length", b"0"), (b"Connection", b"close")])
+
+
+def canned_error(status: int) -> bytes:
+    """Go's answer to a request it cannot parse (written raw; the connection then closes)."""
+    reasons = {
+        400: "Bad Request",
+        413: "Request Entity Too Large",
+        431: "Request Header Fields Too Large",
+        501: "Not Implemented",
+    }
+    text = f"{status} {reasons.get(status, 'Bad Request')}" if status in reasons else "400 Bad Request"
+    return (f"HTTP/1.1 {text}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{text}").encode()
+
+
+def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower case) in h11's normalized headers."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def clean_path(target: bytes) -> str:
+    """``path.Clean`` of the request target's path (the query is ignored)."""
+    path = target.split(b"?", 1)[0].decode("latin-1")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def user_ip(headers: Sequence[tuple[bytes, bytes]], peer_ip: str | None) -> str | None:
+    """meek-server's USERADDR IP: ``Meek-IP``, else the first ``X-Forwarded-For`` entry, else the
+    TCP peer.  A header value that is not an IP gives ``None`` (USERADDR is then left out)."""
+    value = header(headers, b"meek-ip")
+    if value is None:
+        value = header(headers, b"x-forwarded-for")
+    if value is None:
+        return peer_ip
+    text = value.decode("latin-1").split(",", 1)[0].strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+MAX_TRIES = 10
+RETRY_BASE = 0.1
+RETRY_MAX = 2.0
+SUCCESS, ENDED, GIVE_UP = "success", "ended", "give-up"
+
+
+class RetryPolicy:
+    """What the client does after each attempt at one POST (sans-IO; section 1.6-1.7, improved).
+
+    * a transport failure on a reused keep-alive connection before any response byte (the
+      keep-alive trap) is sent again at once on a fresh connection, once;
+    * 200 is success; 500 is meek-server's "session over" (retrying would open a new upstream);
+    * any other status is retried after 0.1 s doubling to 2 s, at most 10 answers in all.
+    """
+
+    def __init__(self) -> None:
+        self.resent = False
+        self.answers = 0
+
+    def resend_after_failure(self, reused: bool, answered: bool) -> bool:
+        """After a broken exchange: resend now (True) or give up (False)."""
+        if reused and not answered and not self.resent:
+            self.resent = True
+            return True
+        return False
+
+    def after_status(self, status: int) -> str | float:
+        """SUCCESS, ENDED, GIVE_UP, or the seconds to wait before sending the same body again."""
+        if status == 200:
+            return SUCCESS
+        if status == 500:
+            return ENDED
+        self.answers += 1
+        if self.answers >= MAX_TRIES:
+            return GIVE_UP
+        return min(RETRY_BASE * (1 << (self.answers - 1)), RETRY_MAX)

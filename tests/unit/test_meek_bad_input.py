@@ -1,0 +1,129 @@
+"""Bad input to our meek server (issue 10, section 6): each case answers or closes as Go's
+net/http would, and another session on the same server keeps working."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ptdispatch.transports.meek import Tuning
+from tests.unit._meek_raw import Upstream, Upstreams, exchange, meek_server, post, read_response
+
+pytestmark = pytest.mark.timeout(60)
+
+GOOD = "a-session-that-keeps-working"
+CANNED_400 = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+)
+
+
+def echo(up: Upstream, data: bytes) -> None:
+    assert up.transport is not None
+    up.transport.write(data)
+
+
+async def still_serving(port: int) -> None:
+    got = await exchange(port, post(GOOD, b"ping"))
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\nping"), got
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64),  # a TLS ClientHello on the plain listener
+    ],
+)
+async def test_malformed_requests_get_a_canned_400_and_close(raw: bytes) -> None:
+    async with meek_server(Upstreams(on_data=echo)) as (port, _):
+        await still_serving(port)
+        got = await exchange(port, raw, read_until_close=True)
+        assert got == CANNED_400
+        await still_serving(port)
+
+
+async def test_unknown_transfer_encoding_is_501() -> None:
+    async with meek_server(Upstreams(on_data=echo)) as (port, _):
+        raw = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nX-Session-Id: 123456789\r\n\r\n"
+        got = await exchange(port, raw, read_until_close=True)
+        assert got.startswith(b"HTTP/1.1 501 Not Implemented\r\n")
+        await still_serving(port)
+
+
+async def test_headers_over_16_kib_are_431() -> None:
+    async with meek_server(Upstreams(on_data=echo)) as (port, _):
+        raw = b"POST / HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 17_000 + b"\r\n\r\n"
+        got = await exchange(port, raw, read_until_close=True)
+        assert got.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        await still_serving(port)
+
+
+async def test_slow_client_is_closed_after_the_read_timeout() -> None:
+    async with meek_server(Upstreams(on_data=echo), Tuning(read_timeout=0.3)) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nX-Sess")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without an answer, as Go does
+        assert 0.25 <= loop.time() - started <= 2.0
+        writer.close()
+        await still_serving(port)
+
+
+async def test_idle_keep_alive_connection_is_closed_after_the_read_timeout() -> None:
+    async with meek_server(Upstreams(on_data=echo), Tuning(read_timeout=0.3)) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(GOOD))
+        await read_response(reader)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_ten_thousand_session_ids_in_a_burst() -> None:
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups, Tuning(session_cap=200)) as (port, server):
+        await still_serving(port)
+        statuses: dict[int, int] = {}
+
+        async def burst(worker: int) -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"".join(post(f"burst-{worker:03d}-{i:05d}") for i in range(250)))  # pipelined
+            for _ in range(250):
+                got = await read_response(reader, timeout=30)
+                status = int(got[9:12])
+                statuses[status] = statuses.get(status, 0) + 1
+            writer.close()
+
+        await asyncio.gather(*(burst(w) for w in range(40)))
+        table = server.tables[0]
+        assert statuses == {200: 199, 500: 9801}, statuses
+        assert len(table.sessions) <= 200
+        await still_serving(port)  # an existing session is never refused
+        table.staleness = 0.2
+        await asyncio.sleep(0.3)
+        assert table.reap() >= 199  # idle expiry frees the table
+        got = await exchange(port, post("a-fresh-session-id"))
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert len(table.sessions) <= 2
+
+
+async def test_upstream_reset_is_500_for_that_session_only() -> None:
+    def reset(up: Upstream, data: bytes) -> None:
+        assert up.transport is not None
+        if data == b"die":
+            up.transport.abort()
+        else:
+            up.transport.write(data)
+
+    async with meek_server(Upstreams(on_data=reset)) as (port, _):
+        await still_serving(port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post("doomed-session", b"die"))
+        first = await read_response(reader)
+        writer.close()
+        assert first.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        await still_serving(port)

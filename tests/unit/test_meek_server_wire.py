@@ -1,0 +1,246 @@
+"""Every row of the wire notes' section 2.2: our server's exact response bytes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ptdispatch.transports.meek import Tuning
+from tests.unit._meek_raw import Upstream, Upstreams, exchange, meek_server, post, read_response, undated
+
+pytestmark = pytest.mark.timeout(30)
+
+SID = "0d4675ea70ecec374dfb04c621d8db05"
+ROOT = "I\u2019m just a happy little web server.\n".encode()
+TEXT = b"Content-Type: text/plain; charset=utf-8\r\n"
+NOSNIFF = b"X-Content-Type-Options: nosniff\r\n"
+OCTET = b"Content-Type: application/octet-stream\r\n"
+
+
+def echo(up: Upstream, data: bytes) -> None:
+    assert up.transport is not None
+    up.transport.write(data)
+
+
+@pytest.mark.parametrize("target", [b"/", b"/?q=1", b"//./", b"/a/.."])
+async def test_get_root(target: bytes) -> None:
+    async with meek_server(Upstreams()) as (port, _):
+        got = await exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(ROOT) == 38
+    assert undated(got) == b"HTTP/1.1 200 OK\r\n" + TEXT + b"Date: X\r\nContent-Length: 38\r\n\r\n" + ROOT
+
+
+async def test_get_other_path_is_404() -> None:
+    async with meek_server(Upstreams()) as (port, _):
+        got = await exchange(port, b"GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    body = b"404 page not found\n"
+    assert (
+        undated(got) == b"HTTP/1.1 404 Not Found\r\n" + TEXT + NOSNIFF + b"Date: X\r\nContent-Length: 19\r\n\r\n" + body
+    )
+
+
+@pytest.mark.parametrize("method", [b"PUT", b"OPTIONS", b"DELETE"])
+async def test_other_methods_are_400(method: bytes) -> None:
+    async with meek_server(Upstreams()) as (port, _):
+        got = await exchange(port, method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    head = b"HTTP/1.1 400 Bad Request\r\n" + TEXT + NOSNIFF + b"Date: X\r\nContent-Length: 13\r\n\r\n"
+    assert undated(got) == head + b"Bad request.\n"
+
+
+async def test_head_is_400_without_body() -> None:
+    async with meek_server(Upstreams()) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        second = await read_response(reader)
+        writer.close()
+    assert undated(head) == b"HTTP/1.1 400 Bad Request\r\n" + TEXT + NOSNIFF + b"Date: X\r\nContent-Length: 13\r\n\r\n"
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n")  # no body bytes sat between the two
+
+
+@pytest.mark.parametrize("extra", [b"", b"X-Session-Id: 1234567\r\n"])
+async def test_post_without_a_usable_session_id_is_400(extra: bytes) -> None:
+    ups = Upstreams()
+    async with meek_server(ups) as (port, _):
+        raw = b"POST /any HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n" + extra + b"\r\nabc"
+        got = await exchange(port, raw)
+    assert undated(got).startswith(b"HTTP/1.1 400 Bad Request\r\n" + TEXT + NOSNIFF)
+    assert got.endswith(b"\r\n\r\nBad request.\n")
+    assert ups.all == []
+
+
+async def test_post_empty_poll_is_empty_200() -> None:
+    ups = Upstreams()
+    async with meek_server(ups) as (port, _):
+        got = await exchange(port, post(SID, path="/any/path?q=1"))
+        assert len(ups.all) == 1 and not ups.all[0].lost
+    assert undated(got) == b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize("n", [1, 2048])
+async def test_post_small_answer_has_content_length(n: int) -> None:
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups) as (port, _):
+        got = await exchange(port, post(SID, b"x" * n))
+    head = b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nContent-Length: " + str(n).encode() + b"\r\n\r\n"
+    assert undated(got) == head + b"x" * n
+
+
+@pytest.mark.parametrize("n", [2049, 65536])
+async def test_post_large_answer_is_chunked(n: int) -> None:
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups) as (port, _):
+        got = await exchange(port, post(SID, b"y" * n))
+    head = b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert undated(got) == head + f"{n:x}\r\n".encode() + b"y" * n + b"\r\n0\r\n\r\n"
+
+
+async def test_answer_is_at_most_64_kib_per_response() -> None:
+    def burst(up: Upstream, data: bytes) -> None:
+        assert up.transport is not None
+        up.transport.write(b"z" * 100_000)
+
+    ups = Upstreams(on_data=burst)
+    async with meek_server(ups) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(SID, b"go"))
+        first = await read_response(reader)
+        writer.write(post(SID))
+        second = await read_response(reader)
+        writer.close()
+    assert b"\r\n10000\r\n" in first
+    assert b"\r\n86a0\r\n" in second  # 34464 = 100000 - 65536
+
+
+async def test_new_session_whose_dial_fails_is_500() -> None:
+    def failing_dial(up: Upstream) -> None:
+        assert up.transport is not None
+        up.transport.pause_reading()  # as DialOnAccept does while it dials
+        asyncio.get_running_loop().call_later(0.05, up.transport.close)
+
+    ups = Upstreams(on_made=failing_dial)
+    async with meek_server(ups) as (port, _):
+        got = await exchange(port, post(SID, b"hello"))
+        assert ups.all[0].lost
+    head = b"HTTP/1.1 500 Internal Server Error\r\n" + TEXT + NOSNIFF + b"Date: X\r\nContent-Length: 23\r\n\r\n"
+    assert undated(got) == head + b"Internal server error.\n"
+    assert ups.all[0].lost
+
+
+async def test_upstream_end_is_500_after_the_data_and_deletes_the_session() -> None:
+    def answer_and_close(up: Upstream, data: bytes) -> None:
+        assert up.transport is not None
+        up.transport.write(b"bye")
+        up.transport.close()
+
+    ups = Upstreams(on_data=answer_and_close)
+    async with meek_server(ups) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(SID, b"hi"))
+        first = await read_response(reader)
+        writer.write(post(SID))
+        second = await read_response(reader)
+        writer.write(post(SID))  # the id is forgotten: a new upstream connection
+        third = await read_response(reader)
+        writer.close()
+        assert ups.all[0].lost and not ups.all[1].lost
+    assert first.endswith(b"\r\n\r\nbye")
+    assert undated(second).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert third.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert len(ups.all) == 2 and ups.all[0].lost
+
+
+async def test_body_over_65537_bytes_closes_the_session() -> None:
+    ups = Upstreams()
+    async with meek_server(ups) as (port, _):
+        got = await exchange(port, post(SID, b"q" * 70_000), read_until_close=True)
+        assert ups.all[0].lost
+    assert undated(got) == b"HTTP/1.1 200 OK\r\nDate: X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    assert bytes(ups.all[0].received) == b"q" * 65537
+    assert ups.all[0].lost
+
+
+async def test_body_of_65537_bytes_is_accepted() -> None:
+    ups = Upstreams()
+    async with meek_server(ups) as (port, _):
+        got = await exchange(port, post(SID, b"q" * 65537))
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection" not in got
+    assert len(ups.all[0].received) == 65537
+
+
+async def test_chunked_request_body_is_accepted() -> None:
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups) as (port, _):
+        raw = (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Session-Id: " + SID.encode() + b"\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
+        got = await exchange(port, raw)
+    assert got.endswith(b"Content-Length: 5\r\n\r\nabcde")
+
+
+async def test_keep_alive_and_client_close() -> None:
+    async with meek_server(Upstreams()) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(SID) + post(SID, extra=b"Connection: close\r\n"))
+        first = await read_response(reader)
+        rest = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert b"Connection" not in first
+    assert (
+        undated(rest) == b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (b"X-Forwarded-For: 203.0.113.5, 10.0.0.1\r\n", ("203.0.113.5", 1)),
+        (b"X-Forwarded-For: 203.0.113.5\r\nMeek-IP: 2001:db8::1\r\n", ("2001:db8::1", 1)),
+        (b"X-Forwarded-For: not-an-ip\r\n", None),
+        (b"", ("127.0.0.1", 1)),
+    ],
+)
+async def test_useraddr(headers: bytes, expected: tuple[str, int] | None) -> None:
+    ups = Upstreams()
+    async with meek_server(ups) as (port, _):
+        await exchange(port, post(SID, extra=headers))
+    assert ups.all[0].transport is not None
+    assert ups.all[0].transport.get_extra_info("peername") == expected
+
+
+async def test_idle_sessions_expire() -> None:
+    ups = Upstreams()
+    async with meek_server(ups, Tuning(staleness=0.2)) as (port, server):
+        await exchange(port, post(SID))
+        await asyncio.sleep(0.5)
+        assert ups.all[0].lost
+        assert server.tables[0].sessions == {}
+
+
+def test_default_limits_are_meek_servers() -> None:
+    tuning = Tuning()
+    assert (tuning.staleness, tuning.read_timeout, tuning.turnaround) == (120.0, 20.0, 0.010)
+
+
+async def test_expect_100_continue() -> None:
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(post(SID, extra=b"Expect: 100-continue\r\n").replace(b"Content-Length: 0", b"Content-Length: 2"))
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"ok")
+        got = await read_response(reader)
+        writer.close()
+    assert got.endswith(b"Content-Length: 2\r\n\r\nok")
+
+
+async def test_http10_client_gets_no_chunking_and_a_close() -> None:
+    # nginx's proxy_pass speaks HTTP/1.0 by default. (h11 adds Connection: close; Go would not.)
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups) as (port, _):
+        raw = post(SID, b"w" * 5000).replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1)
+        got = await exchange(port, raw, read_until_close=True)
+    head = b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nConnection: close\r\n\r\n"
+    assert undated(got) == head + b"w" * 5000
