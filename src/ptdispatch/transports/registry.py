@@ -14,6 +14,8 @@ _MODULES: dict[str, str] = {
     "obfs2": "ptdispatch.transports.obfs2",
     "obfs3": "ptdispatch.transports.obfs3",
     "shadow": "ptdispatch.transports.shadow",
+    "starbridge": "ptdispatch.transports.starbridge",
+    "replicant": "ptdispatch.transports.replicant",
 }
 
 
