@@ -49,6 +49,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if any(a in ("-h", "-help", "--help") for a in argv):
         sys.stderr.write(USAGE)
         return EX_OK
+    from . import genconfig
+
+    if genconfig.wanted(argv):
+        return genconfig.main(argv)
     if not argv and "TOR_PT_MANAGED_TRANSPORT_VER" in environ:
         from .ipc import env as pt1
 
