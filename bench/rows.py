@@ -143,6 +143,23 @@ def _shadow(client_impl: str, server_impl: str) -> Callable[[Path, Side, list[Si
     return setup
 
 
+def _ptd_pair(
+    transport: str, server_options: dict[str, str], client_options: dict[str, str] | None = None
+) -> Callable[[Path, Side, list[Side]], Pair]:
+    """A ptd/ptd pair whose client takes ``client_options`` + the server's ARGS + serverAddress
+    (Operator's transports publish their key; Shadowsocks needs the password on both sides)."""
+
+    def setup(workdir: Path, target: Side, started: list[Side]) -> Pair:
+        server = peers.ptd_server(transport, target.port, workdir, server_options)
+        started.append(server)
+        options = {**(client_options or {}), **server.args, "serverAddress": f"{server.host}:{server.port}"}
+        client = peers.ptd_client(transport, "socks5", options, workdir)
+        started.append(client)
+        return Pair(Entry(client.host, client.port, Socks((target.host, target.port))), [client], [server])
+
+    return setup
+
+
 def _floor(workdir: Path, target: Side, started: list[Side]) -> Pair:
     server = peers.floor("server", target.port, workdir)
     started.append(server)
@@ -188,6 +205,10 @@ def all_rows() -> list[Row]:
     for c, s in _pairs("ss"):
         rows.append(Row(f"shadow {c}/{s}", _shadow(c, s), _binaries(c, s), "shadow" if "ptd" in (c, s) else None))
     rows.append(Row("shadow floor/floor", _floor))
+    aes = {"password": peers.SS_PASSWORD, "cipherName": "aes-256-gcm"}
+    rows.append(Row("shadow-aes256gcm ptd/ptd", _ptd_pair("shadow", aes, aes), transport="shadow"))
+    rows.append(Row("shadow-darkstar ptd/ptd", _ptd_pair("shadow", {"cipherName": "DarkStar"}), transport="shadow"))
+    rows.append(Row("Starbridge ptd/ptd", _ptd_pair("Starbridge", {}), transport="starbridge"))
     return rows
 
 
