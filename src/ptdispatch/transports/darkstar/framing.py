@@ -48,7 +48,7 @@ class FrameSealer:
             if counter >= _COUNTER_LIMIT:
                 raise OverflowError("DarkStar nonce counter exhausted")
             out.append(encrypt(_PREFIX + counter.to_bytes(8, "big"), len(chunk).to_bytes(2, "big"), None))
-            out.append(encrypt(_PREFIX + (counter + 1).to_bytes(8, "big"), bytes(chunk), None))
+            out.append(encrypt(_PREFIX + (counter + 1).to_bytes(8, "big"), chunk, None))
             counter += 2
         self._counter = counter
         return b"".join(out)
@@ -74,28 +74,29 @@ class FrameOpener:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> bytes:
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+        view = memoryview(data)
         out: list[bytes] = []
         pos = 0
-        size = len(buffer)
+        size = len(data)
         while True:
             if not self._need:
                 if size - pos < HEADER:
                     break
-                length = int.from_bytes(self._open(bytes(buffer[pos : pos + HEADER])), "big")
+                self._need = int.from_bytes(self._open(view[pos : pos + HEADER]), "big") + TAG
                 pos += HEADER
-                self._need = length + TAG
             need = self._need
             if size - pos < need:
                 break
-            out.append(self._open(bytes(buffer[pos : pos + need])))
+            out.append(self._open(view[pos : pos + need]))
             pos += need
             self._need = 0
-        del buffer[:pos]
+        self._buffer = bytearray(view[pos:]) if pos < size else bytearray()
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _open(self, sealed: bytes) -> bytes:
+    def _open(self, sealed: memoryview) -> bytes:
         counter = self._counter
         if counter >= _COUNTER_LIMIT:
             raise RemoteProtocolError("DarkStar nonce counter exhausted")
