@@ -87,28 +87,36 @@ class FrameOpener:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> bytes:
-        if self._buffer:
-            self._buffer += data
-            data = bytes(self._buffer)
         view = memoryview(data)
-        size = len(data)
-        out = scratch(size)
+        size = len(view)
+        partial = self._buffer
+        out = scratch(size + len(partial))
         pos = written = 0
-        while True:
-            if not self._need:
-                if size - pos < HEADER:
-                    break
-                self._need = int.from_bytes(self._open_header(view[pos : pos + HEADER]), "big") + TAG
-                pos += HEADER
-            need = self._need
-            if size - pos < need:
-                break
-            self._open_payload(view[pos : pos + need], out[written : written + need - TAG])
-            written += need - TAG
-            pos += need
-            self._need = 0
-        self._buffer = bytearray(view[pos:]) if pos < size else bytearray()
+        if partial:  # complete the unit (header or payload) begun in an earlier call
+            pos = (self._need or HEADER) - len(partial)
+            partial += view[:pos]
+            if len(partial) < (self._need or HEADER):
+                return b""
+            self._buffer = bytearray()
+            written = self._unit(memoryview(bytes(partial)), out, 0)
+        unit = self._unit
+        while size - pos >= (self._need or HEADER):
+            start = pos
+            pos += self._need or HEADER
+            written = unit(view[start:pos], out, written)
+        if pos < size:
+            self._buffer = bytearray(view[pos:])
         return bytes(out[:written]) if written else b""
+
+    def _unit(self, sealed: memoryview, out: memoryview, written: int) -> int:
+        """Open one complete header or payload; return the new output size."""
+        if not self._need:
+            self._need = int.from_bytes(self._open_header(sealed), "big") + TAG
+            return written
+        size = self._need - TAG
+        self._open_payload(sealed, out[written : written + size])
+        self._need = 0
+        return written + size
 
     def _next_nonce(self) -> bytes:
         counter = self._counter
