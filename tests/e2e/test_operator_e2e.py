@@ -119,7 +119,15 @@ async def test_wrong_key_client_fails_and_others_work(tmp_path: Path) -> None:
         wrong = {**good, "serverPublicKey": other.smethod_args("shadow")["serverPublicKey"]}
         async with (
             running("-transport", "shadow", "-options", json.dumps(good), "-state", str(tmp_path / "c1")) as c1,
-            running("-transport", "shadow", "-options", json.dumps(wrong), "-state", str(tmp_path / "c2")) as c2,
+            running(
+                "-transport",
+                "shadow",
+                "-options",
+                json.dumps(wrong),
+                "-state",
+                str(tmp_path / "c2"),
+                env={"PTDISPATCH_SHUTDOWN_GRACE": "0.5"},
+            ) as c2,  # fmt: skip
         ):
             # the server stays silent (as to a prober), so the client only sees its own timeout
             with pytest.raises((ProxyError, ProxyTimeoutError)):
