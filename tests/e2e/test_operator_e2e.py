@@ -127,7 +127,7 @@ async def test_wrong_key_client_fails_and_others_work(tmp_path: Path) -> None:
                 "-state",
                 str(tmp_path / "c2"),
                 env={"PTDISPATCH_SHUTDOWN_GRACE": "0.5"},
-            ) as c2,  # fmt: skip
+            ) as c2,
         ):
             # the server stays silent (as to a prober), so the client only sees its own timeout
             with pytest.raises((ProxyError, ProxyTimeoutError)):
