@@ -140,6 +140,32 @@ def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
                 "ms",
             )
         )
+    out += _operator_goals(by)
+    return out
+
+
+def _operator_goals(by: Mapping[str, Result]) -> list[dict[str, Any]]:
+    """DarkStar rows against our Shadowsocks AES-256-GCM (throughput) and obfs4 (server setups)."""
+    out = []
+    for row in ("shadow-darkstar ptd/ptd", "Starbridge ptd/ptd"):
+        name = row.split()[0]
+        out.append(
+            _at_least(
+                f"{name} MiB/CPU-s >= 0.9x our Shadowsocks AES-256-GCM's",
+                _get(by, row, "mib_cpu_s"),
+                _get(by, "shadow-aes256gcm ptd/ptd", "mib_cpu_s"),
+                "MiB/CPU-s",
+                0.9,
+            )
+        )
+        out.append(
+            _at_least(
+                f"{name} server connections/CPU-s >= our obfs4's",
+                _get(by, row, "hs_per_cpu_s"),
+                _get(by, "obfs4 ptd/ptd", "hs_per_cpu_s"),
+                "conn/CPU-s",
+            )
+        )
     return out
 
 

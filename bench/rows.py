@@ -173,6 +173,23 @@ def _meek(client_impl: str) -> Callable[[Path, Side, list[Side]], Pair]:
     return setup
 
 
+def _ptd_pair(
+    transport: str, server_options: dict[str, str], client_options: dict[str, str] | None = None
+) -> Callable[[Path, Side, list[Side]], Pair]:
+    """A ptd/ptd pair whose client takes ``client_options`` + the server's ARGS + serverAddress
+    (Operator's transports publish their key; Shadowsocks needs the password on both sides)."""
+
+    def setup(workdir: Path, target: Side, started: list[Side]) -> Pair:
+        server = peers.ptd_server(transport, target.port, workdir, server_options)
+        started.append(server)
+        options = {**(client_options or {}), **server.args, "serverAddress": f"{server.host}:{server.port}"}
+        client = peers.ptd_client(transport, "socks5", options, workdir)
+        started.append(client)
+        return Pair(Entry(client.host, client.port, Socks((target.host, target.port))), [client], [server])
+
+    return setup
+
+
 def _floor(workdir: Path, target: Side, started: list[Side]) -> Pair:
     server = peers.floor("server", target.port, workdir)
     started.append(server)
@@ -221,6 +238,10 @@ def all_rows() -> list[Row]:
     rows.append(Row("shadow floor/floor", _floor))
     rows.append(Row("meek ptd/ptd", _meek("ptd"), (), "meeklite"))
     rows.append(Row("meek o4p/ptd", _meek("o4p"), ("obfs4proxy",), "meeklite"))
+    aes = {"password": peers.SS_PASSWORD, "cipherName": "aes-256-gcm"}
+    rows.append(Row("shadow-aes256gcm ptd/ptd", _ptd_pair("shadow", aes, aes), transport="shadow"))
+    rows.append(Row("shadow-darkstar ptd/ptd", _ptd_pair("shadow", {"cipherName": "DarkStar"}), transport="shadow"))
+    rows.append(Row("Starbridge ptd/ptd", _ptd_pair("Starbridge", {}), transport="starbridge"))
     return rows
 
 

@@ -190,6 +190,8 @@ class Dispatcher:
         args = server.smethod_args()
         self.reporter.line("SMETHOD", name, where, *([format_smethod_args(args)] if args else []))
         self.log.info(f"{name}: server listener on {where}")
+        for note in getattr(server, "notes", ()):  # things a transport learned at bind time (DarkStar)
+            self.log.warn(f"{name}: {note}")
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:

@@ -41,6 +41,10 @@ def main(
         out.write(helptext.usage() if help_wanted else helptext.version())
         out.flush()
         return ExitCode.OK
+    from . import genconfig
+
+    if genconfig.wanted(argv):
+        return genconfig.main(argv)
     if not argv and "TOR_PT_MANAGED_TRANSPORT_VER" in environ:
         from .ipc import env as pt1
 

@@ -14,6 +14,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 64
     #: ``PROXY-ERROR``: the upstream proxy (-proxy, TOR_PT_PROXY) is malformed or unsupported.
     UNAVAILABLE = 69
+    #: ``-generateConfig`` could not write its files.
+    CANTCREAT = 73
     #: ``VERSION-ERROR``: no protocol version in common with the parent.
     CONFIG = 78
 
@@ -28,5 +30,6 @@ _MEANINGS = {
     ExitCode.INTERRUPTED: "a second SIGTERM or SIGINT during the graceful stop: left at once",
     ExitCode.USAGE: "ENV-ERROR: a bad or missing flag (or TOR_PT_* variable)",
     ExitCode.UNAVAILABLE: "PROXY-ERROR: the upstream proxy (-proxy, TOR_PT_PROXY) cannot be used",
+    ExitCode.CANTCREAT: "-generateConfig could not write its config files",
     ExitCode.CONFIG: "VERSION-ERROR: no protocol version in common with the parent",
 }

@@ -18,6 +18,8 @@ _MODULES: dict[str, str] = {
     "meeklite": "ptdispatch.transports.meek",
     "meek": "ptdispatch.transports.meek",  # tor's ServerTransportPlugin name
     "meek_lite": "ptdispatch.transports.meek",  # torrc Bridge lines' name
+    "starbridge": "ptdispatch.transports.starbridge",
+    "replicant": "ptdispatch.transports.replicant",
 }
 
 

@@ -17,6 +17,11 @@ Client only:
     own (transparent-TCP mode, or SOCKS without ``serverAddress``).  ``serverAddress`` is read by
     the dispatcher, not here; when it is used, the SOCKS CONNECT address is the destination.
 
+``cipherName: "DarkStar"`` (any letter case) selects DarkStar instead, Operator's current
+``shadow`` (see :mod:`ptdispatch.transports.darkstar.transport`): client ``serverAddress`` +
+``serverPublicKey``, server ``serverPrivateKey`` (or a generated key kept in the state directory)
++ ``serverAddress``; ``transport`` and ``bindAddress`` are accepted and ignored.
+
 The server reads the client's address header, exposes it as ``engine.requested_destination`` and
 forwards to its own target: it is not an open proxy.
 """
@@ -27,7 +32,16 @@ import os
 
 from ...errors import OptionsError
 from ...net.addr import Address, parse_hostport
-from ..base import EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext, TransportSpec
+from ..base import (
+    ClientTransport,
+    EngineClientTransport,
+    EngineServerTransport,
+    RawOptions,
+    Rng,
+    ServerContext,
+    ServerTransport,
+    TransportSpec,
+)
 from ..options import get_str
 from .ciphers import ALIASES, CIPHERS, decode_key, evp_bytes_to_key, lookup_cipher
 from .engine import ShadowClientEngine, ShadowConfig, ShadowServerEngine
@@ -117,7 +131,16 @@ class ShadowServer(EngineServerTransport):
         return ShadowServerEngine(self.config, self._rng, self.salts)
 
 
-def _client(raw: RawOptions) -> ShadowClient:
+def is_darkstar(raw: RawOptions) -> bool:
+    name = get_str(raw, NAME, "cipherName", "cipher", "method") or ""
+    return name.lower() == "darkstar"
+
+
+def _client(raw: RawOptions) -> ClientTransport:
+    if is_darkstar(raw):
+        from ..darkstar.transport import client_from
+
+        return client_from(raw, NAME, toned=False)
     config = parse_config(raw)
     target_text = get_str(raw, NAME, "target")
     target = None
@@ -129,8 +152,20 @@ def _client(raw: RawOptions) -> ShadowClient:
     return ShadowClient(config, target)
 
 
-def _server(raw: RawOptions, ctx: ServerContext) -> ShadowServer:
+def _server(raw: RawOptions, ctx: ServerContext) -> ServerTransport:
+    if is_darkstar(raw):
+        from ..darkstar.transport import server_from
+
+        return server_from(raw, ctx, NAME, toned=False, publish={"cipherName": "DarkStar"})
     return ShadowServer(parse_config(raw), rng=ctx.rng)
 
 
-SPEC = TransportSpec(name=NAME, client=_client, server=_server, carries_destination=True)
+_COMMON = frozenset({"cipherName", "cipher", "method", "password", "key", "transport", "bindAddress"})
+SPEC = TransportSpec(
+    name=NAME,
+    client=_client,
+    server=_server,
+    carries_destination=True,
+    client_keys=_COMMON | {"target", "serverPublicKey"},
+    server_keys=_COMMON | {"serverPrivateKey"},
+)

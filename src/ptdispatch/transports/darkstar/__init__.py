@@ -1,0 +1,1 @@
+"""DarkStar (Operator Foundation): the polish of shadow-DarkStar, Starbridge and Replicant."""

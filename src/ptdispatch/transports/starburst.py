@@ -1,0 +1,197 @@
+"""Starburst: the SMTP-looking toneburst in front of DarkStar (Starbridge, Replicant).
+
+We speak the Swift script (Starbridge ``5c0a1e7``, notes section 4.2), which is also what the
+newest Operator server stack runs::
+
+    S->C  220 mail.imc.org SMTP service ready
+    C->S  EHLO mail.imc.org
+    S->C  250-mail.imc.org offers a warm hug of welcome / 250-8BITMIME / 250-DSN / 250-STARTTLS
+    C->S  STARTTLS
+    S->C  220 Go ahead
+
+and listen leniently: any 220 banner, any ``EHLO`` domain, a 250 block whose last line is
+``250-STARTTLS`` (Swift) or ``250 STARTTLS`` (Go), input split anywhere.  A line may hold at most
+253 bytes and each listening step must complete within 10 s.  Then the DarkStar handshake runs on
+the same socket: :class:`TonedEngine` chains the two.
+
+Step deadlines: the Engine interface has one handshake timer, so :class:`TonedEngine` sets it to
+10 s per listening step (toneburst steps plus the DarkStar reply) and checks each step's own
+deadline whenever bytes arrive; a peer that stalls completely is cut by the overall timer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from ..errors import RemoteProtocolError
+from .base import Clock, Engine
+
+LINE_LIMIT = 253
+STEP_TIMEOUT = 10.0
+MAX_250_LINES = 16
+
+BANNER = b"220 mail.imc.org SMTP service ready\r\n"
+EHLO = b"EHLO mail.imc.org\r\n"
+WELCOME = b"250-mail.imc.org offers a warm hug of welcome\r\n250-8BITMIME\r\n250-DSN\r\n250-STARTTLS\r\n"
+STARTTLS = b"STARTTLS\r\n"
+GO_AHEAD = b"220 Go ahead\r\n"
+
+_EHLO = re.compile(rb"\AEHLO [\x21-\x7e]{1,240}\Z", re.IGNORECASE)
+_250 = re.compile(rb"\A250[- ]")
+_250_STARTTLS = re.compile(rb"\A250[- ]STARTTLS\Z", re.IGNORECASE)
+
+Listen = Callable[[bytes], bool]
+"""Takes one line (without CRLF); True when the step is complete, False for more lines; raises
+``ValueError`` on a mismatch."""
+
+
+def _expect(pattern: re.Pattern[bytes], what: str) -> Listen:
+    def listen(line: bytes) -> bool:
+        if not pattern.match(line):
+            raise ValueError(f"expected {what}, got {line[:40]!r}")
+        return True
+
+    return listen
+
+
+def _ehlo_block() -> Listen:
+    lines = 0
+
+    def listen(line: bytes) -> bool:
+        nonlocal lines
+        lines += 1
+        if not _250.match(line) or lines > MAX_250_LINES:
+            raise ValueError(f"expected a 250 reply line, got {line[:40]!r}")
+        return bool(_250_STARTTLS.match(line))
+
+    return listen
+
+
+def client_script() -> list[bytes | Listen]:
+    return [
+        _expect(re.compile(rb"\A220[ -]"), "a 220 banner"),
+        EHLO,
+        _ehlo_block(),
+        STARTTLS,
+        _expect(re.compile(rb"\A220"), "220 Go ahead"),
+    ]
+
+
+def server_script() -> list[bytes | Listen]:
+    return [
+        BANNER,
+        _expect(_EHLO, "EHLO <domain>"),
+        WELCOME,
+        _expect(re.compile(rb"\ASTARTTLS\Z", re.IGNORECASE), "STARTTLS"),
+        GO_AHEAD,
+    ]
+
+
+class Starburst:
+    """One side of the SMTP exchange, sans-IO.  Bytes after the last line belong to DarkStar."""
+
+    def __init__(self, script: list[bytes | Listen], *, clock: Clock = time.monotonic) -> None:
+        self._script = list(script)
+        self._clock = clock
+        self._buffer = b""
+        self._out: list[bytes] = []
+        self._deadline = 0.0
+        self.listen_steps = sum(1 for step in script if not isinstance(step, bytes))
+
+    @property
+    def done(self) -> bool:
+        return not self._script
+
+    def start(self) -> None:
+        self._speak()
+
+    def take(self) -> bytes:
+        out, self._out = self._out, []
+        return b"".join(out)
+
+    def feed(self, data: bytes) -> bytes:
+        """Consume ``data``; once :attr:`done`, return what follows the exchange.  A mismatch, an
+        over-long line or a late step raises ``ValueError``."""
+        self._buffer += data
+        while self._script:
+            if self._clock() > self._deadline:
+                raise ValueError(f"a toneburst step took more than {STEP_TIMEOUT:g} s")
+            end = self._buffer.find(b"\r\n", 0, LINE_LIMIT + 2)
+            if end < 0:
+                if len(self._buffer) > LINE_LIMIT:
+                    raise ValueError(f"a toneburst line is longer than {LINE_LIMIT} bytes")
+                return b""
+            line, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            listen = self._script[0]
+            assert not isinstance(listen, bytes)
+            if listen(line):
+                self._script.pop(0)
+                self._speak()
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+    def _speak(self) -> None:
+        while self._script and isinstance(self._script[0], bytes):
+            self._out.append(self._script.pop(0))  # type: ignore[arg-type]
+        self._deadline = self._clock() + STEP_TIMEOUT
+
+
+class TonedEngine(Engine):
+    """A toneburst, then ``inner`` (the DarkStar engine) on the same connection.
+
+    ``linger`` is what a failed toneburst gets (the server's prober treatment; 0 for a client).
+    """
+
+    paced = False
+
+    def __init__(self, tone: Starburst, inner: Engine, *, linger: float = 0.0) -> None:
+        self._tone = tone
+        self._inner = inner
+        self._linger = linger
+        self._inner_started = False
+        self.handshake_timeout = STEP_TIMEOUT * (tone.listen_steps + 1)
+
+    @property
+    def inner(self) -> Engine:
+        return self._inner
+
+    @property
+    def established(self) -> bool:
+        return self._inner_started and self._inner.established
+
+    @property
+    def timeout_linger(self) -> float:
+        return self._linger
+
+    def initiate(self) -> None:
+        self._tone.start()
+        self._maybe_start_inner()
+
+    def receive_data(self, data: bytes) -> bytes:
+        if self._inner_started:
+            return self._inner.receive_data(data)
+        try:
+            rest = self._tone.feed(data)
+        except ValueError as exc:
+            raise RemoteProtocolError(f"Starburst: {exc}", linger=self._linger) from None
+        if not self._maybe_start_inner() or not rest:
+            return b""
+        return self._inner.receive_data(rest)
+
+    def _maybe_start_inner(self) -> bool:
+        if self._tone.done and not self._inner_started:
+            self._inner_started = True
+            self._inner.initiate()
+        return self._inner_started
+
+    def send_data(self, data: bytes) -> None:
+        self._inner.send_data(data)
+
+    def data_to_send(self) -> bytes:
+        tone = self._tone.take()
+        if not self._inner_started:
+            return tone
+        inner = self._inner.data_to_send()
+        return tone + inner if tone else inner
