@@ -86,7 +86,7 @@ async def test_transparent_tcp(tmp_path: Path) -> None:
     echo, echo_port = await echo_server()
     try:
         async with meek_server(echo_port, tmp_path) as (_, url):
-            options = {"url": url, "serverAddress": "192.0.2.20:80"}  # serverAddress: required, unused by meek
+            options = {"url": url}  # the url names the server: no serverAddress needed
             async with meek_client(tmp_path / "c", "transparent-TCP", options) as listen:
                 reader, writer = await asyncio.open_connection(*listen)
                 try:
@@ -118,7 +118,7 @@ async def test_smethod_args_publish_url_and_front(tmp_path: Path) -> None:
 async def test_transparent_udp(tmp_path: Path) -> None:
     with udp_echo() as echo_port:
         async with meek_server(echo_port, tmp_path, "transparent-UDP") as (_, url):
-            options = {"url": url, "serverAddress": "192.0.2.20:80"}
+            options = {"url": url}
             async with meek_client(tmp_path / "c", "transparent-UDP", options) as address:
                 sock = source()
                 try:

@@ -90,7 +90,7 @@ class ClientMethod:
             server = self.server_address(merged)
         else:
             merged, server = self.options, self.default_server
-        if self.spec.names_servers:  # Optimizer: its options name the servers; ``server`` is unused
+        if self.spec.names_servers:  # Optimizer, meek: their options name the servers; ``server`` is unused
             return Route(self._client(per_connection, merged), server or requested or NO_SERVER, requested)
         destination = requested if server is not None else None
         if server is None:

@@ -229,7 +229,7 @@ class TransportSpec:
     #: are always allowed and need not be listed.
     client_keys: frozenset[str] | None = None
     server_keys: frozenset[str] | None = None
-    #: The client options name every server it dials (Optimizer: each child's own serverAddress).
+    #: The client options name every server it dials (Optimizer: each child's serverAddress; meek: its url).
     #: The dispatcher then needs no serverAddress, the ``address`` given to ``dial`` is not used,
     #: and the application's destination (the SOCKS CONNECT address) is always ``destination``.
     names_servers: bool = False

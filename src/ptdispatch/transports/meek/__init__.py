@@ -26,6 +26,7 @@ SPEC = TransportSpec(
     server=_server,
     client_keys=CLIENT_KEYS,
     server_keys=SERVER_KEYS,
+    names_servers=True,  # the url names the server: no serverAddress, and the CONNECT address is not a server
 )
 
 __all__ = ["SPEC", "ClientOptions", "MeekClient", "MeekServer", "ServerOptions", "Tuning"]
