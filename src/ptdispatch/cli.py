@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .extorport import read_cookie_file
 from .ipc.flags import ProxyConfigError, build_config, negotiate_version, tokenize
 from .ipc.reporter import Reporter
+from .launching import prepare
 from .net import malloc
 
 EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 69, 78
@@ -25,6 +26,8 @@ Pluggable Transports 3.0 dispatcher. Flags (single or double dash, "-flag value"
   -ptversion 3.0           versions the parent supports        -state DIR        state directory (default .)
   -exit-on-stdin-close     exit when stdin closes              -ipcLogLevel L    NONE ERROR WARN INFO DEBUG
   -unsafeLogging           LOG lines show client addresses (scrubbed by default)
+  -workers N|auto          N processes share each listener     -metrics IP:PORT  Prometheus text at /metrics
+  -replayStore redis://HOST:PORT/DB                            replay state shared by a fleet of servers
   -mode M                  socks5 transparent-TCP transparent-UDP STUN (default socks5)
   -options JSON | -optionsFile PATH                            transport options, flat or keyed by transport
 client: -proxylistenaddr IP:PORT (or -proxylistenhost/-proxylistenport)   -proxy socks5|socks4a|http://IP:PORT
@@ -84,6 +87,7 @@ def launch(
     try:
         config = build()
         check_environment(config, cookie_source=cookie_source, state_source=state_source)
+        prepared = prepare(config, reporter)  # -metrics, -workers, -replayStore
     except ProxyConfigError as exc:
         reporter.error("PROXY-ERROR", str(exc))
         return EX_UNAVAILABLE
@@ -94,7 +98,14 @@ def launch(
         announce()
     reporter.level = config.log_level
     malloc.tune()
-    return run_loop(run(config, reporter))
+    try:
+        if config.workers > 1:
+            from .workers import supervise
+
+            return supervise(config, reporter, prepared, run_loop)
+        return run_loop(run(config, reporter, prepared.setup))
+    finally:
+        prepared.close()
 
 
 def check_environment(config: Config, *, cookie_source: str, state_source: str) -> None:

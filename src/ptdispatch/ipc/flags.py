@@ -17,6 +17,7 @@ from ..config import Config, LogLevel, Mode, Role
 from ..errors import ConfigError
 from ..net.addr import Address, parse_hostport, parse_port
 from ..net.upstream import UpstreamProxy
+from ..scaling import extension_settings
 from ..transports import registry
 
 SUPPORTED_VERSIONS = ("3.0",)
@@ -24,10 +25,11 @@ SUPPORTED_VERSIONS = ("3.0",)
 VALUE_FLAGS = (
     "ptversion", "state", "ipcLogLevel", "transport", "transports", "options", "optionsFile", "mode",
     "proxylistenaddr", "proxylistenhost", "proxylistenport", "proxy", "bindaddr", "bindhost", "bindport",
-    "target", "targethost", "targetport", "extorport", "authcookie",
+    "target", "targethost", "targetport", "extorport", "authcookie", "workers", "metrics", "replayStore",
 )  # fmt: skip
 BOOL_FLAGS = ("client", "server", "exit-on-stdin-close", "unsafeLogging")
-"""``-unsafeLogging`` is ours (as obfs4proxy's): client addresses appear in LOG lines unscrubbed."""
+"""``-unsafeLogging`` is ours (as obfs4proxy's): client addresses appear in LOG lines unscrubbed.
+``-workers``, ``-metrics`` and ``-replayStore`` are ours too (:mod:`ptdispatch.scaling`)."""
 _CANONICAL = {name.lower(): name for name in (*VALUE_FLAGS, *BOOL_FLAGS)}
 _TRUE, _FALSE = ("1", "true", "t", "yes"), ("0", "false", "f", "no")
 
@@ -218,6 +220,8 @@ def build_config(flags: Mapping[str, str], *, cwd: Path | None = None) -> Config
         "exit_on_stdin_close": flags.get("exit-on-stdin-close") == "1",
         "log_addresses": flags.get("unsafeLogging") == "1",
     }
+    names = ("-workers", "-metrics", "-replayStore")
+    config.update(extension_settings(flags.get("workers"), flags.get("metrics"), flags.get("replayStore"), names))
     if role is Role.CLIENT:
         config["listen"] = _host_port(flags, "proxylistenaddr", "proxylistenhost", "proxylistenport", require_ip=True)
     else:

@@ -32,7 +32,7 @@ from ..options import get_str
 from .ciphers import ALIASES, CIPHERS, decode_key, evp_bytes_to_key, lookup_cipher
 from .engine import ShadowClientEngine, ShadowConfig, ShadowServerEngine
 from .header import encode_address
-from .replay import SaltFilter
+from .replay import SaltFilter, StoreSaltFilter
 
 NAME = "shadow"
 DEFAULT_CIPHER = "chacha20-ietf-poly1305"
@@ -128,7 +128,8 @@ def _client(raw: RawOptions) -> ShadowClient:
 
 
 def _server(raw: RawOptions, ctx: ServerContext) -> ShadowServer:
-    return ShadowServer(parse_config(raw), rng=ctx.rng)
+    salts = StoreSaltFilter(ctx.replay) if ctx.replay is not None else None
+    return ShadowServer(parse_config(raw), rng=ctx.rng, salts=salts)
 
 
 SPEC = TransportSpec(name=NAME, client=_client, server=_server, carries_destination=True)
