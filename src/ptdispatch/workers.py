@@ -171,6 +171,7 @@ class Supervisor:
         self.workers[pid] = worker
         self.selector.register(read_fd, selectors.EVENT_READ, worker)
         self._count_workers()
+        self.reporter.log(LogLevel.INFO, f"worker {index} started (pid {pid})")
         return worker
 
     def _worker(self, index: int, ports: dict[str, int], out_fd: int) -> int:

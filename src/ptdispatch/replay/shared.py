@@ -44,11 +44,16 @@ class SharedReplayStore:
         self._mask = buckets - 1
         self._mem = mmap.mmap(-1, buckets * BUCKET)
         self._secret = os.urandom(32)
-        self._lock = tempfile.TemporaryFile(prefix="ptdispatch-replay-")  # noqa: SIM115 - lives as long as we do
-        self._fd = self._lock.fileno()
+        fd, path = tempfile.mkstemp(prefix="ptdispatch-replay-")
+        os.unlink(path)  # only the descriptor is needed (and inherited)
+        self._fd = fd
         self._clock = clock
         self.evictions = 0
         self.memory_bytes = buckets * BUCKET
+
+    def close(self) -> None:
+        self._mem.close()
+        os.close(self._fd)
 
     def _locate(self, namespace: bytes, key: bytes) -> tuple[bytes, int]:
         digest = hashlib.blake2b(key, digest_size=DIGEST, key=self._secret, person=namespace[:16]).digest()

@@ -234,7 +234,7 @@ class ServerEngine(Obfs4Engine):
         except RemoteProtocolError as exc:
             self._failed = True
             self._hs_buf = b""
-            raise RemoteProtocolError(str(exc), linger=self.linger) from None
+            raise type(exc)(str(exc), linger=self.linger) from None  # keeps ReplayDetected apart
         if key_seed is None:
             self._hs_buf = buf
             return b""

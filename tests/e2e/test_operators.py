@@ -1,0 +1,204 @@
+"""-metrics, -workers and the shared replay store, through the real command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from ptdispatch import api
+from tests.peers.dispatcher import Dispatcher, run_once, running
+from tests.peers.managed import echo_server
+from tests.peers.scrape import free_port, scrape, value
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def obfs4_server(tmp: Path, target: int, *extra: str):  # type: ignore[no-untyped-def]
+    return running(
+        "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0", "-target", f"127.0.0.1:{target}",
+        "-state", str(tmp / "state"), "-ipcLogLevel", "INFO", *extra,
+    )  # fmt: skip
+
+
+async def obfs4_roundtrip(server: Dispatcher, size: int = 20_000) -> None:
+    reader, writer = await api.open_connection("obfs4", server.method("SMETHOD", "obfs4"), server.smethod_args("obfs4"))
+    blob = os.urandom(size)
+    writer.write(blob)
+    assert await asyncio.wait_for(reader.readexactly(size), 20) == blob
+    writer.close()
+
+
+def client_hello(server: Dispatcher) -> bytes:
+    """One obfs4 client handshake, as bytes to send (and to replay)."""
+    engine = api.client_transport("obfs4", server.smethod_args("obfs4")).new_engine(None)  # type: ignore[attr-defined]
+    engine.initiate()
+    return bytes(engine.data_to_send())
+
+
+async def send_raw(address: tuple[str, int], data: bytes, wait: float = 1.0) -> bytes:
+    """Send ``data`` on a fresh connection and return what comes back within ``wait`` seconds."""
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(data)
+    got = b""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        got = await asyncio.wait_for(reader.read(65536), wait)
+    writer.transport.abort()
+    return got
+
+
+async def test_metrics_single_process(tmp_path: Path) -> None:
+    echo, eport = await echo_server()
+    mport = free_port()
+    async with obfs4_server(tmp_path, eport, "-metrics", f"127.0.0.1:{mport}") as server:
+        for _ in range(3):
+            await obfs4_roundtrip(server)
+        await send_raw(server.method("SMETHOD", "obfs4"), os.urandom(9000), wait=0.3)  # a probe
+        hello = client_hello(server)
+        assert await send_raw(server.method("SMETHOD", "obfs4"), hello)
+        assert not await send_raw(server.method("SMETHOD", "obfs4"), hello, wait=0.3)  # the replay
+        await asyncio.sleep(0.3)
+        samples = await scrape(mport)
+    echo.close()
+    assert value(samples, "ptdispatch_connections_opened_total", transport="obfs4", role="server") == 4
+    assert value(samples, "ptdispatch_connections_closed_total", transport="obfs4", role="server") == 4
+    assert value(samples, "ptdispatch_data_bytes_total", transport="obfs4", dir="upstream") == 60_000
+    assert value(samples, "ptdispatch_data_bytes_total", transport="obfs4", dir="downstream") == 60_000
+    assert value(samples, "ptdispatch_handshake_failures_total", reason="probe") == 1
+    assert value(samples, "ptdispatch_handshake_failures_total", reason="replay") == 1
+    assert value(samples, "ptdispatch_handshake_duration_seconds_count", transport="obfs4") == 4
+    assert value(samples, "ptdispatch_open_connections", transport="obfs4") == 0
+    assert value(samples, "ptdispatch_build_info") == 1
+    labels = {v for (_n, lbl) in samples for _k, v in lbl}
+    assert not any("127.0.0.1" in v for v in labels), labels  # no address ever becomes a label
+
+
+async def test_metrics_port_taken_is_env_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = await run_once(
+            "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0", "-target", "127.0.0.1:1",
+            "-state", str(tmp_path), "-metrics", f"127.0.0.1:{port}",
+        )  # fmt: skip
+    assert code == 64
+    assert out == ["VERSION 3.0"]
+    assert len(err) == 1 and err[0].startswith(f"ENV-ERROR -metrics 127.0.0.1:{port}: cannot listen"), err
+
+
+@pytest.mark.parametrize("value_", ["0", "abc"])
+async def test_bad_workers_is_env_error(tmp_path: Path, value_: str) -> None:
+    code, out, err = await run_once(
+        "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0", "-target", "127.0.0.1:1",
+        "-state", str(tmp_path), "-workers", value_,
+    )  # fmt: skip
+    assert code == 64 and out == ["VERSION 3.0"]
+    assert err[0].startswith(f"ENV-ERROR -workers '{value_}'"), err
+
+
+def worker_pids(lines: list[str]) -> dict[int, int]:
+    pids: dict[int, int] = {}
+    for line in lines:
+        found = re.search(r"worker (\d+) started \(pid (\d+)\)", line)
+        if found:
+            pids[int(found[1])] = int(found[2])
+    return pids
+
+
+def worker_of(lines: list[str], port: int) -> int | None:
+    for line in lines:
+        found = re.search(rf"worker (\d+): obfs4: connection from 127\.0\.0\.1:{port}$", line)
+        if found:
+            return int(found[1])
+    return None
+
+
+async def test_two_workers_one_identity_shared_replay_and_metrics(tmp_path: Path) -> None:
+    echo, eport = await echo_server()
+    mport = free_port()
+    async with obfs4_server(tmp_path, eport, "-workers", "2", "-metrics", f"127.0.0.1:{mport}") as server:
+        assert sum(line.startswith("SMETHOD obfs4 ") for line in server.lines) == 1
+        assert len(worker_pids(server.lines)) == 2
+        await asyncio.gather(*(obfs4_roundtrip(server) for _ in range(30)))
+        hello = client_hello(server)
+        address = server.method("SMETHOD", "obfs4")
+        assert await send_raw(address, hello)
+        replies = await asyncio.gather(*(send_raw(address, hello, wait=0.5) for _ in range(20)))
+        assert not any(replies)  # refused by whichever worker got it
+        await asyncio.sleep(0.5)
+        samples = await scrape(mport)
+        await server.more_lines(0.5)
+    echo.close()
+    assert value(samples, "ptdispatch_connections_opened_total", transport="obfs4") == 31
+    assert value(samples, "ptdispatch_handshake_failures_total", reason="replay") == 20
+    assert value(samples, "ptdispatch_workers") == 2
+    served = [line for line in server.lines if ": obfs4: connection from" in line]
+    share = sum("worker 0:" in line for line in served) / len(served)
+    assert 0.1 < share < 0.9, share  # both workers accept (the kernel spreads by 4-tuple)
+
+
+async def test_killed_worker_ends_its_connections_only_and_comes_back(tmp_path: Path) -> None:
+    echo, eport = await echo_server()
+    async with obfs4_server(tmp_path, eport, "-workers", "2", "-unsafeLogging") as server:
+        pids = worker_pids(server.lines)
+        address, args = server.method("SMETHOD", "obfs4"), server.smethod_args("obfs4")
+        conns = []
+        for _ in range(12):
+            reader, writer = await api.open_connection("obfs4", address, args)
+            writer.write(b"x")
+            assert await asyncio.wait_for(reader.readexactly(1), 10) == b"x"
+            conns.append((reader, writer, writer.get_extra_info("sockname")[1]))
+        await server.more_lines(0.5)
+        where = {port: worker_of(server.lines, port) for *_, port in conns}
+        assert set(where.values()) == {0, 1}, where
+        os.kill(pids[0], signal.SIGKILL)
+        for reader, writer, port in conns:
+            if where[port] == 0:
+                assert await asyncio.wait_for(reader.read(), 10) == b""
+            else:
+                writer.write(b"still here")
+                assert await asyncio.wait_for(reader.readexactly(10), 10) == b"still here"
+            writer.close()
+        for _ in range(50):
+            await server.more_lines(0.2)
+            if len(worker_pids(server.lines)) == 2 and worker_pids(server.lines)[0] != pids[0]:
+                break
+        assert any(f"worker 0 (pid {pids[0]}) was killed by SIGKILL" in line for line in server.lines)
+        assert worker_pids(server.lines)[0] != pids[0]
+        await asyncio.gather(*(obfs4_roundtrip(server) for _ in range(10)))
+    echo.close()
+
+
+async def test_stdin_close_stops_every_worker(tmp_path: Path) -> None:
+    echo, eport = await echo_server()
+    async with obfs4_server(tmp_path, eport, "-workers", "2", "-exit-on-stdin-close") as server:
+        pids = worker_pids(server.lines)
+        assert server.process.stdin is not None
+        server.process.stdin.close()
+        assert await asyncio.wait_for(server.process.wait(), 10) == 0
+    echo.close()
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+async def test_workers_over_pt1_environment(tmp_path: Path) -> None:
+    echo, eport = await echo_server()
+    env = {
+        "TOR_PT_MANAGED_TRANSPORT_VER": "1", "TOR_PT_STATE_LOCATION": str(tmp_path / "state"),
+        "TOR_PT_SERVER_TRANSPORTS": "obfs4", "TOR_PT_SERVER_BINDADDR": "obfs4-127.0.0.1:0",
+        "TOR_PT_ORPORT": f"127.0.0.1:{eport}", "PTDISPATCH_WORKERS": "2", "PTDISPATCH_IPC_LOG_LEVEL": "INFO",
+    }  # fmt: skip
+    async with running(env=env) as server:
+        assert sum(line.startswith("SMETHOD obfs4 ") for line in server.lines) == 1
+        await asyncio.gather(*(obfs4_roundtrip(server) for _ in range(4)))
+    echo.close()
+
+
