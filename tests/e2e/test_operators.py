@@ -200,5 +200,3 @@ async def test_workers_over_pt1_environment(tmp_path: Path) -> None:
         assert sum(line.startswith("SMETHOD obfs4 ") for line in server.lines) == 1
         await asyncio.gather(*(obfs4_roundtrip(server) for _ in range(4)))
     echo.close()
-
-

@@ -71,5 +71,5 @@ def test_pt1_variables() -> None:
         )
     )
     assert (cfg.workers, cfg.metrics, cfg.replay_store) == (2, Address("::1", 9464), "redis://[::1]:6379/0")
-    with pytest.raises(ConfigError, match="^PTDISPATCH_WORKERS 'abc'"):
+    with pytest.raises(ConfigError, match=r"^PTDISPATCH_WORKERS 'abc'"):
         pt1.build_config(server_env(PTDISPATCH_WORKERS="abc"))
