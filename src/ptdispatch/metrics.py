@@ -80,6 +80,12 @@ class Metrics:
             **r,
         )
         self.worker_restarts = Counter("ptdispatch_worker_restarts", "Worker processes restarted", **r)
+        self.worker_opened = Counter(
+            "ptdispatch_worker_connections_opened",
+            "Connections opened, by worker (how evenly they share)",
+            ["worker"],
+            **r,
+        )
         self.workers = Gauge("ptdispatch_workers", "Worker processes running", multiprocess_mode="livemax", **r)
         info = Gauge("ptdispatch_build_info", "Build information", ["version"], multiprocess_mode="max", **r)
         info.labels(__version__).set(1)
@@ -87,6 +93,8 @@ class Metrics:
 
 ACTIVE: Metrics | None = None
 """Set by :func:`install`; None when -metrics is not given."""
+WORKER: str | None = None
+"""This worker's index under -workers (a label with at most N values), else None."""
 
 
 def install(registry: Any = None, *, redis: bool = False) -> Metrics:
@@ -127,6 +135,8 @@ def opened(transport: str, role: str) -> None:
     if m is not None:
         m.opened.labels(transport, role).inc()
         m.open.labels(transport, role).inc()
+        if WORKER is not None:
+            m.worker_opened.labels(WORKER).inc()
 
 
 def closed(transport: str, role: str, error: BaseException | None, upstream: int, downstream: int) -> None:

@@ -193,6 +193,7 @@ class Supervisor:
         _die_with_parent()
         app.STARTING_PARENT = os.getppid()
         if metrics.ACTIVE is not None:
+            metrics.WORKER = str(index)
             metrics.install(None, redis=self.config.replay_store is not None)  # this process's own files
         reporter = WorkerReporter(
             index, out=sys.stdout, err=sys.stdout, level=self.config.log_level, pt_version=self.reporter.pt_version

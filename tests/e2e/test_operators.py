@@ -139,6 +139,8 @@ async def test_two_workers_one_identity_shared_replay_and_metrics(tmp_path: Path
     assert value(samples, "ptdispatch_connections_opened_total", transport="obfs4") == 31
     assert value(samples, "ptdispatch_handshake_failures_total", reason="replay") == 20
     assert value(samples, "ptdispatch_workers") == 2
+    per_worker = [value(samples, "ptdispatch_worker_connections_opened_total", worker=str(i)) for i in (0, 1)]
+    assert sum(per_worker) == 31 and min(per_worker) > 0, per_worker
     served = [line for line in server.lines if ": obfs4: connection from" in line]
     share = sum("worker 0:" in line for line in served) / len(served)
     assert 0.1 < share < 0.9, share  # both workers accept (the kernel spreads by 4-tuple)
