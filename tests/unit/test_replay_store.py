@@ -24,6 +24,12 @@ class FakeClock:
 STORE = SharedReplayStore(capacity=1 << 14)
 
 
+def shared_size(capacity: int) -> int:
+    from ptdispatch.replay import shared
+
+    return shared.HEADER + capacity // shared.SLOTS * shared.BUCKET
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=200, unique=True), st.binary(max_size=8))
 def test_exact_no_false_positives(keys: list[bytes], ns_salt: bytes) -> None:
@@ -64,6 +70,7 @@ def test_bounded_memory_evicts_closest_to_expiry() -> None:
         assert store.check_and_add(b"n", i.to_bytes(4, "big"), 3600.0)
     assert store.memory_bytes == size
     assert store.evictions == 10_000 - store.capacity
+    assert store.memory_bytes == shared_size(64)
     # The newest keys are all still there.
     assert all(store.contains(b"n", i.to_bytes(4, "big")) for i in range(10_000 - 16, 10_000))
 
@@ -80,21 +87,32 @@ def test_shared_across_fork() -> None:
 
 
 def test_lock_released_when_holder_is_killed() -> None:
-    import fcntl
     import signal
+
+    from ptdispatch.replay import shared
 
     store = SharedReplayStore(capacity=64)
     pid = os.fork()
     if pid == 0:
-        fcntl.lockf(store._fd, fcntl.LOCK_EX)
+        store._acquire()  # then die holding it
         time.sleep(30)
         os._exit(0)
-    time.sleep(0.2)
+    time.sleep(0.3)
     os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    time.sleep(0.1)  # a zombie now (not reaped yet): still counted as dead
     started = time.monotonic()
     assert store.check_and_add(b"n", b"after the kill", 60)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.0 + shared.STALE_AFTER
+    os.waitpid(pid, 0)
+    assert store.check_and_add(b"n", b"and again", 60)
+
+
+def test_long_keys_are_digested() -> None:
+    store = SharedReplayStore(capacity=64)
+    long_key = os.urandom(200)
+    assert store.check_and_add(b"n", long_key, 60)
+    assert not store.check_and_add(b"n", long_key, 60)
+    assert store.check_and_add(b"n", long_key[:-1], 60)
 
 
 def test_transport_adapters() -> None:
