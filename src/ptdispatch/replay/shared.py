@@ -1,14 +1,14 @@
 """An exact replay table in shared memory, for worker processes forked from one parent.
 
 Layout: one anonymous ``MAP_SHARED`` mapping (inherited across ``fork``, freed when the last process
-exits): a small header, then a power-of-two number of buckets.  A bucket holds 32 slots: 32 expiry
+exits): a small header, then a power-of-two number of buckets. A bucket holds 32 slots: 32 expiry
 times (float64, ``time.monotonic()``, which is system-wide on Linux), 32 tags of 4 bytes (to find a
-candidate slot with one ``bytes.find``), then 32 records of 64 bytes.  A record is the namespace
-and the key themselves (``len(ns)+1 | ns | len(key) | key``, zero padded), so a lookup compares whole keys: exact, no digest, no false positive.  (A key too long for a
-record, which no transport has, is stored as its 256-bit keyed BLAKE2b digest.)  A CRC32 of the
-record, started from a secret drawn at start-up, picks the bucket and gives the tag; a lookup reads
-that one bucket (a tag match is confirmed by comparing the whole record): no probing chains, no
-tombstones.
+candidate slot with one ``bytes.find``), then 32 records of 64 bytes. A record is the namespace and
+the key themselves (``len(ns)+1 | ns | len(key) | key``, zero padded), so a lookup compares whole
+keys: exact, no digest, no false positive. (A key too long for a record, which no transport has, is
+stored as its 256-bit keyed BLAKE2b digest.) A CRC32 of the record, started from a secret drawn at
+start-up, picks the bucket and gives the tag; a lookup reads that one bucket (a tag match is
+confirmed by comparing the whole record): no probing chains, no tombstones.
 
 Writers hold a process-shared lock (a POSIX semaphore: no system call when uncontended) and write
 their pid into the header while they hold it.  A worker killed inside the few microseconds it holds
