@@ -20,10 +20,11 @@ from tests.peers.scrape import free_port, scrape, value
 pytestmark = pytest.mark.timeout(120)
 
 
-def obfs4_server(tmp: Path, target: int, *extra: str):  # type: ignore[no-untyped-def]
+def obfs4_server(tmp: Path, target: int, *extra: str, level: str = "INFO"):  # type: ignore[no-untyped-def]
+    """(The test must read the LOG lines it asks for: a full stdout pipe stops the server.)"""
     return running(
         "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0", "-target", f"127.0.0.1:{target}",
-        "-state", str(tmp / "state"), "-ipcLogLevel", "INFO", *extra,
+        "-state", str(tmp / "state"), "-ipcLogLevel", level, *extra,
     )  # fmt: skip
 
 
