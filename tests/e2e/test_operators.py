@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -203,3 +204,49 @@ async def test_workers_over_pt1_environment(tmp_path: Path) -> None:
         assert sum(line.startswith("SMETHOD obfs4 ") for line in server.lines) == 1
         await asyncio.gather(*(obfs4_roundtrip(server) for _ in range(4)))
     echo.close()
+
+
+async def test_parent_killed_takes_the_workers_with_it(tmp_path: Path) -> None:
+    echo, eport = await echo_server()
+    async with obfs4_server(tmp_path, eport, "-workers", "2") as server:
+        pids = worker_pids(server.lines)
+        server.process.kill()  # SIGKILL: no chance to stop them; PR_SET_PDEATHSIG does
+        await server.process.wait()
+        for _ in range(50):
+            alive = [pid for pid in pids.values() if _alive(pid)]
+            if not alive:
+                break
+            await asyncio.sleep(0.1)
+        assert not alive
+    echo.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+async def test_client_workers_share_the_socks_port(tmp_path: Path) -> None:
+    from tests.interop._obfs4proxy_pt import socks5_connect
+
+    echo, eport = await echo_server()
+    async with obfs4_server(tmp_path, eport) as server:
+        host, port = server.method("SMETHOD", "obfs4")
+        options = json.dumps({**server.smethod_args("obfs4"), "serverAddress": f"{host}:{port}"})
+        async with running(
+            "-client", "-transport", "obfs4", "-options", options, "-workers", "2", "-ipcLogLevel", "INFO",
+            "-state", str(tmp_path / "c"),
+        ) as client:  # fmt: skip
+            assert sum(line.startswith("CMETHOD obfs4 ") for line in client.lines) == 1
+            for _ in range(12):
+                reader, writer = await socks5_connect(client.method("CMETHOD", "obfs4"), ("127.0.0.1", eport))
+                writer.write(b"ping")
+                assert await asyncio.wait_for(reader.readexactly(4), 10) == b"ping"
+                writer.close()
+            await client.more_lines(0.5)
+    echo.close()
+    served = [line for line in client.lines if "worker" in line and "connection" in line]
+    assert served
