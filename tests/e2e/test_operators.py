@@ -148,13 +148,31 @@ async def test_two_workers_one_identity_shared_replay_and_metrics(tmp_path: Path
     assert 0.1 < share < 0.9, share  # both workers accept (the kernel spreads by 4-tuple)
 
 
+STREAM = 8 << 20
+
+
+async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """Echo ``STREAM`` bytes through in 64 KiB steps; how many came back before the connection ended."""
+    moved = 0
+    chunk = os.urandom(65536)
+    try:
+        while moved < STREAM:
+            writer.write(chunk)
+            await reader.readexactly(len(chunk))
+            moved += len(chunk)
+            await asyncio.sleep(0.005)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    return moved
+
+
 async def test_killed_worker_ends_its_connections_only_and_comes_back(tmp_path: Path) -> None:
     echo, eport = await echo_server()
     async with obfs4_server(tmp_path, eport, "-workers", "2", "-unsafeLogging") as server:
         pids = worker_pids(server.lines)
         address, args = server.method("SMETHOD", "obfs4"), server.smethod_args("obfs4")
         conns = []
-        for _ in range(12):
+        for _ in range(20):
             reader, writer = await api.open_connection("obfs4", address, args)
             writer.write(b"x")
             assert await asyncio.wait_for(reader.readexactly(1), 10) == b"x"
@@ -162,8 +180,20 @@ async def test_killed_worker_ends_its_connections_only_and_comes_back(tmp_path: 
         await server.more_lines(0.5)
         where = {port: worker_of(server.lines, port) for *_, port in conns}
         assert set(where.values()) == {0, 1}, where
+        picked = [c for w in (0, 1) for c in [c for c in conns if where[c[2]] == w][:2]]
+        rest = [c for c in conns if c not in picked]
+        streams = {port: asyncio.create_task(stream(reader, writer)) for reader, writer, port in picked}
+        await asyncio.sleep(0.3)  # mid-transfer
         os.kill(pids[0], signal.SIGKILL)
-        for reader, writer, port in conns:
+        for port, task in streams.items():
+            moved = await asyncio.wait_for(task, 60)
+            if where[port] == 0:
+                assert moved < STREAM, "a stream on the killed worker went on"
+            else:
+                assert moved == STREAM, "a stream on the other worker was cut"
+        for _reader, writer, _port in picked:
+            writer.close()
+        for reader, writer, port in rest:
             if where[port] == 0:
                 assert await asyncio.wait_for(reader.read(), 10) == b""
             else:
