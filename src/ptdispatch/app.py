@@ -98,7 +98,10 @@ class Dispatcher:
             if factory is None:
                 from .udp.client import start_udp_client
 
-                udp = await start_udp_client(method, listen, stun=mode is Mode.STUN)
+                udp_listen = Address(listen.host, self.setup.ports.get(name.lower(), listen.port))
+                udp = await start_udp_client(
+                    method, udp_listen, stun=mode is Mode.STUN, reuse_port=self.setup.reuse_port
+                )
                 self.listeners.append(udp)
                 where = str(udp.address)
             else:

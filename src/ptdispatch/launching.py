@@ -40,8 +40,6 @@ class Prepared:
 
 def prepare(config: Config, reporter: Reporter) -> Prepared:
     """Raises ``ConfigError`` (reported as ENV-ERROR) for a flag that cannot be honoured."""
-    if config.workers > 1 and config.role is Role.CLIENT and config.mode.is_udp:
-        raise ConfigError(f"-workers: the {config.mode.value} client mode runs in one process; drop -workers")
     prepared = Prepared(ProcessSetup())
     if config.metrics is not None:
         multiprocess = config.workers > 1

@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import app, metrics
-from .config import Config, LogLevel
+from .config import Config, LogLevel, Role
 from .ipc.reporter import Reporter
 from .launching import Prepared
 from .scaling import ProcessSetup
@@ -129,7 +129,10 @@ class Supervisor:
         return True
 
     def _reserve(self) -> None:
-        """Hold every port (bound, not listening) so a restarted worker always gets it back."""
+        """Hold every TCP port (bound, not listening) so a restarted worker always gets it back.
+        (Not UDP: a bound UDP socket would take its share of the datagrams.)"""
+        if self.config.mode.is_udp and self.config.role is Role.CLIENT:
+            return
         for name, port in self.ports.items():
             host = self._host(name)
             if host is None:

@@ -280,3 +280,53 @@ async def test_client_workers_share_the_socks_port(tmp_path: Path) -> None:
     echo.close()
     served = [line for line in client.lines if "worker" in line and "connection" in line]
     assert served
+
+
+async def test_udp_client_workers_share_the_udp_port(tmp_path: Path) -> None:
+    from tests.e2e.test_udp_e2e import hostport, smethod_args, spawn, udp_echo
+
+    with udp_echo() as eport:
+        server = await spawn(
+            "-server", "-transport", "obfs4", "-mode", "transparent-UDP", "-bindaddr", "obfs4-127.0.0.1:0",
+            "-target", f"127.0.0.1:{eport}", "-state", str(tmp_path / "s"),
+        )  # fmt: skip
+        client = None
+        try:
+            await server.read_until("SMETHODS DONE")
+            words = server.first("SMETHOD")
+            options = json.dumps({"serverAddress": words[2], **smethod_args(words)})
+            client = await spawn(
+                "-client", "-transport", "obfs4", "-mode", "transparent-UDP", "-options", options,
+                "-state", str(tmp_path / "c"), "-workers", "2", "-ipcLogLevel", "DEBUG",
+            )  # fmt: skip
+            await client.read_until("CMETHODS DONE")
+            assert sum(line.startswith("CMETHOD obfs4 ") for line in client.lines) == 1
+            address = hostport(client.first("CMETHOD")[3])
+            answered = await asyncio.to_thread(_udp_rounds, address, 12)
+            assert answered == 12
+        finally:
+            if client is not None:
+                await client.stop()
+            await server.stop()
+    assert client is not None and client.process.stdout is not None
+    rest = (await client.process.stdout.read()).decode()
+    assert "worker 0: obfs4: UDP session" in rest and "worker 1: obfs4: UDP session" in rest  # both take senders
+
+
+def _udp_rounds(address: tuple[str, int], senders: int) -> int:
+    """Each sender (its own source port) sends until it hears its echo; how many heard one."""
+    answered = 0
+    for i in range(senders):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(0.5)
+            payload = b"sender %d" % i
+            for _ in range(20):  # the first datagrams may go while the transport connects
+                sock.sendto(payload, address)
+                try:
+                    if sock.recvfrom(2048)[0] == payload:
+                        answered += 1
+                        break
+                except TimeoutError:
+                    continue
+    return answered
