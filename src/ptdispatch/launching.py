@@ -46,7 +46,14 @@ def prepare(config: Config, reporter: Reporter) -> Prepared:
         if multiprocess:
             prepared.metrics_dir = metrics.prepare_multiprocess()
         redis = config.replay_store is not None
-        prepared.metrics_server = metrics.serve(config.metrics, multiprocess=multiprocess, redis=redis)
+        source = "PTDISPATCH_METRICS" if config.pt_version == "1" else "-metrics"
+        try:
+            prepared.metrics_server = metrics.serve(
+                config.metrics, multiprocess=multiprocess, redis=redis, source=source
+            )
+        except ConfigError:
+            prepared.close()  # the value directory
+            raise
         if multiprocess:
             metrics.install(None)  # the parent's own values (build info, workers, restarts)
     store = replay.build(config.workers, config.replay_store, lambda m: reporter.log(LogLevel.WARN, m))

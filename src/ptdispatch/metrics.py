@@ -180,7 +180,7 @@ def prepare_multiprocess() -> str:
     return path
 
 
-def serve(address: Address, *, multiprocess: bool, redis: bool = False) -> Any:
+def serve(address: Address, *, multiprocess: bool, redis: bool = False, source: str = "-metrics") -> Any:
     """Listen on ``address`` and serve ``/metrics`` from a thread; returns the HTTP server.
 
     Raises ``ConfigError`` naming -metrics when the address cannot be bound (port taken)."""
@@ -197,7 +197,7 @@ def serve(address: Address, *, multiprocess: bool, redis: bool = False) -> Any:
     try:
         server, _thread = start_http_server(address.port, address.host, registry)
     except OSError as exc:
-        raise ConfigError(f"-metrics {address}: cannot listen: {exc.strerror or exc}") from None
+        raise ConfigError(f"{source} {address}: cannot listen: {exc.strerror or exc}") from None
     return server
 
 
