@@ -213,19 +213,21 @@ class Supervisor:
             else:
                 self._read(key.data)
 
-    def _read(self, worker: Worker) -> None:
+    def _read(self, worker: Worker) -> bool:
+        """Read what the worker wrote; False when nothing more is there now."""
         try:
             data = os.read(worker.fd, 65536)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:
             self._close_pipe(worker)
-            return
+            return False
         *lines, worker.buffer = (worker.buffer + data).split(b"\n")
         for raw in lines:
             self._line(worker, raw.decode("utf-8", "replace"))
+        return True
 
     def _line(self, worker: Worker, line: str) -> None:
         keyword, _, rest = line.partition(" ")
@@ -255,8 +257,8 @@ class Supervisor:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
-            while worker.fd >= 0:  # what it wrote before dying
-                self._read(worker)
+            while worker.fd >= 0 and self._read(worker):  # what it wrote before dying
+                pass
             self._close_pipe(worker)
             metrics.mark_dead(pid)
             self._count_workers()
