@@ -330,3 +330,22 @@ def _udp_rounds(address: tuple[str, int], senders: int) -> int:
                 except TimeoutError:
                     continue
     return answered
+
+
+async def test_shadow_salt_replays_refused_by_every_worker(tmp_path: Path) -> None:
+    from ptdispatch.net.addr import Address
+
+    shadow = {"password": "workers", "cipherName": "chacha20-ietf-poly1305"}
+    echo, eport = await echo_server()
+    async with running(
+        "-server", "-transport", "shadow", "-bindaddr", "shadow-127.0.0.1:0", "-target", f"127.0.0.1:{eport}",
+        "-state", str(tmp_path), "-options", json.dumps({"shadow": shadow}), "-workers", "2",
+    ) as server:  # fmt: skip
+        engine = api.client_transport("shadow", shadow).new_engine(Address("127.0.0.1", 9))  # type: ignore[attr-defined]
+        engine.send_data(b"hello")
+        flight = bytes(engine.data_to_send())
+        address = server.method("SMETHOD", "shadow")
+        assert await send_raw(address, flight)  # answered once
+        replies = await asyncio.gather(*(send_raw(address, flight, wait=0.5) for _ in range(16)))
+        assert not any(replies)
+    echo.close()
