@@ -8,7 +8,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptdispatch.replay import SharedReplayStore, build
+from ptdispatch.replay import SeenFilter, SharedReplayStore, build
 from ptdispatch.transports.obfs4.replay import StoreReplayFilter
 from ptdispatch.transports.shadow.replay import StoreSaltFilter
 
@@ -126,6 +126,13 @@ def test_transport_adapters() -> None:
     assert not salts_b.check_and_add(b"s" * 32)
     salts_b.add(b"t" * 32)
     assert not salts_a.check_and_add(b"t" * 32)
+
+
+def test_seen_filter_for_darkstar() -> None:
+    store = SharedReplayStore(capacity=64)
+    one, two = SeenFilter(store, b"darkstar", 60), SeenFilter(store, b"darkstar", 60)
+    assert not one.seen(b"ephemeral")
+    assert two.seen(b"ephemeral")
 
 
 def test_build_picks_the_store() -> None:

@@ -13,7 +13,24 @@ from collections.abc import Callable
 from .base import ReplayStore
 from .shared import SharedReplayStore
 
-__all__ = ["ReplayStore", "SharedReplayStore", "build"]
+__all__ = ["ReplayStore", "SeenFilter", "SharedReplayStore", "build"]
+
+
+class SeenFilter:
+    """A ``seen(key)`` filter over a shared store, for a transport whose own filter has that shape
+    (DarkStar's ephemeral keys): ``SeenFilter(ctx.replay, b"darkstar", ttl)`` when
+    ``ServerContext.replay`` is given, the transport's in-process filter otherwise."""
+
+    __slots__ = ("_namespace", "_store", "_ttl")
+
+    def __init__(self, store: ReplayStore, namespace: bytes, ttl: float) -> None:
+        self._store = store
+        self._namespace = namespace
+        self._ttl = ttl
+
+    def seen(self, key: bytes) -> bool:
+        """Remember ``key``; ``True`` if it was already known (a replay)."""
+        return not self._store.check_and_add(self._namespace, key, self._ttl)
 
 
 def build(workers: int, url: str | None, warn: Callable[[str], None]) -> ReplayStore | None:
