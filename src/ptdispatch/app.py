@@ -27,8 +27,9 @@ from .net.addr import Address, format_hostport
 from .net.relay import Splice
 from .net.tracker import ConnectionTracker
 from .net.upstream import OutboundBind
+from .scaling import ProcessSetup, reuse_port_socket
 from .transports import registry
-from .transports.base import ServerContext, TransportSpec
+from .transports.base import ServerContext, ServerTransport, TransportSpec
 
 if TYPE_CHECKING:
     from .udp.server import UdpServerMethod
@@ -47,8 +48,9 @@ PARENT_POLL = 1.0
 class Dispatcher:
     """The running process: listeners, connections, and the reasons to stop."""
 
-    def __init__(self, config: Config, reporter: Reporter) -> None:
+    def __init__(self, config: Config, reporter: Reporter, setup: ProcessSetup | None = None) -> None:
         self.config = config
+        self.setup = setup or ProcessSetup()
         self.reporter = reporter
         self.log = EventLog(reporter, show_addresses=config.log_addresses)
         self.tracker = ConnectionTracker()
@@ -99,11 +101,17 @@ class Dispatcher:
             if factory is None:
                 from .udp.client import start_udp_client
 
-                udp = await start_udp_client(method, listen, stun=mode is Mode.STUN)
+                udp_listen = Address(listen.host, self.setup.ports.get(name.lower(), listen.port))
+                udp = await start_udp_client(
+                    method, udp_listen, stun=mode is Mode.STUN, reuse_port=self.setup.reuse_port
+                )
                 self.listeners.append(udp)
                 where = str(udp.address)
             else:
-                server = await asyncio.get_running_loop().create_server(factory, listen.host, listen.port)
+                port = self.setup.ports.get(name.lower(), listen.port)
+                server = await asyncio.get_running_loop().create_server(
+                    factory, listen.host, port, reuse_port=self.setup.reuse_port or None
+                )
                 self.listeners.append(server)
                 where = _bound(server)
         except OSError as exc:
@@ -151,9 +159,9 @@ class Dispatcher:
         if self.config.mode.is_udp and self.config.target is None:
             self.reporter.error("SMETHOD-ERROR", name, "the UDP modes forward to -target, not to an ExtORPort")
             return
-        context = ServerContext(state_dir=self.config.state_dir)
+        context = ServerContext(state_dir=self.config.state_dir, replay=self.setup.replay)
         try:
-            server = spec.server(self.config.options_for(name), context)
+            server = self.setup.servers.get(name.lower()) or spec.server(self.config.options_for(name), context)
         except OptionsError as exc:
             self.reporter.error("SMETHOD-ERROR", name, exc.message)
             return
@@ -179,7 +187,7 @@ class Dispatcher:
                 authcookie=self.config.authcookie,
             )
         try:
-            listener = await api.listen(server, bind.host, bind.port, method.accepted, on_error=method.handshake_failed)
+            listener = await self._listen(name, server, bind, method)
         except OSError as exc:
             self.reporter.error("SMETHOD-ERROR", name, f"cannot listen on {bind}: {exc.strerror or exc}")
             return
@@ -192,6 +200,16 @@ class Dispatcher:
         self.log.info(f"{name}: server listener on {where}")
         for note in getattr(server, "notes", ()):  # things a transport learned at bind time (DarkStar)
             self.log.warn(f"{name}: {note}")
+
+    async def _listen(
+        self, name: str, server: ServerTransport, bind: Address, method: ServerMethod | UdpServerMethod
+    ) -> asyncio.Server:
+        if not self.setup.reuse_port:
+            return await api.listen(server, bind.host, bind.port, method.accepted, on_error=method.handshake_failed)
+        sock = reuse_port_socket(bind.host, self.setup.ports.get(name.lower(), bind.port))
+        listener = await server.listen(method.accepted, sock, on_error=method.handshake_failed)
+        server.bound(Address(*sock.getsockname()[:2]))
+        return listener
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -250,10 +268,10 @@ def _install_signals(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop) ->
         loop.add_signal_handler(signum, on_signal, signum)
 
 
-async def run(config: Config, reporter: Reporter) -> int:
+async def run(config: Config, reporter: Reporter, setup: ProcessSetup | None = None) -> int:
     """Run the dispatcher until stdin closes (with -exit-on-stdin-close), a signal, or parent death."""
     loop = asyncio.get_running_loop()
-    dispatcher = Dispatcher(config, reporter)
+    dispatcher = Dispatcher(config, reporter, setup)
 
     def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         exc = context.get("exception")

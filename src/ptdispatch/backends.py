@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import metrics
 from .config import LogLevel
 from .extorport import open_extorport, read_cookie_file
 from .logs import EventLog
@@ -41,9 +42,12 @@ class ServerMethod:
         return splice.a
 
     def handshake_failed(self, exc: Exception) -> None:
+        metrics.handshake_failed(self.name, exc)
         self.log.info(f"{self.name}: handshake failed: {exc}")
 
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
+        if metrics.ACTIVE is not None:
+            metrics.handshake_done(self.name, accepted.get_extra_info("handshake_seconds"))
         if self.log.enabled(LogLevel.INFO):
             self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
         if self.log.enabled(LogLevel.DEBUG) and isinstance(accepted, EngineTransport):

@@ -91,6 +91,11 @@ class Config:
     outbound_bind_v6: str | None = None
     #: Log client addresses in the clear (default: scrubbed).
     log_addresses: bool = False
+    #: Operator extensions (:mod:`ptdispatch.scaling`): worker processes sharing each listener,
+    #: where to serve Prometheus metrics, and a Redis URL for replay state shared by a fleet.
+    workers: int = 1
+    metrics: Address | None = None
+    replay_store: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "per_transport_options", _frozen(self.per_transport_options))

@@ -50,5 +50,9 @@ class HandshakeTimeout(RemoteProtocolError):
     """The peer did not finish the transport handshake in time."""
 
 
+class ReplayDetected(RemoteProtocolError):
+    """The peer repeated a handshake or salt seen before (a replayed connection)."""
+
+
 class LocalProtocolError(PTError, RuntimeError):
     """We used an engine or protocol object the wrong way (a bug on our side)."""

@@ -1,23 +1,33 @@
 """Start-up shared by both front doors (PT 3.0 flags in :mod:`.cli`, Tor PT 1.0 in :mod:`.ipc.env`).
 
 Both import this module; it imports neither, so the front doors stay independent of each other.
-It holds the event-loop choice, the checks that touch the file system, and :func:`launch`, which turns
-a configuration problem into the spec's error line and exit code or else runs the dispatcher.
+It holds the event-loop choice, the checks that touch the file system, :func:`prepare` (the work the
+operator extensions need done once, before any listener or worker exists: the ``-metrics`` port, the
+replay store the workers share, server transports built once so that every worker has the same
+identity), and :func:`launch`, which turns a configuration problem into the spec's error line and exit
+code or else runs the dispatcher (in this process, or under ``-workers`` supervision).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
+from . import metrics, replay
 from .app import run
-from .config import Config
+from .config import Config, LogLevel, Role
 from .errors import ConfigError, ProxyConfigError
 from .exitcode import ExitCode
 from .extorport import read_cookie_file
 from .ipc.reporter import Reporter
 from .net import malloc
+from .scaling import ProcessSetup
+from .transports import registry
+from .transports.base import ServerContext, ServerTransport
 
 RunLoop = Callable[[Coroutine[Any, Any, int]], int]
 """Drives the dispatcher's coroutine to completion and returns its exit code."""
@@ -50,6 +60,7 @@ def launch(
     try:
         config = build()
         check_environment(config, cookie_source=cookie_source, state_source=state_source)
+        prepared = prepare(config, reporter)  # -metrics, -workers, -replayStore
     except ProxyConfigError as exc:
         reporter.error("PROXY-ERROR", str(exc))
         return ExitCode.UNAVAILABLE
@@ -60,7 +71,14 @@ def launch(
         announce()
     reporter.level = config.log_level
     malloc.tune()
-    return run_loop(run(config, reporter))
+    try:
+        if config.workers > 1:
+            from .workers import supervise
+
+            return supervise(config, reporter, prepared, run_loop)
+        return run_loop(run(config, reporter, prepared.setup))
+    finally:
+        prepared.close()
 
 
 def check_environment(config: Config, *, cookie_source: str, state_source: str) -> None:
@@ -75,3 +93,60 @@ def check_environment(config: Config, *, cookie_source: str, state_source: str) 
             read_cookie_file(config.authcookie)
         except ConfigError as exc:
             raise ConfigError(f"{cookie_source}: {exc}") from None
+
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` made; :meth:`close` releases it at exit."""
+
+    setup: ProcessSetup
+    metrics_server: Any = None
+    metrics_dir: str | None = None
+
+    def close(self) -> None:
+        if self.metrics_server is not None:
+            with contextlib.suppress(Exception):
+                self.metrics_server.shutdown()
+                self.metrics_server.server_close()
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+
+def prepare(config: Config, reporter: Reporter) -> Prepared:
+    """Raises ``ConfigError`` (reported as ENV-ERROR) for a flag that cannot be honoured."""
+    prepared = Prepared(ProcessSetup())
+    if config.metrics is not None:
+        multiprocess = config.workers > 1
+        if multiprocess:
+            prepared.metrics_dir = metrics.prepare_multiprocess()
+        redis = config.replay_store is not None
+        source = "PTDISPATCH_METRICS" if config.pt_version == "1" else "-metrics"
+        try:
+            prepared.metrics_server = metrics.serve(
+                config.metrics, multiprocess=multiprocess, redis=redis, source=source
+            )
+        except ConfigError:
+            prepared.close()  # the value directory
+            raise
+        if multiprocess:
+            metrics.install(None)  # the parent's own values (build info, workers, restarts)
+    store = replay.build(config.workers, config.replay_store, lambda m: reporter.log(LogLevel.WARN, m))
+    servers: dict[str, ServerTransport] = {}
+    if config.workers > 1 and config.role is Role.SERVER:
+        servers = _build_servers(config, store)
+    prepared.setup = ProcessSetup(servers=servers, replay=store)
+    return prepared
+
+
+def _build_servers(config: Config, store: replay.ReplayStore | None) -> dict[str, ServerTransport]:
+    """Each server transport, built once (a failure is left to the first worker to report)."""
+    servers: dict[str, ServerTransport] = {}
+    context = ServerContext(state_dir=config.state_dir, replay=store)
+    for name in config.transports:
+        try:
+            spec = registry.lookup(name)
+            if spec is not None:
+                servers[name.lower()] = spec.server(config.options_for(name), context)
+        except (ImportError, ConfigError, OSError):
+            continue
+    return servers

@@ -112,7 +112,7 @@ class ClientMethod:
         return client
 
     def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
-        splice = Splice(on_done=closed_logger(self.log, self.tracker, label), a_factory=a_factory)
+        splice = Splice(on_done=closed_logger(self.log, self.tracker, label, role="client"), a_factory=a_factory)
         self.tracker.add(splice)
         return splice
 

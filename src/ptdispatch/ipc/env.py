@@ -15,7 +15,8 @@ tor (0.4.8+) records and a bridge publishes in its extra-info ``transport-info``
 Extensions (not set by tor; tor passes its own environment through to its plugins):
 ``PTDISPATCH_IPC_LOG_LEVEL`` (NONE ERROR WARN INFO DEBUG, default WARN) chooses which events
 become ``LOG SEVERITY=... MESSAGE="..."`` lines, and ``PTDISPATCH_LOG_ADDRESSES=1`` stops
-scrubbing client addresses in them.
+scrubbing client addresses in them.  ``PTDISPATCH_WORKERS``, ``PTDISPATCH_METRICS`` and
+``PTDISPATCH_REPLAY_STORE`` are the ``-workers``, ``-metrics`` and ``-replayStore`` flags.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..exitcode import ExitCode
 from ..launch import RunLoop, launch
 from ..net.addr import Address, parse_hostport
 from ..net.upstream import UpstreamProxy
+from ..scaling import extension_settings
 from ..transports import registry
 from .args import split_escaped, unescape
 from .reporter import Reporter
@@ -56,6 +58,7 @@ BIND_V4 = "TOR_PT_OUTBOUND_BIND_ADDRESS_V4"
 BIND_V6 = "TOR_PT_OUTBOUND_BIND_ADDRESS_V6"
 LOG_LEVEL = "PTDISPATCH_IPC_LOG_LEVEL"
 LOG_ADDRESSES = "PTDISPATCH_LOG_ADDRESSES"
+EXTENSIONS = ("PTDISPATCH_WORKERS", "PTDISPATCH_METRICS", "PTDISPATCH_REPLAY_STORE")
 
 #: tor's default for a server transport without a ServerTransportListenAddr.
 DEFAULT_BIND = Address("0.0.0.0", 0)
@@ -200,6 +203,9 @@ def _common(environ: Mapping[str, str], cwd: Path) -> dict[str, object]:
         "outbound_bind_v4": _bind_address(BIND_V4, v4, 4) if v4 else None,
         "outbound_bind_v6": _bind_address(BIND_V6, v6, 6) if v6 else None,
         "log_addresses": _flag(environ, LOG_ADDRESSES),
+        **extension_settings(
+            _get(environ, EXTENSIONS[0]), _get(environ, EXTENSIONS[1]), _get(environ, EXTENSIONS[2]), EXTENSIONS
+        ),
     }
 
 

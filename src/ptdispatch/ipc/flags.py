@@ -18,6 +18,7 @@ from ..config import Config, LogLevel, Mode, Role
 from ..errors import ConfigError, ProxyConfigError
 from ..net.addr import Address, parse_hostport, parse_port
 from ..net.upstream import UpstreamProxy
+from ..scaling import extension_settings
 from ..transports import registry
 
 SUPPORTED_VERSIONS = ("3.0",)
@@ -25,10 +26,11 @@ SUPPORTED_VERSIONS = ("3.0",)
 VALUE_FLAGS = (
     "ptversion", "state", "ipcLogLevel", "transport", "transports", "options", "optionsFile", "mode",
     "proxylistenaddr", "proxylistenhost", "proxylistenport", "proxy", "bindaddr", "bindhost", "bindport",
-    "target", "targethost", "targetport", "extorport", "authcookie",
+    "target", "targethost", "targetport", "extorport", "authcookie", "workers", "metrics", "replayStore",
 )  # fmt: skip
 BOOL_FLAGS = ("client", "server", "exit-on-stdin-close", "unsafeLogging")
-"""``-unsafeLogging`` is ours (as obfs4proxy's): client addresses appear in LOG lines unscrubbed."""
+"""``-unsafeLogging`` is ours (as obfs4proxy's): client addresses appear in LOG lines unscrubbed.
+``-workers``, ``-metrics`` and ``-replayStore`` are ours too (:mod:`ptdispatch.scaling`)."""
 _CANONICAL = {name.lower(): name for name in (*VALUE_FLAGS, *BOOL_FLAGS)}
 __all__ = ["ProxyConfigError", "build_config", "load_options", "negotiate_version", "split_options", "tokenize"]
 
@@ -218,6 +220,8 @@ def build_config(flags: Mapping[str, str], *, cwd: Path | None = None) -> Config
         "exit_on_stdin_close": flags.get("exit-on-stdin-close") == "1",
         "log_addresses": flags.get("unsafeLogging") == "1",
     }
+    names = ("-workers", "-metrics", "-replayStore")
+    config.update(extension_settings(flags.get("workers"), flags.get("metrics"), flags.get("replayStore"), names))
     if role is Role.CLIENT:
         config["listen"] = _host_port(flags, "proxylistenaddr", "proxylistenhost", "proxylistenport", require_ip=True)
     else:

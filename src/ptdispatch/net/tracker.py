@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from .. import metrics
 from ..config import LogLevel
 from ..logs import EventLog
 from .relay import Splice
@@ -44,11 +45,17 @@ class ConnectionTracker:
             splice.abort()
 
 
-def closed_logger(log: EventLog, tracker: ConnectionTracker, label: str) -> Callable[[Splice, Exception | None], None]:
-    """An ``on_done`` callback for a splice: untrack it and log its byte counts."""
+def closed_logger(
+    log: EventLog, tracker: ConnectionTracker, label: str, *, role: str = "server"
+) -> Callable[[Splice, Exception | None], None]:
+    """An ``on_done`` callback for a splice: untrack it and log its byte counts.
+
+    Made once per connection, so it also counts the connection as opened in the metrics."""
+    metrics.opened(label, role)
 
     def done(splice: Splice, error: Exception | None) -> None:
         tracker.discard(splice)
+        metrics.closed(label, role, error, splice.bytes_a_to_b, splice.bytes_b_to_a)
         if log.enabled(LogLevel.INFO):
             how = f" ({type(error).__name__}: {error})" if error else ""
             log.info(

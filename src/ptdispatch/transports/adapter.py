@@ -89,6 +89,8 @@ class EngineTransport(asyncio.Transport):
         return self._owner.closing
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "handshake_seconds":  # accept to established (for the metrics)
+            return self._owner.handshake_seconds
         return self._owner.wire.get_extra_info(name, default)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
@@ -123,10 +125,12 @@ class EngineProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._discarding = False
         self._loop = asyncio.get_running_loop()
+        self.handshake_seconds = 0.0
 
     # --- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.wire = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.handshake_seconds = -self._loop.time()
         self._timer = self._loop.call_later(self.engine.handshake_timeout, self._handshake_timed_out)
         self.engine.initiate()
         self.flush()
@@ -221,6 +225,7 @@ class EngineProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self.handshake_seconds += self._loop.time()
         self.app_transport = EngineTransport(self)
         self.app = self._app_factory()
         self.app.connection_made(self.app_transport)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ..net.addr import Address
 from ..net.upstream import DIRECT, Dialer
+from ..replay.base import ReplayStore
 from .adapter import AppFactory, ErrorCallback, dial_engine, serve_engines
 
 Rng = Callable[[int], bytes]
@@ -213,6 +214,9 @@ class ServerContext:
     state_dir: Path
     rng: Rng = field(default=os.urandom)
     clock: Clock = field(default=time.time)
+    #: Replay state shared by every worker process (and fleet node): None keeps a filter per
+    #: server in this process.  Servers that remember handshakes use it when given.
+    replay: ReplayStore | None = None
 
 
 @dataclass(frozen=True)

@@ -204,13 +204,15 @@ class Upstream(asyncio.Protocol):
             self.transport.abort()
 
 
-def _bind_socket(listen: Address) -> socket.socket:
+def _bind_socket(listen: Address, reuse_port: bool = False) -> socket.socket:
     infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
     family, type_, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        if reuse_port:  # -workers: the kernel spreads senders (by address) over the workers' sockets
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
         sock.setblocking(False)
     except BaseException:
@@ -219,12 +221,14 @@ def _bind_socket(listen: Address) -> socket.socket:
     return sock
 
 
-async def start_udp_client(method: ClientMethod, listen: Address, *, stun: bool) -> UdpListener:
+async def start_udp_client(
+    method: ClientMethod, listen: Address, *, stun: bool, reuse_port: bool = False
+) -> UdpListener:
     """Listen for datagrams on ``listen`` (raises ``OptionsError`` for bad options, ``OSError``)."""
     options = UdpOptions.parse(method.options, method.name)
     route = method.route({}, None)
     loop = asyncio.get_running_loop()
-    sock = _bind_socket(listen)
+    sock = _bind_socket(listen, reuse_port)
     try:
         _, listener = await loop.create_datagram_endpoint(
             lambda: UdpListener(method, route, options, stun=stun), sock=sock

@@ -19,6 +19,7 @@ import socket
 from collections.abc import Mapping
 from typing import cast
 
+from .. import metrics
 from ..errors import RemoteProtocolError
 from ..logs import EventLog
 from ..net.addr import Address
@@ -72,6 +73,7 @@ class UdpServerMethod:
         return TargetSession(self)
 
     def handshake_failed(self, exc: Exception) -> None:
+        metrics.handshake_failed(self.name, exc)
         self.log.info(f"{self.name}: handshake failed: {exc}")
 
     def add(self, owner: TargetSession, conn: asyncio.Transport) -> ServerSession:
@@ -117,6 +119,7 @@ class TargetSession(asyncio.Protocol):
         self.conn = cast(asyncio.Transport, transport)
         self.writer = BatchWriter(self.conn, self.method.loop)
         self.session = self.method.add(self, self.conn)
+        metrics.udp_session(self.method.name, 1)
         self.opening = self.method.loop.create_task(self._open())
 
     def data_received(self, data: bytes) -> None:
@@ -156,6 +159,8 @@ class TargetSession(asyncio.Protocol):
 
     def shutdown(self, *, abort: bool = False) -> None:
         """End the session: the UDP socket, and the transport connection."""
+        if not self.done and self.conn is not None:
+            metrics.udp_session(self.method.name, -1)
         self.done = True
         self.pending = []
         if self.udp is not None:

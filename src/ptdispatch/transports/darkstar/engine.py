@@ -21,7 +21,7 @@ from ..base import Engine, Rng
 from .framing import FrameOpener, FrameSealer
 from .handshake import CLIENT, HELLO_SIZE, SERVER, confirmation_code, ecdh, session_keys
 from .keys import COORD, CURVE, PrivateKey, PublicKey, public_from_x, x_of
-from .replay import ReplayFilter
+from .replay import SeenKeys
 
 KeyMaker = Callable[[], PrivateKey]
 
@@ -154,7 +154,7 @@ class DarkStarServerEngine(_Session, Engine):
         self,
         key: ServerKey,
         sid: bytes,
-        replay: ReplayFilter,
+        replay: SeenKeys,
         *,
         rng: Rng = os.urandom,
         make_key: KeyMaker = new_ephemeral,

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from ..shadow.replay import SaltFilter
+
+REPLAY_TTL = 3 * 3600.0
+"""How long a shared store (``-workers``, ``-replayStore``) remembers a client's ephemeral key."""
+
+
+class SeenKeys(Protocol):
+    """What the server engine needs: :class:`ReplayFilter`, or ``replay.SeenFilter`` over a shared store."""
+
+    def seen(self, key: bytes) -> bool: ...
 
 
 class ReplayFilter:

@@ -25,6 +25,7 @@ from pathlib import Path
 from ...errors import OptionsError
 from ...net.addr import Address, parse_hostport
 from ...net.upstream import DIRECT, Dialer
+from ...replay import SeenFilter
 from ..adapter import AppFactory, dial_engine
 from ..base import Engine, EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext
 from ..options import get_str
@@ -32,7 +33,7 @@ from ..starburst import Starburst, TonedEngine, client_script, server_script
 from .engine import DarkStarClientEngine, DarkStarServerEngine, ServerKey
 from .handshake import server_identifier
 from .keys import PublicKey, decode_private, decode_public, encode_private, encode_public, generate_compact
-from .replay import ReplayFilter
+from .replay import REPLAY_TTL, ReplayFilter, SeenKeys
 
 PUBLIC_KEY = "serverPublicKey"
 PRIVATE_KEY = "serverPrivateKey"
@@ -97,7 +98,7 @@ class DarkStarServer(EngineServerTransport):
         *,
         toned: bool = False,
         rng: Rng = os.urandom,
-        replay: ReplayFilter | None = None,
+        replay: SeenKeys | None = None,
     ) -> None:
         self.key = key
         self.address = address
@@ -190,4 +191,5 @@ def server_from(
     """A server from Operator-style options; it publishes ``publish`` and ``serverPublicKey``."""
     key = server_key(raw if key_source is None else key_source, ctx, transport)
     args = {**(publish or {}), PUBLIC_KEY: encode_public(key.public)}
-    return DarkStarServer(key, option_address(raw, transport), args, toned=toned, rng=ctx.rng)
+    replay = SeenFilter(ctx.replay, b"darkstar", REPLAY_TTL) if ctx.replay is not None else None
+    return DarkStarServer(key, option_address(raw, transport), args, toned=toned, rng=ctx.rng, replay=replay)

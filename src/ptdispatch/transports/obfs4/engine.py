@@ -13,6 +13,7 @@ import hashlib
 from ...crypto import ntor
 from ...crypto.drbg import HashDrbg
 from ...errors import LocalProtocolError, RemoteProtocolError
+from ...replay.base import ReplayStore
 from ..base import Clock, Engine, Rng
 from .framing import (
     HEADER_LENGTH,
@@ -27,7 +28,7 @@ from .framing import (
 )
 from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKey
 from .probdist import GoRand, Sampler
-from .replay import ReplayFilter
+from .replay import ReplayFilter, StoreReplayFilter
 
 IAT_NONE, IAT_ENABLED, IAT_PARANOID = 0, 1, 2
 MAX_IAT_DELAY = 100  # units of 100 microseconds
@@ -186,11 +187,13 @@ class ClientEngine(Obfs4Engine):
 class ServerShared:
     """Per-listener server state: identity, seeds, replay filter, close-delay parameters."""
 
-    def __init__(self, identity: ServerIdentity, drbg_seed: bytes, iat_mode: int) -> None:
+    def __init__(
+        self, identity: ServerIdentity, drbg_seed: bytes, iat_mode: int, store: ReplayStore | None = None
+    ) -> None:
         self.identity = identity
         self.drbg_seed = drbg_seed
         self.iat_mode = iat_mode
-        self.replay = ReplayFilter()
+        self.replay = ReplayFilter() if store is None else StoreReplayFilter(store)
         go = GoRand(HashDrbg(drbg_seed))
         self.close_delay_bytes = go.intn(MAX_CLOSE_DELAY_BYTES)
         self.close_delay = go.intn(MAX_CLOSE_DELAY)
@@ -239,7 +242,7 @@ class ServerEngine(Obfs4Engine):
         except RemoteProtocolError as exc:
             self._failed = True
             self._hs_buf = b""
-            raise RemoteProtocolError(str(exc), linger=self.linger) from None
+            raise type(exc)(str(exc), linger=self.linger) from None  # keeps ReplayDetected apart
         if key_seed is None:
             self._hs_buf = buf
             return b""

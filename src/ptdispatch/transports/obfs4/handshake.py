@@ -13,7 +13,7 @@ import hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ...crypto import elligator2, ntor
-from ...errors import RemoteProtocolError
+from ...errors import RemoteProtocolError, ReplayDetected
 from ..base import Rng
 from .replay import ReplayFilter
 
@@ -150,7 +150,7 @@ class ServerHandshake:
             epoch = str(hour + offset).encode()
             if hmac.compare_digest(_mac(self._id.mac_key, buf[:tail], epoch), received):
                 if replay.test_and_set(now, received):
-                    raise RemoteProtocolError("obfs4: replayed client handshake")
+                    raise ReplayDetected("obfs4: replayed client handshake")
                 found = True
                 self._epoch = epoch
         if not found:

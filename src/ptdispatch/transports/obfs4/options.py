@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...errors import OptionsError
 from ...net.addr import Address
+from ...replay.base import ReplayStore
 from ..base import Clock, Engine, EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext
 from ..options import get_int, get_str
 from . import state as st
@@ -69,12 +70,20 @@ def parse_client(raw: RawOptions) -> Obfs4Client:
 class Obfs4Server(EngineServerTransport):
     """A configured obfs4 server: identity, PRNG seed, replay filter (shared by its connections)."""
 
-    def __init__(self, state: st.ServerState, state_dir: os.PathLike[str] | str, rng: Rng, clock: Clock) -> None:
+    def __init__(
+        self,
+        state: st.ServerState,
+        state_dir: os.PathLike[str] | str,
+        rng: Rng,
+        clock: Clock,
+        replay: ReplayStore | None = None,
+    ) -> None:
         self.state = state
         self._state_dir = state_dir
         self._rng = rng
         self._clock = clock
-        self.shared = ServerShared(ServerIdentity(state.node_id, state.private_key), state.drbg_seed, state.iat_mode)
+        identity = ServerIdentity(state.node_id, state.private_key)
+        self.shared = ServerShared(identity, state.drbg_seed, state.iat_mode, replay)
 
     @property
     def cert(self) -> str:
@@ -106,4 +115,4 @@ def parse_server(raw: RawOptions, ctx: ServerContext) -> Obfs4Server:
     state = st.state_from_fields(fields)
     ctx.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     st.save(ctx.state_dir, state)
-    return Obfs4Server(state, ctx.state_dir, ctx.rng, ctx.clock)
+    return Obfs4Server(state, ctx.state_dir, ctx.rng, ctx.clock, ctx.replay)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ...replay.base import ReplayStore
+
 REPLAY_TTL = 3 * 3600.0
 MAX_ENTRIES = 100 * 1024
 
@@ -41,3 +43,17 @@ class ReplayFilter:
             if entries[oldest] >= limit:
                 break
             del entries[oldest]
+
+
+class StoreReplayFilter(ReplayFilter):
+    """The same check against a :class:`~ptdispatch.replay.base.ReplayStore` shared by every worker
+    (and every node, with Redis); the store keeps its own time, so ``now`` is not used."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: ReplayStore, ttl: float = REPLAY_TTL) -> None:
+        super().__init__(ttl)
+        self._store = store
+
+    def test_and_set(self, now: float, key: bytes) -> bool:
+        return not self._store.check_and_add(b"obfs4", key, self._ttl)

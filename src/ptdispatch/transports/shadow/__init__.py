@@ -46,7 +46,7 @@ from ..options import get_str
 from .ciphers import ALIASES, CIPHERS, decode_key, evp_bytes_to_key, lookup_cipher
 from .engine import ShadowClientEngine, ShadowConfig, ShadowServerEngine
 from .header import encode_address
-from .replay import SaltFilter
+from .replay import SaltFilter, StoreSaltFilter
 
 NAME = "shadow"
 DEFAULT_CIPHER = "chacha20-ietf-poly1305"
@@ -157,7 +157,8 @@ def _server(raw: RawOptions, ctx: ServerContext) -> ServerTransport:
         from ..darkstar.transport import server_from
 
         return server_from(raw, ctx, NAME, toned=False, publish={"cipherName": "DarkStar"})
-    return ShadowServer(parse_config(raw), rng=ctx.rng)
+    salts = StoreSaltFilter(ctx.replay) if ctx.replay is not None else None
+    return ShadowServer(parse_config(raw), rng=ctx.rng, salts=salts)
 
 
 _COMMON = frozenset({"cipherName", "cipher", "method", "password", "key", "transport", "bindAddress"})

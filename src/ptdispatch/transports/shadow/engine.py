@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import RemoteProtocolError
+from ...errors import RemoteProtocolError, ReplayDetected
 from ...net.addr import Address
 from ..base import Engine, Rng
 from .ciphers import Aead, CipherInfo, derive_subkey
@@ -169,14 +169,14 @@ class ShadowServerEngine(Engine):
 
     def _client_salt(self, salt: bytes) -> Aead:
         if salt in self._salts:
-            raise RemoteProtocolError("repeated salt (replayed connection)", linger=self.linger)
+            raise ReplayDetected("repeated salt (replayed connection)", linger=self.linger)
         self._salt = salt
         return self._config.aead_for(salt)
 
     def _first_chunk(self, plain: bytes, first_size: int) -> bytes:
         # The first chunk is authentic: only now remember the salt, so that garbage cannot flush the filter.
         if not self._salts.check_and_add(self._salt):
-            raise RemoteProtocolError("repeated salt (replayed connection)", linger=self.linger)
+            raise ReplayDetected("repeated salt (replayed connection)", linger=self.linger)
         parsed = decode_address(plain[:first_size])
         if parsed is None:
             raise RemoteProtocolError("malformed or truncated address header", linger=self.linger)

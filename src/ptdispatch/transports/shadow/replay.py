@@ -8,6 +8,8 @@ salt: 2**16 capacity is ~13 MB at worst) and there are no false positives.
 
 from __future__ import annotations
 
+from ...replay.base import ReplayStore
+
 DEFAULT_CAPACITY = 1 << 16
 
 
@@ -41,3 +43,27 @@ class SaltFilter:
             return False
         self.add(salt)
         return True
+
+
+SALT_TTL = 3600.0
+"""How long a shared store remembers a salt (the in-process filter counts salts instead)."""
+
+
+class StoreSaltFilter(SaltFilter):
+    """The same filter over a :class:`~ptdispatch.replay.base.ReplayStore` shared by every worker."""
+
+    __slots__ = ("_store", "_ttl")
+
+    def __init__(self, store: ReplayStore, ttl: float = SALT_TTL) -> None:
+        super().__init__()
+        self._store = store
+        self._ttl = ttl
+
+    def __contains__(self, salt: object) -> bool:
+        return isinstance(salt, bytes) and self._store.contains(b"shadow", salt)
+
+    def add(self, salt: bytes) -> None:
+        self._store.check_and_add(b"shadow", salt, self._ttl)
+
+    def check_and_add(self, salt: bytes) -> bool:
+        return self._store.check_and_add(b"shadow", salt, self._ttl)

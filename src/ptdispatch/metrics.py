@@ -1,0 +1,223 @@
+"""``-metrics IP:PORT``: Prometheus text at ``/metrics`` (the official ``prometheus_client``).
+
+Names follow outline-ss-server's (``shadowsocks_*``) under the prefix ``ptdispatch_``.  Labels are
+the transport name, the role, a close status, a direction or a failure reason: never a client
+address nor anything else that differs per connection.
+
+The hooks below (:func:`opened`, :func:`closed`, ...) cost one global lookup when ``-metrics`` is not
+given.  Under ``-workers N`` every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus_client's multiprocess mode) and the parent serves their sum; :func:`prepare_multiprocess`
+must run before anything imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError, HandshakeTimeout, RemoteProtocolError, ReplayDetected
+from .net.addr import Address
+
+HANDSHAKE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+
+
+class Metrics:
+    """The metric objects; one per process."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        r = {"registry": registry}
+        self.opened = Counter(
+            "ptdispatch_connections_opened",
+            "Connections opened (server: after the handshake)",
+            ["transport", "role"],
+            **r,
+        )
+        self.closed = Counter(
+            "ptdispatch_connections_closed",
+            "Connections closed, by how they ended",
+            ["transport", "role", "status"],
+            **r,
+        )
+        self.open = Gauge(
+            "ptdispatch_open_connections",
+            "Connections open now",
+            ["transport", "role"],
+            multiprocess_mode="livesum",
+            **r,
+        )
+        self.bytes = Counter(
+            "ptdispatch_data_bytes",
+            "Application bytes relayed (upstream: from the client side toward the target)",
+            ["transport", "dir"],
+            **r,
+        )
+        self.failures = Counter(
+            "ptdispatch_handshake_failures",
+            "Server handshakes that failed: probe (or bad handshake), replay, timeout",
+            ["transport", "reason"],
+            **r,
+        )
+        self.handshake = Histogram(
+            "ptdispatch_handshake_duration_seconds",
+            "Server handshake time, from accept to established",
+            ["transport"],
+            buckets=HANDSHAKE_BUCKETS,
+            **r,
+        )
+        self.udp = Gauge(
+            "ptdispatch_udp_sessions", "UDP sessions open now", ["transport"], multiprocess_mode="livesum", **r
+        )
+        self.replay_up = Gauge(
+            "ptdispatch_replay_store_up",
+            "1 while the shared replay store (Redis) answers, 0 while the local store stands in",
+            ["store"],
+            multiprocess_mode="livemin",
+            **r,
+        )
+        self.worker_restarts = Counter("ptdispatch_worker_restarts", "Worker processes restarted", **r)
+        self.worker_opened = Counter(
+            "ptdispatch_worker_connections_opened",
+            "Connections opened, by worker (how evenly they share)",
+            ["worker"],
+            **r,
+        )
+        self.workers = Gauge("ptdispatch_workers", "Worker processes running", multiprocess_mode="livemax", **r)
+        info = Gauge("ptdispatch_build_info", "Build information", ["version"], multiprocess_mode="max", **r)
+        info.labels(__version__).set(1)
+
+
+ACTIVE: Metrics | None = None
+"""Set by :func:`install`; None when -metrics is not given."""
+WORKER: str | None = None
+"""This worker's index under -workers (a label with at most N values), else None."""
+
+
+def install(registry: Any = None, *, redis: bool = False) -> Metrics:
+    """Create this process's metrics (``registry=None`` in multiprocess workers); ``redis``: the
+    replay store is Redis (its gauge starts at 1)."""
+    global ACTIVE
+    ACTIVE = Metrics(registry)
+    if redis:
+        ACTIVE.replay_up.labels("redis").set(1)
+    return ACTIVE
+
+
+def close_status(error: BaseException | None) -> str:
+    if error is None:
+        return "ok"
+    if isinstance(error, TimeoutError | HandshakeTimeout):
+        return "timeout"
+    if isinstance(error, RemoteProtocolError):
+        return "protocol_error"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    if isinstance(error, ConnectionResetError | BrokenPipeError):
+        return "reset"
+    return "error"
+
+
+def failure_reason(error: BaseException) -> str:
+    if isinstance(error, ReplayDetected):
+        return "replay"
+    if isinstance(error, HandshakeTimeout | TimeoutError):
+        return "timeout"
+    return "probe"
+
+
+# --- hooks (cheap when ACTIVE is None) -------------------------------------------------------------
+def opened(transport: str, role: str) -> None:
+    m = ACTIVE
+    if m is not None:
+        m.opened.labels(transport, role).inc()
+        m.open.labels(transport, role).inc()
+        if WORKER is not None:
+            m.worker_opened.labels(WORKER).inc()
+
+
+def closed(transport: str, role: str, error: BaseException | None, upstream: int, downstream: int) -> None:
+    m = ACTIVE
+    if m is not None:
+        m.closed.labels(transport, role, close_status(error)).inc()
+        m.open.labels(transport, role).dec()
+        m.bytes.labels(transport, "upstream").inc(upstream)
+        m.bytes.labels(transport, "downstream").inc(downstream)
+
+
+def handshake_failed(transport: str, error: BaseException) -> None:
+    m = ACTIVE
+    if m is not None:
+        m.failures.labels(transport, failure_reason(error)).inc()
+
+
+def handshake_done(transport: str, seconds: float | None) -> None:
+    m = ACTIVE
+    if m is not None and seconds is not None:
+        m.handshake.labels(transport).observe(seconds)
+
+
+def udp_session(transport: str, delta: int) -> None:
+    m = ACTIVE
+    if m is not None:
+        m.udp.labels(transport).inc(delta)
+
+
+def replay_store_up(up: bool) -> None:
+    m = ACTIVE
+    if m is not None:
+        m.replay_up.labels("redis").set(1 if up else 0)
+
+
+# --- serving ---------------------------------------------------------------------------------------
+def prepare_multiprocess() -> str:
+    """Point prometheus_client at a fresh directory for the workers' value files (before import)."""
+    path = tempfile.mkdtemp(prefix="ptdispatch-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def serve(address: Address, *, multiprocess: bool, redis: bool = False, source: str = "-metrics") -> Any:
+    """Listen on ``address`` and serve ``/metrics`` from a thread; returns the HTTP server.
+
+    Raises ``ConfigError`` naming -metrics when the address cannot be bound (port taken)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.process_collector import ProcessCollector
+
+    registry = CollectorRegistry()
+    if multiprocess:
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        ProcessCollector(registry=registry)
+        install(registry, redis=redis)
+    try:
+        server, _thread = start_http_server(address.port, address.host, registry)
+    except OSError as exc:
+        raise ConfigError(f"{source} {address}: cannot listen: {exc.strerror or exc}") from None
+    return server
+
+
+def bound_port(server: Any) -> int:
+    sock: socket.socket = server.socket
+    return int(sock.getsockname()[1])
+
+
+def parse_address(text: str, source: str) -> Address:
+    from .net.addr import parse_hostport
+
+    try:
+        return parse_hostport(text, require_ip=True)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def mark_dead(pid: int) -> None:
+    """A worker exited: drop its live gauges (its counters stay, as they should)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

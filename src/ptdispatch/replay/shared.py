@@ -1,0 +1,135 @@
+"""An exact replay table in shared memory, for worker processes forked from one parent.
+
+Layout: one anonymous ``MAP_SHARED`` mapping (inherited across ``fork``, freed when the last process
+exits): a small header, then a power-of-two number of buckets. A bucket holds 32 slots: 32 expiry
+times (float64, ``time.monotonic()``, which is system-wide on Linux), 32 tags of 4 bytes (to find a
+candidate slot with one ``bytes.find``), then 32 records of 64 bytes. A record is the namespace and
+the key themselves (``len(ns)+1 | ns | len(key) | key``, zero padded), so a lookup compares whole
+keys: exact, no digest, no false positive. (A key too long for a record, which no transport has, is
+stored as its 256-bit keyed BLAKE2b digest.) A CRC32 of the record, started from a secret drawn at
+start-up, picks the bucket and gives the tag; a lookup reads that one bucket (a tag match is
+confirmed by comparing the whole record): no probing chains, no tombstones.
+
+Writers hold a process-shared lock (a POSIX semaphore: no system call when uncontended) and write
+their pid into the header while they hold it.  A worker killed inside the few microseconds it holds
+the lock would leave it taken: whoever waits more than ``STALE_AFTER`` seconds checks that pid, and
+if that process is gone (or a zombie) releases the lock for it.  The size is fixed; when a bucket's
+32 slots are all alive, the entry closest to expiry gives way (counted in ``evictions``), as
+obfs4proxy's filter drops its oldest entry when full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mmap
+import multiprocessing
+import os
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+SLOTS = 32
+RECORD = 64
+_EXPIRIES = struct.Struct(f"<{SLOTS}d")
+_ONE = struct.Struct("<d")
+_PID = struct.Struct("<q")
+HEADER = 64
+TAGS = SLOTS * 8
+RECORDS = TAGS + SLOTS * 4
+BUCKET = RECORDS + SLOTS * RECORD
+DEFAULT_CAPACITY = 1 << 18
+"""Slots (256 Ki, 18 MiB of shared memory, touched as it fills): obfs4's 100 Ki and shadow's salts fit."""
+STALE_AFTER = 0.25
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split(" ", 1)[0] not in ("Z", "X")
+
+
+class SharedReplayStore:
+    """A :class:`~ptdispatch.replay.base.ReplayStore` shared by the processes forked after it is made."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, *, clock: Callable[[], float] = time.monotonic) -> None:
+        buckets = 1
+        while buckets * SLOTS < capacity:
+            buckets *= 2
+        self.capacity = buckets * SLOTS
+        self._mask = buckets - 1
+        self.memory_bytes = HEADER + buckets * BUCKET
+        self._mem = mmap.mmap(-1, self.memory_bytes)
+        self._secret = os.urandom(32)
+        self._seed = int.from_bytes(self._secret[:4], "little")
+        self._lock = multiprocessing.get_context("fork").Lock()
+        self._clock = clock
+        self.evictions = 0
+
+    def close(self) -> None:
+        self._mem.close()
+
+    def _locate(self, namespace: bytes, key: bytes) -> tuple[bytes, bytes, int]:
+        if len(namespace) < 16 and len(key) < RECORD - 17:
+            record = (bytes((len(namespace) + 1,)) + namespace + bytes((len(key),)) + key).ljust(RECORD, b"\0")
+        else:
+            digest = hashlib.blake2b(namespace + b"\0" + key, digest_size=32, key=self._secret).digest()
+            record = (b"\xff" + digest).ljust(RECORD, b"\0")
+        crc = zlib.crc32(record, self._seed)
+        tag = (crc | 1).to_bytes(4, "little")  # never the empty slot's 0
+        return record, tag, HEADER + (crc & self._mask) * BUCKET
+
+    def _slot(self, offset: int, record: bytes, tag: bytes) -> int:
+        mem = self._mem
+        tags = mem[offset + TAGS : offset + RECORDS]
+        found = tags.find(tag)
+        while found != -1:
+            if not found % 4:
+                start = offset + RECORDS + found // 4 * RECORD
+                if mem[start : start + RECORD] == record:
+                    return found // 4
+            found = tags.find(tag, found + 1)
+        return -1
+
+    def contains(self, namespace: bytes, key: bytes) -> bool:
+        record, tag, offset = self._locate(namespace, key)
+        slot = self._slot(offset, record, tag)
+        return slot >= 0 and _ONE.unpack_from(self._mem, offset + slot * 8)[0] > self._clock()
+
+    def check_and_add(self, namespace: bytes, key: bytes, ttl: float) -> bool:
+        record, tag, offset = self._locate(namespace, key)
+        mem = self._mem
+        self._acquire()
+        try:
+            now = self._clock()
+            slot = self._slot(offset, record, tag)
+            if slot >= 0:
+                if _ONE.unpack_from(mem, offset + slot * 8)[0] > now:
+                    return False
+            else:
+                expiries = _EXPIRIES.unpack_from(mem, offset)
+                oldest = min(expiries)
+                slot = expiries.index(oldest)
+                if oldest > now:
+                    self.evictions += 1
+                start = offset + RECORDS + slot * RECORD
+                mem[start : start + RECORD] = record
+                mem[offset + TAGS + slot * 4 : offset + TAGS + slot * 4 + 4] = tag
+            _ONE.pack_into(mem, offset + slot * 8, now + ttl)
+            return True
+        finally:
+            _PID.pack_into(mem, 0, 0)
+            self._lock.release()
+
+    def _acquire(self) -> None:
+        while not self._lock.acquire(timeout=STALE_AFTER):
+            holder = _PID.unpack_from(self._mem, 0)[0]
+            if holder and not _alive(holder):  # it died holding the lock: release it on its behalf
+                _PID.pack_into(self._mem, 0, 0)
+                with contextlib.suppress(ValueError):
+                    self._lock.release()
+        _PID.pack_into(self._mem, 0, os.getpid())
