@@ -56,6 +56,11 @@ SERVER = (
     Flag("target", "HOST:PORT", "forward the unwrapped traffic there (or -targethost with -targetport)"),
     Flag("extorport", "IP:PORT", "forward to tor's Extended ORPort instead (with -authcookie PATH)"),
 )
+OPERATOR = (
+    Flag("workers", "N|auto", "N processes share each listener (auto: one per CPU; default 1)"),
+    Flag("metrics", "IP:PORT", "serve Prometheus metrics at http://IP:PORT/metrics"),
+    Flag("replayStore", "redis://HOST:PORT/DB", "replay state shared by a fleet of servers"),
+)
 _PAIRED = {"proxylistenport", "bindport", "targethost", "targetport", "authcookie"}
 """Flags described together with their partner above."""
 
@@ -77,7 +82,7 @@ def _flag_lines(described: Iterable[Flag]) -> list[str]:
 
 def undescribed_flags() -> list[str]:
     """Flags the parser accepts that no section above describes (new ones, until someone does)."""
-    described = {f.name for f in (*COMMON, *CLIENT, *SERVER)} | _PAIRED
+    described = {f.name for f in (*COMMON, *CLIENT, *SERVER, *OPERATOR)} | _PAIRED
     return [name for name in (*flags.VALUE_FLAGS, *flags.BOOL_FLAGS) if name not in described]
 
 
@@ -134,6 +139,7 @@ def readme_location() -> str:
 SYNOPSIS = (
     "ptdispatch [-client] -transport NAME [flags]",
     "ptdispatch -server -transport NAME -bindaddr NAME-IP:PORT -target HOST:PORT [flags]",
+    "ptdispatch -generateConfig -transport shadow|Starbridge|Replicant -serverIP IP:PORT [-state DIR]",
     "ptdispatch -h | -version",
 )
 DESCRIPTION = (
@@ -155,6 +161,10 @@ def sections() -> list[tuple[str, list[str]]]:
         ("Flags (both roles)", _flag_lines(COMMON)),
         ("Client flags", _flag_lines(CLIENT)),
         ("Server flags", _flag_lines(SERVER)),
+        (
+            "Operator flags (our extensions; also PTDISPATCH_WORKERS/_METRICS/_REPLAY_STORE under PT 1.0)",
+            _flag_lines(OPERATOR),
+        ),
     ]
     if other:
         out.append(("Other flags", ["  " + " ".join(f"-{name}" for name in other)]))
