@@ -41,7 +41,8 @@ class ServerMethod:
         return splice.a
 
     def handshake_failed(self, exc: Exception) -> None:
-        self.log.info(f"{self.name}: handshake failed: {exc}")
+        """``on_error`` of the listener: a bug in the transport at ERROR, the peer's fault at INFO."""
+        self.log.failure(self.name, "handshake failed", exc)
 
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
         if self.log.enabled(LogLevel.INFO):

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import HandshakeTimeout, RemoteProtocolError
+from ..errors import HandshakeTimeout, InternalError, RemoteProtocolError
 from ..net.addr import Address
 
 if TYPE_CHECKING:
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 AppFactory = Callable[[], asyncio.BaseProtocol]
 """Makes the application protocol that receives a connection's plaintext side."""
 ErrorCallback = Callable[[Exception], None]
-"""Hears of a connection that failed before it was established (a probe, a bad handshake)."""
+"""Hears of a connection that failed: a probe, a bad handshake, a stream cut inside a frame
+(``RemoteProtocolError``), or a bug in the engine (``InternalError``)."""
+Failure = RemoteProtocolError | InternalError
 
 
 class EngineTransport(asyncio.Transport):
@@ -46,7 +48,11 @@ class EngineTransport(asyncio.Transport):
         owner = self._owner
         if owner.closing:
             return
-        owner.engine.send_data(bytes(data))
+        try:
+            owner.engine.send_data(bytes(data))
+        except Exception as exc:  # the error boundary: a bug costs this connection only
+            owner.fail(exc)
+            return
         owner.flush()
 
     def writelines(self, list_of_data: Any) -> None:
@@ -122,15 +128,21 @@ class EngineProtocol(asyncio.Protocol):
         self._pending_close: str | None = None  # "eof" or "close" once the paced queue drains
         self._timer: asyncio.TimerHandle | None = None
         self._discarding = False
+        self._failed = False
         self._loop = asyncio.get_running_loop()
 
     # --- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.wire = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self._timer = self._loop.call_later(self.engine.handshake_timeout, self._handshake_timed_out)
-        self.engine.initiate()
+        try:
+            self.engine.initiate()
+            established = self.engine.established
+        except Exception as exc:
+            self.fail(exc)
+            return
         self.flush()
-        if self.engine.established:
+        if established:
             self._establish()
 
     def data_received(self, data: bytes) -> None:
@@ -138,12 +150,13 @@ class EngineProtocol(asyncio.Protocol):
             return
         try:
             plain = self.engine.receive_data(data)
-        except RemoteProtocolError as exc:
-            self._fail(exc)
+            established = self.app is not None or self.engine.established
+        except Exception as exc:  # the error boundary (h11's rule): see fail()
+            self.fail(exc)
             return
         self.flush()
         if self.app is None:
-            if not self.engine.established:
+            if not established or self._discarding:
                 return
             self._establish()
         if plain and self.app is not None:
@@ -153,7 +166,7 @@ class EngineProtocol(asyncio.Protocol):
         if self._discarding:
             return True  # keep draining until the linger timer closes us
         if self.app is None:
-            self._fail(RemoteProtocolError("connection closed during the handshake"))
+            self.fail(RemoteProtocolError("connection closed during the handshake"))
             return None
         return self.app.eof_received()  # type: ignore[attr-defined, no-any-return]
 
@@ -176,13 +189,20 @@ class EngineProtocol(asyncio.Protocol):
 
     # --- engine output ----------------------------------------------------------------------
     def flush(self) -> None:
-        engine = self.engine
-        if not engine.paced:
-            out = engine.data_to_send()
-            if out:
-                self.wire.write(out)
+        if self._discarding:
             return
-        for chunk, delay in engine.paced_writes():
+        engine = self.engine
+        try:
+            if not engine.paced:
+                out = engine.data_to_send()
+                if out:
+                    self.wire.write(out)
+                return
+            writes = engine.paced_writes()
+        except Exception as exc:
+            self.fail(exc)
+            return
+        for chunk, delay in writes:
             self._paced.append((chunk, delay))
             self.paced_backlog += len(chunk)
         if self._pacing is None:
@@ -230,9 +250,22 @@ class EngineProtocol(asyncio.Protocol):
     def _handshake_timed_out(self) -> None:
         self._timer = None
         message = f"no handshake within {self.engine.handshake_timeout:g} s"
-        self._fail(HandshakeTimeout(message, linger=self.engine.timeout_linger))
+        try:
+            linger = self.engine.timeout_linger
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.fail(HandshakeTimeout(message, linger=linger))
 
-    def _fail(self, exc: RemoteProtocolError) -> None:
+    def fail(self, exc: Exception) -> None:
+        """End the connection the way a failed handshake ends: tell ``on_error``, send nothing,
+        read and discard for the error's linger, then abort.  Anything but a
+        ``RemoteProtocolError`` is a bug in the engine and becomes an ``InternalError``."""
+        if self._failed:
+            return  # one failure per connection: logged once
+        self._failed = True
+        if not isinstance(exc, RemoteProtocolError | InternalError):
+            exc = InternalError.wrap(exc, linger=self._bug_linger())
         if self._on_error is not None:
             self._on_error(exc)
         if not self.established.done():
@@ -245,6 +278,13 @@ class EngineProtocol(asyncio.Protocol):
             self._timer = self._loop.call_later(exc.linger, self.wire.abort)
         else:
             self.wire.abort()
+
+    def _bug_linger(self) -> float:
+        """How long to linger after a bug: as long as after a handshake timeout (obfs4, shadow)."""
+        try:
+            return float(getattr(self.engine, "linger", None) or self.engine.timeout_linger)
+        except Exception:
+            return 0.0
 
     def _cancel_timers(self) -> None:
         for handle in (self._timer, self._pacing):

@@ -124,10 +124,7 @@ class UdpListener(asyncio.DatagramProtocol):
             await method.dial(route, lambda: Upstream(self, session))
         except Exception as exc:  # every dial failure (OSError, handshake errors, timeouts) ends the entry
             if self.pool.failed(session):
-                self.log.info(
-                    f"{method.name}: UDP session {self._who(session.key)}: connection failed: "
-                    f"{type(exc).__name__}: {exc}"
-                )
+                self.log.failure(f"{method.name}: UDP session {self._who(session.key)}", "connection failed", exc)
 
     def _discard(self, session: ClientSession) -> None:
         """The pool removed ``session``: close its connection or stop its dial."""

@@ -72,7 +72,8 @@ class UdpServerMethod:
         return TargetSession(self)
 
     def handshake_failed(self, exc: Exception) -> None:
-        self.log.info(f"{self.name}: handshake failed: {exc}")
+        """``on_error`` of the listener: a bug in the transport at ERROR, the peer's fault at INFO."""
+        self.log.failure(self.name, "handshake failed", exc)
 
     def add(self, owner: TargetSession, conn: asyncio.Transport) -> ServerSession:
         session, evicted = self.pool.add_connected(owner, conn)
