@@ -9,7 +9,7 @@ import time
 from ptdispatch import api
 from ptdispatch.errors import InternalError
 from ptdispatch.net.addr import Address
-from ptdispatch.transports.base import Engine, EngineClientTransport, EngineServerTransport
+from ptdispatch.transports.base import Engine, EngineClientTransport, EngineServerTransport, Timeouts
 
 LINGER = 0.4
 
@@ -19,7 +19,6 @@ class BuggyEngine(Engine):
 
     def __init__(self) -> None:
         self._out: list[bytes] = []
-        self.linger = LINGER
 
     @property
     def established(self) -> bool:
@@ -37,6 +36,8 @@ class BuggyEngine(Engine):
 
 
 class BuggyServer(EngineServerTransport):
+    timeouts = Timeouts(handshake=5.0, linger=LINGER)
+
     def new_engine(self) -> Engine:
         return BuggyEngine()
 
@@ -108,3 +109,54 @@ def test_server_method_logs_an_internal_error_at_error_level() -> None:
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("LOG ERROR buggy: internal error: ValueError: oops")
     assert lines[1] == "LOG INFO buggy: handshake failed: bad tag"
+
+
+class MinimalEngine(Engine):
+    """An engine written against the old interface: no start/get_timer/receive_eof of its own."""
+
+    def __init__(self) -> None:
+        self._out: list[bytes] = []
+        self.done = False
+
+    @property
+    def established(self) -> bool:
+        return self.done
+
+    def receive_data(self, data: bytes) -> bytes:
+        self.done = True
+        return data
+
+    def send_data(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def data_to_send(self) -> bytes:
+        out, self._out = b"".join(self._out), []
+        return out
+
+
+def test_minimal_engine_gets_the_default_deadline_and_eof_check() -> None:
+    from ptdispatch.errors import HandshakeTimeout, RemoteProtocolError
+
+    engine = MinimalEngine()
+    assert engine.get_timer() is None  # not started: no deadline
+    engine.start(100.0, Timeouts(handshake=5.0, linger=2.0))
+    assert engine.get_timer() == 105.0
+    engine.handle_timer(104.0)  # early: nothing happens
+    try:
+        engine.handle_timer(105.0)
+    except HandshakeTimeout as exc:
+        assert exc.linger == 2.0 and "5 s" in str(exc)
+    else:
+        raise AssertionError("the deadline passed")
+    try:
+        MinimalEngine().receive_eof()
+    except RemoteProtocolError:
+        pass
+    else:
+        raise AssertionError("EOF during the handshake is an error")
+    done = MinimalEngine()
+    done.start(0.0, Timeouts())
+    done.receive_data(b"x")
+    assert done.get_timer() is None
+    done.receive_eof()  # an ordinary end of stream
+    assert done.buffered_size() == 0 and done.failure_linger() == 0.0

@@ -9,13 +9,14 @@ own TLS support does.  Everything above (relays, streams, SOCKS) is therefore pl
 from __future__ import annotations
 
 import asyncio
-import collections
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import HandshakeTimeout, InternalError, RemoteProtocolError
+from ..errors import InternalError, RemoteProtocolError
 from ..net.addr import Address
+from .timing import DEFAULT_TIMEOUTS, Timeouts
 
 if TYPE_CHECKING:
     from ..net.upstream import Dialer
@@ -66,7 +67,7 @@ class EngineTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         owner = self._owner
-        return owner.wire.get_write_buffer_size() + owner.paced_backlog
+        return owner.wire.get_write_buffer_size() + owner.engine.buffered_size()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._owner.wire.get_write_buffer_limits()
@@ -110,39 +111,48 @@ class EngineProtocol(asyncio.Protocol):
 
     ``app_factory`` is called once the handshake is complete; the protocol it returns gets
     ``connection_made(EngineTransport)`` and then plaintext.  ``established`` (a future) resolves
-    at that moment, or fails with the handshake error.
+    at that moment, or fails with the handshake error.  Every call into the engine is inside the
+    error boundary (:meth:`fail`); the engine's one timer (:meth:`Engine.get_timer`) is the one
+    timer handle here, reused for the linger after a failure.
     """
 
-    def __init__(self, engine: Engine, app_factory: AppFactory, *, on_error: ErrorCallback | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        app_factory: AppFactory,
+        *,
+        on_error: ErrorCallback | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
         self.engine = engine
         self._app_factory = app_factory
         self._on_error = on_error
+        self._timeouts = timeouts
         self.app: asyncio.BaseProtocol | None = None
         self.app_transport: EngineTransport | None = None
         self.wire: asyncio.Transport = None  # type: ignore[assignment]
         self.established: asyncio.Future[EngineTransport] = asyncio.get_running_loop().create_future()
         self.closing = False
-        self.paced_backlog = 0
-        self._paced: collections.deque[tuple[bytes, float]] = collections.deque()
-        self._pacing: asyncio.TimerHandle | None = None
-        self._pending_close: str | None = None  # "eof" or "close" once the paced queue drains
+        self._pending_close: str | None = None  # "eof" or "close" once the engine's backlog drains
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._discarding = False
-        self._failed = False
+        self._error: Exception | None = None
         self._loop = asyncio.get_running_loop()
 
     # --- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.wire = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self._timer = self._loop.call_later(self.engine.handshake_timeout, self._handshake_timed_out)
+        engine = self.engine
         try:
-            self.engine.initiate()
-            established = self.engine.established
+            engine.start(time.monotonic(), self._timeouts)
+            engine.initiate()
+            established = engine.established
         except Exception as exc:
             self.fail(exc)
             return
         self.flush()
-        if established:
+        if established and self._error is None:
             self._establish()
 
     def data_received(self, data: bytes) -> None:
@@ -156,7 +166,7 @@ class EngineProtocol(asyncio.Protocol):
             return
         self.flush()
         if self.app is None:
-            if not established or self._discarding:
+            if not established or self._error is not None:
                 return
             self._establish()
         if plain and self.app is not None:
@@ -165,14 +175,20 @@ class EngineProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._discarding:
             return True  # keep draining until the linger timer closes us
-        if self.app is None:
+        try:
+            self.engine.receive_eof()  # a stream cut inside a handshake or a frame is an error
+        except Exception as exc:
+            self.fail(exc)
+            return True
+        if self.app is None:  # pragma: no cover - receive_eof() refuses an unfinished handshake
             self.fail(RemoteProtocolError("connection closed during the handshake"))
-            return None
+            return True
         return self.app.eof_received()  # type: ignore[attr-defined, no-any-return]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self._cancel_timers()
+        self._cancel_timer()
+        exc = exc or self._error
         if self.app is not None:
             self.app.connection_lost(exc)
         elif not self.established.done():
@@ -187,91 +203,89 @@ class EngineProtocol(asyncio.Protocol):
         if self.app is not None:
             self.app.resume_writing()
 
-    # --- engine output ----------------------------------------------------------------------
+    # --- engine output and time -------------------------------------------------------------
     def flush(self) -> None:
-        if self._discarding:
+        """Write what the engine has for the network now, and re-arm its timer."""
+        if self._error is not None:
             return
         engine = self.engine
         try:
-            if not engine.paced:
-                out = engine.data_to_send()
-                if out:
-                    self.wire.write(out)
-                return
-            writes = engine.paced_writes()
+            out = engine.data_to_send()
+            when = engine.get_timer()
+            backlog = engine.buffered_size() if self._pending_close is not None else 0
         except Exception as exc:
             self.fail(exc)
             return
-        for chunk, delay in writes:
-            self._paced.append((chunk, delay))
-            self.paced_backlog += len(chunk)
-        if self._pacing is None:
-            self._drain_paced()
-
-    def _drain_paced(self) -> None:
-        self._pacing = None
-        while self._paced:
-            chunk, delay = self._paced.popleft()
-            self.paced_backlog -= len(chunk)
-            self.wire.write(chunk)
-            if delay > 0 and self._paced:
-                self._pacing = self._loop.call_later(delay, self._drain_paced)
-                return
-        if self._pending_close is not None:
+        if out:
+            self.wire.write(out)
+        if when != self._timer_at:
+            self._arm(when)
+        if self._pending_close is not None and not backlog:
             self._finish_close(self._pending_close)
+
+    def _arm(self, when: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self._loop.call_later(max(0.0, when - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.engine.handle_timer(time.monotonic())
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.flush()
 
     def close_after_flush(self, *, eof_only: bool) -> None:
         kind = "eof" if eof_only else "close"
-        if self._pacing is not None:
-            self._pending_close = kind
+        try:
+            backlog = self.engine.buffered_size()
+        except Exception as exc:
+            self.fail(exc)
+            return
+        if backlog:
+            self._pending_close = kind  # written once the paced output has gone (see flush)
         else:
             self._finish_close(kind)
         if not eof_only:
             self.closing = True
 
     def _finish_close(self, kind: str) -> None:
+        self._pending_close = None
         if kind == "eof":
             if self.wire.can_write_eof() and not self.wire.is_closing():
                 self.wire.write_eof()
         else:
             self.wire.close()
 
-    # --- handshake ---------------------------------------------------------------------------
+    # --- handshake and failure -------------------------------------------------------------
     def _establish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self.app_transport = EngineTransport(self)
         self.app = self._app_factory()
         self.app.connection_made(self.app_transport)
         if not self.established.done():
             self.established.set_result(self.app_transport)
 
-    def _handshake_timed_out(self) -> None:
-        self._timer = None
-        message = f"no handshake within {self.engine.handshake_timeout:g} s"
-        try:
-            linger = self.engine.timeout_linger
-        except Exception as exc:
-            self.fail(exc)
-            return
-        self.fail(HandshakeTimeout(message, linger=linger))
-
     def fail(self, exc: Exception) -> None:
         """End the connection the way a failed handshake ends: tell ``on_error``, send nothing,
         read and discard for the error's linger, then abort.  Anything but a
         ``RemoteProtocolError`` is a bug in the engine and becomes an ``InternalError``."""
-        if self._failed:
-            return  # one failure per connection: logged once
-        self._failed = True
+        if self._error is not None:
+            return  # one failure per connection: reported once
         if not isinstance(exc, RemoteProtocolError | InternalError):
             exc = InternalError.wrap(exc, linger=self._bug_linger())
+        self._error = exc
         if self._on_error is not None:
             self._on_error(exc)
         if not self.established.done():
             self.established.set_exception(exc)
             self.established.exception()
-        self._cancel_timers()
+        self._cancel_timer()
         if exc.linger > 0 and not self.wire.is_closing():
             # Read and drop whatever comes, then close: a prober learns nothing from timing.
             self._discarding = True
@@ -280,24 +294,26 @@ class EngineProtocol(asyncio.Protocol):
             self.wire.abort()
 
     def _bug_linger(self) -> float:
-        """How long to linger after a bug: as long as after a handshake timeout (obfs4, shadow)."""
+        """How long to linger after a bug: as long as after a handshake timeout."""
         try:
-            return float(getattr(self.engine, "linger", None) or self.engine.timeout_linger)
+            return float(self.engine.failure_linger())
         except Exception:
-            return 0.0
+            return self._timeouts.linger
 
-    def _cancel_timers(self) -> None:
-        for handle in (self._timer, self._pacing):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._pacing = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
 
 
 async def dial_engine(
-    engine: Engine, address: Address, app_factory: AppFactory, dialer: Dialer
+    engine: Engine, address: Address, app_factory: AppFactory, dialer: Dialer, timeouts: Timeouts = DEFAULT_TIMEOUTS
 ) -> tuple[EngineTransport, asyncio.BaseProtocol]:
     """Connect to ``address`` through ``dialer`` and run ``engine``'s handshake over the connection."""
-    _, protocol = await dialer.create_connection(lambda: EngineProtocol(engine, app_factory), address)
+    _, protocol = await dialer.create_connection(
+        lambda: EngineProtocol(engine, app_factory, timeouts=timeouts), address
+    )
     try:
         transport = await protocol.established
     except BaseException:
@@ -313,12 +329,13 @@ async def serve_engines(
     where: Address | socket.socket,
     *,
     on_error: ErrorCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> asyncio.Server:
     """Accept TCP connections on ``where``, each driven by a fresh ``new_engine()``."""
     loop = asyncio.get_running_loop()
 
     def factory() -> EngineProtocol:
-        return EngineProtocol(new_engine(), app_factory, on_error=on_error)
+        return EngineProtocol(new_engine(), app_factory, on_error=on_error, timeouts=timeouts)
 
     if isinstance(where, socket.socket):
         return await loop.create_server(factory, sock=where)

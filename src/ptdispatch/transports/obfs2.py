@@ -23,14 +23,14 @@ import struct
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from ..errors import OptionsError, RemoteProtocolError
-from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, TransportSpec
+from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, Timeouts, TransportSpec
 
 NAME = "obfs2"
 MAGIC = 0x2BF5CA7E
 MAX_PADDING = 8192
 SEED_LEN = 16
 HEADER_LEN = 8
-HANDSHAKE_TIMEOUT = 30.0
+TIMEOUTS = Timeouts(handshake=30.0)  # obfs4proxy gives the peer 30 s
 INITIATOR_PAD = b"Initiator obfuscation padding"
 RESPONDER_PAD = b"Responder obfuscation padding"
 INITIATOR_DATA = b"Initiator obfuscated data"
@@ -73,7 +73,6 @@ class Obfs2Engine(Engine):
     """One obfs2 connection; ``initiator`` is the side that dialled."""
 
     __slots__ = ("_buf", "_initiator", "_out", "_peer_seed", "_pending", "_rng", "_rx", "_seed", "_skip", "_tx")
-    handshake_timeout = HANDSHAKE_TIMEOUT
 
     def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
         self._initiator = initiator
@@ -173,12 +172,12 @@ def _check_options(raw: RawOptions) -> None:
 
 def _client(raw: RawOptions) -> RoleClient:
     _check_options(raw)
-    return RoleClient(Obfs2Engine)
+    return RoleClient(Obfs2Engine, timeouts=TIMEOUTS)
 
 
 def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
     _check_options(raw)
-    return RoleServer(Obfs2Engine, ctx.rng)
+    return RoleServer(Obfs2Engine, ctx.rng, timeouts=TIMEOUTS)
 
 
 SPEC = TransportSpec(name=NAME, client=_client, server=_server)

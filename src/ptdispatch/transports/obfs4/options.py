@@ -10,10 +10,19 @@ from pathlib import Path
 
 from ...errors import OptionsError
 from ...net.addr import Address
-from ..base import Clock, Engine, EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext
+from ..base import (
+    Clock,
+    Engine,
+    EngineClientTransport,
+    EngineServerTransport,
+    RawOptions,
+    Rng,
+    ServerContext,
+    Timeouts,
+)
 from ..options import get_int, get_str
 from . import state as st
-from .engine import ClientEngine, ServerEngine, ServerShared
+from .engine import CLIENT_TIMEOUTS, SERVER_TIMEOUTS, ClientEngine, ServerEngine, ServerShared
 from .handshake import ServerIdentity
 
 NAME = "obfs4"
@@ -46,6 +55,7 @@ class Obfs4Client(EngineClientTransport):
     iat_mode: int = 0
     rng: Rng = field(default=os.urandom, repr=False)
     clock: Clock = field(default=time.time, repr=False)
+    timeouts: Timeouts = CLIENT_TIMEOUTS
 
     def new_engine(self, destination: Address | None) -> Engine:
         return ClientEngine(self.node_id, self.public_key, self.iat_mode, self.rng, self.clock)
@@ -69,12 +79,22 @@ def parse_client(raw: RawOptions) -> Obfs4Client:
 class Obfs4Server(EngineServerTransport):
     """A configured obfs4 server: identity, PRNG seed, replay filter (shared by its connections)."""
 
-    def __init__(self, state: st.ServerState, state_dir: os.PathLike[str] | str, rng: Rng, clock: Clock) -> None:
+    def __init__(
+        self,
+        state: st.ServerState,
+        state_dir: os.PathLike[str] | str,
+        rng: Rng,
+        clock: Clock,
+        *,
+        timeouts: Timeouts = SERVER_TIMEOUTS,
+    ) -> None:
         self.state = state
         self._state_dir = state_dir
         self._rng = rng
         self._clock = clock
-        self.shared = ServerShared(ServerIdentity(state.node_id, state.private_key), state.drbg_seed, state.iat_mode)
+        self.timeouts = timeouts
+        identity = ServerIdentity(state.node_id, state.private_key)
+        self.shared = ServerShared(identity, state.drbg_seed, state.iat_mode, timeouts)
 
     @property
     def cert(self) -> str:

@@ -30,14 +30,14 @@ from ...net.addr import Address, parse_hostport
 from ..base import EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext, TransportSpec
 from ..options import get_str
 from .ciphers import ALIASES, CIPHERS, decode_key, evp_bytes_to_key, lookup_cipher
-from .engine import ShadowClientEngine, ShadowConfig, ShadowServerEngine
+from .engine import DEFAULT_BOUNDS, ServerTimeouts, ShadowClientEngine, ShadowConfig, ShadowServerEngine
 from .header import encode_address
 from .replay import SaltFilter
 
 NAME = "shadow"
 DEFAULT_CIPHER = "chacha20-ietf-poly1305"
 
-__all__ = ["SPEC", "ShadowClient", "ShadowConfig", "ShadowServer", "parse_config"]
+__all__ = ["SPEC", "ServerTimeouts", "ShadowClient", "ShadowConfig", "ShadowServer", "parse_config"]
 
 
 def _cipher_help() -> str:
@@ -106,13 +106,21 @@ class ShadowClient(EngineClientTransport):
 class ShadowServer(EngineServerTransport):
     """Server side: the shared config and the listener-wide salt replay filter."""
 
-    def __init__(self, config: ShadowConfig, *, rng: Rng = os.urandom, salts: SaltFilter | None = None) -> None:
+    def __init__(
+        self,
+        config: ShadowConfig,
+        *,
+        rng: Rng = os.urandom,
+        salts: SaltFilter | None = None,
+        bounds: ServerTimeouts = DEFAULT_BOUNDS,
+    ) -> None:
         self.config = config
         self.salts = salts if salts is not None else SaltFilter()
         self._rng = rng
+        self.bounds = bounds
 
     def new_engine(self) -> ShadowServerEngine:
-        return ShadowServerEngine(self.config, self._rng, self.salts)
+        return ShadowServerEngine(self.config, self._rng, self.salts, self.bounds)
 
 
 def _client(raw: RawOptions) -> ShadowClient:

@@ -112,6 +112,11 @@ class ChunkOpener:
         #: Payload size of the first chunk once it has been opened (it holds the address header).
         self.first_payload_size: int | None = None
 
+    @property
+    def pending(self) -> bool:
+        """Part of a salt or chunk has been received (a stream ending now would cut it)."""
+        return bool(self._partial) or self._phase is _PAYLOAD
+
     def feed(self, data: bytes) -> bytes:
         """Consume ``data``; return the payload of every chunk it completes, concatenated."""
         view = memoryview(data)
