@@ -14,7 +14,6 @@ from .net.addr import Address
 from .net.relay import RelayProtocol, Splice
 from .net.tracker import ConnectionTracker, closed_logger
 from .net.upstream import create_connection
-from .transports.adapter import EngineTransport
 from .transports.base import ServerTransport
 
 
@@ -47,8 +46,8 @@ class ServerMethod:
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
         if self.log.enabled(LogLevel.INFO):
             self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
-        if self.log.enabled(LogLevel.DEBUG) and isinstance(accepted, EngineTransport):
-            asked = getattr(accepted.engine, "requested_destination", None)
+        if self.log.enabled(LogLevel.DEBUG):
+            asked = accepted.get_extra_info("requested_destination")
             if asked is not None:  # shadow carries one; we forward to our own target regardless
                 shown = asked if self.log.show_addresses else "[scrubbed]"
                 self.log.debug(f"{self.name}: client asked for {shown}; forwarding to the configured target")

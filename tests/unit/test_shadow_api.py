@@ -149,3 +149,30 @@ async def test_wrong_password_client_gets_nothing() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_requested_destination_through_get_extra_info() -> None:
+    seen: list[object] = []
+
+    class Record(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            seen.append(transport.get_extra_info("requested_destination"))
+            seen.append(transport.get_extra_info("peername"))
+            seen.append(transport.get_extra_info("no-such-key", "fallback"))
+            transport.close()
+
+    server = await api.listen(ShadowServer(parse_config(OPTIONS)), "127.0.0.1", 0, Record)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await ptdispatch.open_connection(
+            "shadow", f"127.0.0.1:{port}", OPTIONS, destination="192.0.2.7:8080"
+        )
+        writer.write(b"x")
+        await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+        assert seen[0] == Address("192.0.2.7", 8080)
+        assert isinstance(seen[1], tuple) and seen[1][0] == "127.0.0.1"
+        assert seen[2] == "fallback"
+    finally:
+        server.close()
+        await server.wait_closed()

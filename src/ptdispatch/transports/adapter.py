@@ -27,7 +27,7 @@ AppFactory = Callable[[], asyncio.BaseProtocol]
 ErrorCallback = Callable[[Exception], None]
 """Hears of a connection that failed: a probe, a bad handshake, a stream cut inside a frame
 (``RemoteProtocolError``), or a bug in the engine (``InternalError``)."""
-Failure = RemoteProtocolError | InternalError
+_MISSING = object()
 
 
 class EngineTransport(asyncio.Transport):
@@ -36,11 +36,6 @@ class EngineTransport(asyncio.Transport):
     def __init__(self, owner: EngineProtocol) -> None:
         super().__init__()
         self._owner = owner
-
-    @property
-    def engine(self) -> Engine:
-        """The transport engine (for metadata such as a server's requested destination)."""
-        return self._owner.engine
 
     # --- writing ---------------------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -96,6 +91,10 @@ class EngineTransport(asyncio.Transport):
         return self._owner.closing
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The engine's metadata first (``requested_destination``...), then the socket's."""
+        value = self._owner.engine.get_extra_info(name, _MISSING)
+        if value is not _MISSING:
+            return value
         return self._owner.wire.get_extra_info(name, default)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:

@@ -120,6 +120,11 @@ class Engine(ABC):
         after a handshake timeout).  Engines whose own failures linger return that instead."""
         return self._timeouts.linger
 
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        """Connection metadata the engine learned (e.g. ``requested_destination``), read by
+        callers through the plaintext transport's ``get_extra_info``; ``default`` if unknown."""
+        return default
+
     def buffered_size(self) -> int:
         """Bytes queued for a later time (paced writes): counted as write buffer, and a close
         waits for them."""

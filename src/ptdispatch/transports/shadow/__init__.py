@@ -17,8 +17,8 @@ Client only:
     own (transparent-TCP mode, or SOCKS without ``serverAddress``).  ``serverAddress`` is read by
     the dispatcher, not here; when it is used, the SOCKS CONNECT address is the destination.
 
-The server reads the client's address header, exposes it as ``engine.requested_destination`` and
-forwards to its own target: it is not an open proxy.
+The server reads the client's address header, exposes it as the plaintext transport's
+``get_extra_info("requested_destination")`` and forwards to its own target: it is not an open proxy.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ header, so a server-speaks-first protocol works), and application data follows i
 ss-local 3.3.5 does the same (57 bytes for an IPv4 header with aes-128-gcm, sent at once).
 
 The server is established when the first chunk has been authenticated and its address header
-parsed; the address is exposed as :attr:`ShadowServerEngine.requested_destination` for logging and
-is not obeyed.  Every failure from the network raises ``RemoteProtocolError`` with a random
+parsed; the address is exposed as :attr:`ShadowServerEngine.requested_destination` (callers read
+it as ``get_extra_info("requested_destination")`` of the plaintext transport) for logging and is
+not obeyed.  Every failure from the network raises ``RemoteProtocolError`` with a random
 ``linger`` of 10-60 s: the adapter reads and discards until it expires, then aborts, never sending
 a byte.  (ss-libev closes at once, which tells a prober how many bytes it takes to fail; we linger
 as obfs4proxy does.)  A peer that sends too little to fail (less than salt + 18 bytes) meets the
@@ -175,6 +176,11 @@ class ShadowServerEngine(Engine):
 
     def failure_linger(self) -> float:
         return self.linger
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        if name == "requested_destination" and self.requested_destination is not None:
+            return self.requested_destination
+        return default
 
     def receive_eof(self) -> None:
         super().receive_eof()
