@@ -77,12 +77,28 @@ class Dispatcher:
             self.log.debug(f"ignoring unknown transport {name!r}")
         return spec
 
+    def _options(self, spec: TransportSpec, *, server: bool) -> dict[str, object]:
+        """The raw options for ``spec``.  Flat -options go to every transport named; a flat key
+        that this transport does not know but another named one does is left out here (it is
+        that one's), while a key no named transport knows stays, to be refused by name."""
+        options = self.config.options_for(spec.name)
+        common = self.config.common_options
+        if not common or len(self.config.transports) < 2:
+            return options
+        others = [other for t in self.config.transports if (other := _lookup_quietly(t)) and other is not spec]
+        theirs = {
+            k
+            for k in spec.unknown_keys(common, server=server)
+            if any(not o.unknown_keys({k: None}, server=server) for o in others)
+        }
+        return {k: v for k, v in options.items() if k not in theirs}
+
     async def _start_client(self, name: str) -> None:
         spec = self._spec(name, "CMETHOD-ERROR")
         if spec is None:
             return
         mode = self.config.mode
-        method = ClientMethod(name, spec, self.config.options_for(name), self.config.proxy, self.log, self.tracker)
+        method = ClientMethod(name, spec, self._options(spec, server=False), self.config.proxy, self.log, self.tracker)
         if self.config.outbound_bind_v4 or self.config.outbound_bind_v6:
             method.outbound = OutboundBind(self.config.outbound_bind_v4, self.config.outbound_bind_v6)
         try:
@@ -150,7 +166,7 @@ class Dispatcher:
             return
         context = ServerContext(state_dir=self.config.state_dir)
         try:
-            server = spec.server(self.config.options_for(name), context)
+            server = spec.make_server(self._options(spec, server=True), context)
         except OptionsError as exc:
             self.reporter.error("SMETHOD-ERROR", name, exc.message)
             return
@@ -266,3 +282,10 @@ async def run(config: Config, reporter: Reporter) -> int:
     watcher.cancel()
     await dispatcher.shutdown()
     return 0
+
+
+def _lookup_quietly(name: str) -> TransportSpec | None:
+    try:
+        return registry.lookup(name)
+    except ImportError:  # reported where that transport starts
+        return None

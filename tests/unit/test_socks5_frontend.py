@@ -74,3 +74,21 @@ def test_route_without_server_dials_the_socks_destination() -> None:
 def test_bad_options_server_fails_at_start_up() -> None:
     with pytest.raises(OptionsError, match="serverAddress"):
         _method({"serverAddress": "nowhere"}).check_options(per_connection_allowed=True)
+
+
+def test_unknown_per_connection_keys_are_dropped_with_a_warning() -> None:
+    import io
+
+    spec = registry.lookup("shadow")
+    assert spec is not None
+    out = io.StringIO()
+    log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    method = dialer.ClientMethod("shadow", spec, {"password": "pw"}, None, log, ConnectionTracker())
+    method.check_options(per_connection_allowed=True)
+    route = method.route({"cypher": "aes-128-gcm", "cipherName": "aes-128-gcm"}, Address("127.0.0.1", 9))
+    assert route.client.config.cipher.name == "aes-128-gcm"  # type: ignore[attr-defined]  # the known key applies
+    assert out.getvalue() == "LOG WARN shadow: ignoring unknown per-connection option(s) 'cypher'\n"
+    with pytest.raises(OptionsError, match="unknown option 'cypher'"):
+        dialer.ClientMethod(
+            "shadow", spec, {"password": "pw", "cypher": "x"}, None, log, ConnectionTracker()
+        ).check_options(per_connection_allowed=True)

@@ -54,7 +54,7 @@ class ClientMethod:
         """
         _ = self.default_server  # parsed now, so that a bad value fails at start-up
         try:
-            self._default = self.spec.client(self.options)
+            self._default = self.spec.make_client(self.options)
         except OptionsError as exc:
             # With no transport options at all, every argument may still come per connection.
             nothing_given = not (self.options.keys() - {SERVER_ADDRESS_KEY})
@@ -80,6 +80,8 @@ class ClientMethod:
     def route(self, per_connection: Mapping[str, object], requested: Address | None) -> Route:
         """Merge per-connection arguments into the options and decide where to dial."""
         if per_connection:
+            per_connection = self._known_only(per_connection)
+        if per_connection:
             merged: Mapping[str, object] = {**self.options, **per_connection}
             server = self.server_address(merged)
         else:
@@ -89,8 +91,19 @@ class ClientMethod:
             if requested is None:
                 raise OptionsError(self.name, f"no {SERVER_ADDRESS_KEY!r} option: set it in -options")
             server = requested
-        client = self._default if (not per_connection and self._default is not None) else self.spec.client(merged)
+        reuse = not per_connection and self._default is not None
+        client = self._default if reuse and self._default is not None else self.spec.make_client(merged)
         return Route(client, server, destination)
+
+    def _known_only(self, per_connection: Mapping[str, object]) -> Mapping[str, object]:
+        """Per-connection (SOCKS) arguments without the keys the transport does not know: those
+        are dropped with a WARN line, as one client's typo must not refuse its connection."""
+        unknown = self.spec.unknown_keys(per_connection, server=False)
+        if not unknown:
+            return per_connection
+        names = ", ".join(repr(key) for key in unknown)
+        self.log.warn(f"{self.name}: ignoring unknown per-connection option(s) {names}")
+        return {key: value for key, value in per_connection.items() if key not in unknown}
 
     def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
         splice = Splice(on_done=closed_logger(self.log, self.tracker, label), a_factory=a_factory)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import HandshakeTimeout, RemoteProtocolError
+from ..errors import HandshakeTimeout, OptionsError, RemoteProtocolError
 from ..net.addr import Address
 from ..net.upstream import DIRECT, Dialer
 from .adapter import AppFactory, ErrorCallback, dial_engine, serve_engines
@@ -267,17 +267,52 @@ class ServerContext:
     clock: Clock = field(default=time.time)
 
 
+#: Keys the dispatcher itself reads from a transport's options; every transport accepts them.
+DISPATCHER_KEYS = frozenset(
+    {"serverAddress", "udpIdleTimeout", "udpMaxSessions", "udpQueueWhileWaiting", "udpStunClassic"}
+)
+
+
 @dataclass(frozen=True)
 class TransportSpec:
-    """A transport's name and its two option parsers (each raises ``OptionsError``)."""
+    """A transport's name and its two option parsers (each raises ``OptionsError``).
+
+    Callers build transports with :meth:`make_client` / :meth:`make_server`, which first refuse
+    keys the transport does not declare (a typo must not silently change the configuration).
+    """
 
     name: str
     client: Callable[[RawOptions], ClientTransport]
     server: Callable[[RawOptions, ServerContext], ServerTransport]
     #: Whether the transport carries the application's destination itself (shadow).
     carries_destination: bool = False
-    #: The option keys each side accepts (None: not declared, nothing is checked).  Keys outside
-    #: these sets are refused by name; the dispatcher's own keys (``serverAddress``, ``udp*``)
-    #: are always allowed and need not be listed.
+    #: The option keys each side accepts, including keys it documents as ignored (None: not
+    #: declared, nothing is checked).  The dispatcher's own keys (:data:`DISPATCHER_KEYS`) are
+    #: always allowed and need not be listed.
     client_keys: frozenset[str] | None = None
     server_keys: frozenset[str] | None = None
+
+    def unknown_keys(self, raw: RawOptions, *, server: bool) -> list[str]:
+        """The keys of ``raw`` that this side of the transport does not know, in their order."""
+        known = self.server_keys if server else self.client_keys
+        if known is None:
+            return []
+        return [key for key in raw if key not in known and key not in DISPATCHER_KEYS]
+
+    def check_keys(self, raw: RawOptions, *, server: bool) -> None:
+        """Raise ``OptionsError`` naming the first unknown key and listing the known ones."""
+        unknown = self.unknown_keys(raw, server=server)
+        if unknown:
+            known = (self.server_keys if server else self.client_keys) or frozenset()
+            listed = ", ".join(sorted(known, key=str.lower)) or "none"
+            raise OptionsError(self.name, f"unknown option {unknown[0]!r} (known: {listed})")
+
+    def make_client(self, raw: RawOptions) -> ClientTransport:
+        """Validated client options (unknown keys refused first)."""
+        self.check_keys(raw, server=False)
+        return self.client(raw)
+
+    def make_server(self, raw: RawOptions, ctx: ServerContext) -> ServerTransport:
+        """A configured server (unknown keys refused first)."""
+        self.check_keys(raw, server=True)
+        return self.server(raw, ctx)

@@ -180,4 +180,6 @@ def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
     return RoleServer(Obfs2Engine, ctx.rng, timeouts=TIMEOUTS)
 
 
-SPEC = TransportSpec(name=NAME, client=_client, server=_server)
+# 'shared-secret' is declared so that it gets its own refusal (above), not "unknown option".
+_KEYS = frozenset({"shared-secret"})
+SPEC = TransportSpec(name=NAME, client=_client, server=_server, client_keys=_KEYS, server_keys=_KEYS)

@@ -168,4 +168,4 @@ def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
     return RoleServer(Obfs3Engine, ctx.rng, timeouts=TIMEOUTS)
 
 
-SPEC = TransportSpec(name=NAME, client=_client, server=_server)
+SPEC = TransportSpec(name=NAME, client=_client, server=_server, client_keys=frozenset(), server_keys=frozenset())

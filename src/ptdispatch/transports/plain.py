@@ -50,4 +50,4 @@ def _server(raw: RawOptions, ctx: ServerContext) -> PlainServer:
     return PlainServer()
 
 
-SPEC = TransportSpec(name="plain", client=_client, server=_server)
+SPEC = TransportSpec(name="plain", client=_client, server=_server, client_keys=frozenset(), server_keys=frozenset())

@@ -27,6 +27,9 @@ from .handshake import ServerIdentity
 
 NAME = "obfs4"
 SERVER_KEYS = ("node-id", "private-key", "drbg-seed")
+#: Every option key each side accepts (``iatMode`` is an old spelling of ``iat-mode``).
+CLIENT_KEYS = frozenset({"cert", "iat-mode", "iatMode", "node-id", "public-key"})
+SERVER_OPTION_KEYS = frozenset({*SERVER_KEYS, "iat-mode", "iatMode"})
 
 
 def _iat_mode(raw: RawOptions) -> int:

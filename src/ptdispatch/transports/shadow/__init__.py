@@ -139,4 +139,12 @@ def _server(raw: RawOptions, ctx: ServerContext) -> ShadowServer:
     return ShadowServer(parse_config(raw), rng=ctx.rng)
 
 
-SPEC = TransportSpec(name=NAME, client=_client, server=_server, carries_destination=True)
+_SHARED_KEYS = frozenset({"cipherName", "cipher", "method", "password", "key"})
+SPEC = TransportSpec(
+    name=NAME,
+    client=_client,
+    server=_server,
+    carries_destination=True,
+    client_keys=_SHARED_KEYS | {"target"},
+    server_keys=_SHARED_KEYS,
+)
