@@ -68,7 +68,9 @@ class EngineTransport(asyncio.Transport):
         return self._owner.wire.get_write_buffer_limits()
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._owner.wire.set_write_buffer_limits(high, low)
+        owner = self._owner
+        owner.wire.set_write_buffer_limits(high, low)
+        owner._limits = owner.wire.get_write_buffer_limits()
 
     # --- reading ---------------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -137,11 +139,15 @@ class EngineProtocol(asyncio.Protocol):
         self._timer_at: float | None = None
         self._discarding = False
         self._error: Exception | None = None
+        self._wire_paused = False
+        self._app_paused = False
+        self._limits = (16384, 65536)  # (low, high), as get_write_buffer_limits(): the socket's
         self._loop = asyncio.get_running_loop()
 
     # --- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.wire = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.wire = wire = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self._limits = wire.get_write_buffer_limits()
         engine = self.engine
         try:
             engine.start(time.monotonic(), self._timeouts)
@@ -195,12 +201,31 @@ class EngineProtocol(asyncio.Protocol):
             self.established.exception()  # mark retrieved: nobody may be waiting
 
     def pause_writing(self) -> None:
-        if self.app is not None:
-            self.app.pause_writing()
+        self._wire_paused = True
+        self._update_pressure()
 
     def resume_writing(self) -> None:
-        if self.app is not None:
-            self.app.resume_writing()
+        self._wire_paused = False
+        self._update_pressure()
+
+    def _update_pressure(self) -> None:
+        """Pause the application while the socket's buffer is full or the engine holds more
+        than the high-water mark for later (paced writes); resume below the low-water mark."""
+        app = self.app
+        if app is None:
+            return
+        try:
+            backlog = self.engine.buffered_size()
+        except Exception as exc:
+            self.fail(exc)
+            return
+        if not self._app_paused:
+            if self._wire_paused or backlog > self._limits[1]:
+                self._app_paused = True
+                app.pause_writing()
+        elif not self._wire_paused and backlog <= self._limits[0]:
+            self._app_paused = False
+            app.resume_writing()
 
     # --- engine output and time -------------------------------------------------------------
     def flush(self) -> None:
@@ -219,6 +244,8 @@ class EngineProtocol(asyncio.Protocol):
             self.wire.write(out)
         if when != self._timer_at:
             self._arm(when)
+        if when is not None or self._app_paused:  # only engines that hold output back
+            self._update_pressure()
         if self._pending_close is not None and not backlog:
             self._finish_close(self._pending_close)
 
@@ -267,6 +294,8 @@ class EngineProtocol(asyncio.Protocol):
         self.app_transport = EngineTransport(self)
         self.app = self._app_factory()
         self.app.connection_made(self.app_transport)
+        if self._wire_paused:
+            self._update_pressure()
         if not self.established.done():
             self.established.set_result(self.app_transport)
 

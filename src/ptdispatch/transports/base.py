@@ -265,6 +265,9 @@ class ServerContext:
     state_dir: Path
     rng: Rng = field(default=os.urandom)
     clock: Clock = field(default=time.time)
+    #: Replaces the transport's own timeouts (tests; deployments keep the defaults, which match
+    #: the reference implementations).  How each transport reads ``linger`` is in its docs.
+    timeouts: Timeouts | None = None
 
 
 #: Keys the dispatcher itself reads from a transport's options; every transport accepts them.

@@ -177,7 +177,7 @@ def _client(raw: RawOptions) -> RoleClient:
 
 def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
     _check_options(raw)
-    return RoleServer(Obfs2Engine, ctx.rng, timeouts=TIMEOUTS)
+    return RoleServer(Obfs2Engine, ctx.rng, timeouts=ctx.timeouts or TIMEOUTS)
 
 
 # 'shared-secret' is declared so that it gets its own refusal (above), not "unknown option".

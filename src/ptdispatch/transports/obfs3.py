@@ -165,7 +165,7 @@ def _client(raw: RawOptions) -> RoleClient:
 
 
 def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
-    return RoleServer(Obfs3Engine, ctx.rng, timeouts=TIMEOUTS)
+    return RoleServer(Obfs3Engine, ctx.rng, timeouts=ctx.timeouts or TIMEOUTS)
 
 
 SPEC = TransportSpec(name=NAME, client=_client, server=_server, client_keys=frozenset(), server_keys=frozenset())

@@ -32,9 +32,11 @@ from .replay import ReplayFilter
 
 IAT_NONE, IAT_ENABLED, IAT_PARANOID = 0, 1, 2
 MAX_IAT_DELAY = 100  # units of 100 microseconds
-SERVER_TIMEOUTS = Timeouts(handshake=30.0)  # and the linger: see ServerEngine.linger
-CLIENT_TIMEOUTS = Timeouts(handshake=60.0)
 MAX_CLOSE_DELAY = 60
+#: obfs4proxy's: 30 s for the handshake; after a failure (or the timeout) the server keeps reading
+#: until 30 s + a close delay drawn from its seed below ``linger`` (60 s) have passed.
+SERVER_TIMEOUTS = Timeouts(handshake=30.0, linger=float(MAX_CLOSE_DELAY))
+CLIENT_TIMEOUTS = Timeouts(handshake=60.0)
 MAX_CLOSE_DELAY_BYTES = 8192
 
 
@@ -221,7 +223,8 @@ class ServerShared:
         self.replay = ReplayFilter()
         go = GoRand(HashDrbg(drbg_seed))
         self.close_delay_bytes = go.intn(MAX_CLOSE_DELAY_BYTES)
-        self.close_delay = go.intn(MAX_CLOSE_DELAY)
+        # obfs4proxy draws whole seconds below 60; timeouts.linger scales that bound.
+        self.close_delay = go.intn(MAX_CLOSE_DELAY) * timeouts.linger / MAX_CLOSE_DELAY
         self.seed_frame_packet = make_packet(TYPE_PRNG_SEED, drbg_seed)
 
 
@@ -245,7 +248,7 @@ class ServerEngine(Obfs4Engine):
 
     def start(self, now: float, timeouts: Timeouts) -> None:
         # After a timeout obfs4proxy keeps reading until the same deadline as after a failure.
-        super().start(now, Timeouts(handshake=timeouts.handshake, linger=float(self._shared.close_delay)))
+        super().start(now, Timeouts(handshake=timeouts.handshake, linger=self._shared.close_delay))
 
     def failure_linger(self) -> float:
         return self.linger

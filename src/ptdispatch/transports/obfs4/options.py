@@ -129,4 +129,4 @@ def parse_server(raw: RawOptions, ctx: ServerContext) -> Obfs4Server:
     state = st.state_from_fields(fields)
     ctx.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     st.save(ctx.state_dir, state)
-    return Obfs4Server(state, ctx.state_dir, ctx.rng, ctx.clock)
+    return Obfs4Server(state, ctx.state_dir, ctx.rng, ctx.clock, timeouts=ctx.timeouts or SERVER_TIMEOUTS)

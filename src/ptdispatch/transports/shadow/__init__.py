@@ -136,7 +136,11 @@ def _client(raw: RawOptions) -> ShadowClient:
 
 
 def _server(raw: RawOptions, ctx: ServerContext) -> ShadowServer:
-    return ShadowServer(parse_config(raw), rng=ctx.rng)
+    bounds = DEFAULT_BOUNDS
+    if ctx.timeouts is not None:  # fixed figures instead of random draws
+        timeouts = ctx.timeouts
+        bounds = ServerTimeouts((timeouts.handshake, timeouts.handshake), (timeouts.linger, timeouts.linger))
+    return ShadowServer(parse_config(raw), rng=ctx.rng, bounds=bounds)
 
 
 _SHARED_KEYS = frozenset({"cipherName", "cipher", "method", "password", "key"})
