@@ -14,8 +14,9 @@ from ptdispatch.errors import LocalProtocolError, RemoteProtocolError
 from ptdispatch.transports.base import Engine, ServerContext
 from ptdispatch.transports.obfs4 import SPEC, Obfs4Client, Obfs4Server
 from ptdispatch.transports.obfs4.engine import ServerEngine
-from ptdispatch.transports.obfs4.framing import MAX_SEGMENT
+from ptdispatch.transports.obfs4.framing import HEADER_LENGTH, MAX_SEGMENT, framed_length
 from ptdispatch.transports.obfs4.handshake import MAX_HANDSHAKE
+from ptdispatch.transports.obfs4.probdist import Sampler
 
 NOW = 1_700_000_000.0
 
@@ -357,3 +358,31 @@ def test_eof_during_the_handshake_is_a_remote_error(tmp_path: Path) -> None:
     s.receive_data(wire(c)[:100])
     with pytest.raises(RemoteProtocolError):
         s.receive_eof()
+
+
+def padded_length(burst: int, target: int) -> int:
+    """obfs4proxy's padBurst, restated: the wire length of a ``burst``-byte burst padded to ``target``."""
+    tail = burst % MAX_SEGMENT
+    pad = target - tail if target >= tail else MAX_SEGMENT - tail + target
+    if pad > HEADER_LENGTH:
+        return burst + pad
+    if pad > 0:
+        return burst + MAX_SEGMENT + pad + HEADER_LENGTH
+    return burst
+
+
+def test_iat0_bursts_are_padded_to_the_seeded_length(tmp_path: Path) -> None:
+    """Each write is one burst padded to a length drawn from the server's seeded distribution."""
+    c, s, server = pair(tmp_path, 0)
+    seed = server.state.drbg_seed
+    c._len = Sampler(seed, 0, MAX_SEGMENT, random.Random(7).randbytes)  # type: ignore[attr-defined]
+    twin = Sampler(seed, 0, MAX_SEGMENT, random.Random(7).randbytes)
+    lengths = set()
+    for size in (1, 100, 1427, 1428, 5000, 20_000, 1, 1, 1, 1):
+        data = os.urandom(size)
+        c.send_data(data)
+        out = c.data_to_send()
+        assert len(out) == padded_length(framed_length(size), twin.sample())
+        lengths.add(len(out))
+        assert s.receive_data(out) == data
+    assert len(lengths) > 6  # the four 1-byte writes are padded to different lengths (odds of a tie: small)
