@@ -58,6 +58,12 @@ async def read_to_end(reader: asyncio.StreamReader, timeout: float = 10.0) -> by
     return b""
 
 
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await asyncio.wait_for(writer.wait_closed(), 5)
+
+
 async def wait_for_errors(errors: list[Exception], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not errors and time.monotonic() < deadline:
@@ -76,7 +82,7 @@ async def test_round_trip_in_any_chunks_with_half_close(pair_id: str, tmp_path: 
             await writer.drain()
         writer.write_eof()  # half-close: the echo answers everything, then closes its side
         assert await read_to_end(reader) == blob
-        writer.close()
+        await close(writer)
         assert errors == []
 
 
@@ -116,7 +122,8 @@ async def test_back_pressure_holds(pair_id: str, tmp_path: Path) -> None:
         while received < written and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert received == written
-        writer.close()
+        sinks[0].close()
+        await close(writer)
 
 
 async def probe(port: int, data: bytes) -> tuple[bytes, float]:
@@ -126,7 +133,7 @@ async def probe(port: int, data: bytes) -> tuple[bytes, float]:
     writer.write(data)
     got = await read_to_end(reader)
     elapsed = time.monotonic() - began
-    writer.close()
+    await close(writer)
     return got, elapsed
 
 
@@ -150,7 +157,7 @@ async def test_eof_inside_the_handshake_is_a_remote_error(pair_id: str, tmp_path
         writer.write(os.urandom(8))
         writer.write_eof()
         await wait_for_errors(errors)
-        writer.close()
+        await close(writer)
     assert len(errors) == 1 and isinstance(errors[0], RemoteProtocolError), errors
 
 

@@ -179,7 +179,10 @@ class EngineProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self._discarding:
-            return True  # keep draining until the linger timer closes us
+            # The peer gave up first: nothing left to hide (obfs4proxy stops discarding at EOF too).
+            self._cancel_timer()
+            self.wire.abort()
+            return True
         try:
             self.engine.receive_eof()  # a stream cut inside a handshake or a frame is an error
         except Exception as exc:
