@@ -10,10 +10,10 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from . import api
-from .backends import ServerMethod
+from .backends import Backend, ServerMethod
 from .config import Config, Mode, Role
 from .errors import OptionsError
 from .frontends.dialer import ClientMethod
@@ -28,9 +28,6 @@ from .net.tracker import ConnectionTracker
 from .net.upstream import OutboundBind
 from .transports import registry
 from .transports.base import ServerContext, TransportSpec
-
-if TYPE_CHECKING:
-    from .udp.server import UdpServerMethod
 
 
 class Closeable(Protocol):
@@ -51,6 +48,8 @@ class Dispatcher:
         self.log = EventLog(reporter, show_addresses=config.log_addresses)
         self.tracker = ConnectionTracker()
         self.listeners: list[Closeable] = []
+        #: Server backends, closed after the grace period (their sessions are in the tracker).
+        self.backends: list[Backend] = []
         self.stop = asyncio.Event()
         self.stop_reason = ""
 
@@ -170,14 +169,14 @@ class Dispatcher:
         except OptionsError as exc:
             self.reporter.error("SMETHOD-ERROR", name, exc.message)
             return
-        method: ServerMethod | UdpServerMethod
+        method: Backend
         if self.config.mode.is_udp:
             from .udp.server import UdpServerMethod
 
             try:
-                method = UdpServerMethod(
-                    name, self.config.target, self.config.mode is Mode.STUN, self.config.options_for(name), self.log
-                )
+                udp_options = self.config.options_for(name)
+                stun = self.config.mode is Mode.STUN
+                method = UdpServerMethod(name, self.config.target, stun, udp_options, self.log, self.tracker)
             except OptionsError as exc:
                 self.reporter.error("SMETHOD-ERROR", name, exc.message)
                 return
@@ -197,8 +196,7 @@ class Dispatcher:
             self.reporter.error("SMETHOD-ERROR", name, f"cannot listen on {bind}: {exc.strerror or exc}")
             return
         self.listeners.append(listener)
-        if not isinstance(method, ServerMethod):
-            self.listeners.append(method)  # UDP: close() ends the sessions at shutdown
+        self.backends.append(method)
         where = _bound(listener)
         args = server.smethod_args()
         self.reporter.line("SMETHOD", name, where, *([format_smethod_args(args)] if args else []))
@@ -218,6 +216,8 @@ class Dispatcher:
             self.log.info(f"stopping ({self.stop_reason}): waiting for {len(self.tracker)} connection(s)")
             if not await self.tracker.wait_idle(SHUTDOWN_GRACE):
                 self.tracker.abort_all()
+        for backend in self.backends:
+            backend.close()
         self.log.info(f"stopped ({self.stop_reason})")
 
 

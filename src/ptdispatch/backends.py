@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .config import LogLevel
 from .extorport import open_extorport, read_cookie_file
@@ -15,6 +16,26 @@ from .net.relay import RelayProtocol, Splice
 from .net.tracker import ConnectionTracker, closed_logger
 from .net.upstream import create_connection
 from .transports.base import ServerTransport
+
+
+class Backend(Protocol):
+    """Where a server listener's connections go once their transport handshake is complete:
+    :class:`ServerMethod` (TCP to -target or tor's ExtORPort) or the UDP modes'
+    ``udp.server.UdpServerMethod``.  The dispatcher needs nothing else of one."""
+
+    name: str
+
+    def accepted(self) -> asyncio.BaseProtocol:
+        """The application protocol for one established transport connection (``app_factory``)."""
+        ...
+
+    def handshake_failed(self, exc: Exception) -> None:
+        """``on_error`` of the listener: a connection failed (a bug is an ``InternalError``)."""
+        ...
+
+    def close(self) -> None:
+        """Shutdown is over: end whatever is still open (called after the grace period)."""
+        ...
 
 
 @dataclass
@@ -42,6 +63,9 @@ class ServerMethod:
     def handshake_failed(self, exc: Exception) -> None:
         """``on_error`` of the listener: a bug in the transport at ERROR, the peer's fault at INFO."""
         self.log.failure(self.name, "handshake failed", exc)
+
+    def close(self) -> None:
+        """Nothing of its own to close: its relays are in the tracker."""
 
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
         if self.log.enabled(LogLevel.INFO):

@@ -402,3 +402,16 @@ async def test_flood_of_source_ports_keeps_the_pool_bounded() -> None:
 async def test_bad_options_name_the_key(options: dict[str, object]) -> None:
     with pytest.raises(OptionsError, match=next(iter(options))):
         UdpServerMethod("plain", Address("127.0.0.1", 9), False, options, EventLog(Logs()))  # type: ignore[arg-type]
+
+
+async def test_server_sessions_are_counted_for_graceful_shutdown() -> None:
+    async with rig() as r:
+        tracker = r.server.tracker
+        a, b = await r.source(), await r.source()
+        await r.exchange(a, b"one")
+        await r.exchange(b, b"two")
+        assert len(tracker) == 2  # what shutdown waits for (with the TCP relays)
+        assert not await tracker.wait_idle(0.1)
+        tracker.abort_all()  # the grace period is over
+        assert len(tracker) == 0 and await tracker.wait_idle(0.1)
+        await wait_for(lambda: len(r.server.pool) == 0)  # as each connection reports its loss

@@ -22,6 +22,7 @@ from typing import cast
 from ..errors import RemoteProtocolError
 from ..logs import EventLog
 from ..net.addr import Address
+from ..net.tracker import ConnectionTracker
 from .framing import encode_frame, new_decoder, stun_problem
 from .options import UdpOptions
 from .pool import ExpiryTimer, Session, SessionPool
@@ -40,11 +41,19 @@ class UdpServerMethod:
     """Per transport connection: datagrams to -target from a socket of their own, replies back."""
 
     def __init__(
-        self, name: str, target: Address | None, stun: bool, options: Mapping[str, object], log: EventLog
+        self,
+        name: str,
+        target: Address | None,
+        stun: bool,
+        options: Mapping[str, object],
+        log: EventLog,
+        tracker: ConnectionTracker | None = None,
     ) -> None:
         if target is None:
             raise ValueError("the UDP modes need -target")
         self.name, self.target, self.stun, self.log = name, target, stun, log
+        #: Counts open sessions for graceful shutdown (as the TCP relays are counted).
+        self.tracker = tracker if tracker is not None else ConnectionTracker()
         self.options = UdpOptions.parse(options, name, default_idle=SERVER_IDLE_TIMEOUT)
         self.loop = asyncio.get_running_loop()
         self.pool: SessionPool[TargetSession, asyncio.Transport] = SessionPool(
@@ -118,6 +127,7 @@ class TargetSession(asyncio.Protocol):
         self.conn = cast(asyncio.Transport, transport)
         self.writer = BatchWriter(self.conn, self.method.loop)
         self.session = self.method.add(self, self.conn)
+        self.method.tracker.add(self)
         self.opening = self.method.loop.create_task(self._open())
 
     def data_received(self, data: bytes) -> None:
@@ -155,9 +165,14 @@ class TargetSession(asyncio.Protocol):
             self.method.pool.closed(self.session)
         self.shutdown(abort=True)
 
+    def abort(self) -> None:
+        """Cut the session (graceful shutdown's time is up)."""
+        self.shutdown(abort=True)
+
     def shutdown(self, *, abort: bool = False) -> None:
         """End the session: the UDP socket, and the transport connection."""
         self.done = True
+        self.method.tracker.discard(self)
         self.pending = []
         if self.udp is not None:
             self.udp.close()
