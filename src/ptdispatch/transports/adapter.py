@@ -9,6 +9,7 @@ own TLS support does.  Everything above (relays, streams, SOCKS) is therefore pl
 from __future__ import annotations
 
 import asyncio
+import enum
 import socket
 import time
 from collections.abc import Callable
@@ -28,6 +29,13 @@ ErrorCallback = Callable[[Exception], None]
 """Hears of a connection that failed: a probe, a bad handshake, a stream cut inside a frame
 (``RemoteProtocolError``), or a bug in the engine (``InternalError``)."""
 _MISSING = object()
+
+
+class CloseKind(enum.Enum):
+    """What the application asked for while paced output was still queued."""
+
+    EOF = "write_eof"
+    CLOSE = "close"
 
 
 class EngineTransport(asyncio.Transport):
@@ -134,7 +142,7 @@ class EngineProtocol(asyncio.Protocol):
         self.wire: asyncio.Transport = None  # type: ignore[assignment]
         self.established: asyncio.Future[EngineTransport] = asyncio.get_running_loop().create_future()
         self.closing = False
-        self._pending_close: str | None = None  # "eof" or "close" once the engine's backlog drains
+        self._pending_close: CloseKind | None = None  # done once the engine's backlog drains
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._discarding = False
@@ -271,7 +279,7 @@ class EngineProtocol(asyncio.Protocol):
         self.flush()
 
     def close_after_flush(self, *, eof_only: bool) -> None:
-        kind = "eof" if eof_only else "close"
+        kind = CloseKind.EOF if eof_only else CloseKind.CLOSE
         try:
             backlog = self.engine.buffered_size()
         except Exception as exc:
@@ -284,9 +292,9 @@ class EngineProtocol(asyncio.Protocol):
         if not eof_only:
             self.closing = True
 
-    def _finish_close(self, kind: str) -> None:
+    def _finish_close(self, kind: CloseKind) -> None:
         self._pending_close = None
-        if kind == "eof":
+        if kind is CloseKind.EOF:
             if self.wire.can_write_eof() and not self.wire.is_closing():
                 self.wire.write_eof()
         else:

@@ -16,6 +16,7 @@ initial 128-bit counter block.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import struct
@@ -69,10 +70,30 @@ def join(chunks: list[bytes]) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+class HandshakeState(enum.Enum):
+    """Where an obfs2 engine is in reading the peer's handshake."""
+
+    HEADER = "seed and header"
+    PADDING = "padding"
+    DATA = "data"
+
+
 class Obfs2Engine(Engine):
     """One obfs2 connection; ``initiator`` is the side that dialled."""
 
-    __slots__ = ("_buf", "_initiator", "_out", "_peer_seed", "_pending", "_rng", "_rx", "_seed", "_skip", "_tx")
+    __slots__ = (
+        "_buf",
+        "_initiator",
+        "_out",
+        "_peer_seed",
+        "_pending",
+        "_rng",
+        "_rx",
+        "_seed",
+        "_skip",
+        "_state",
+        "_tx",
+    )
 
     def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
         self._initiator = initiator
@@ -80,7 +101,8 @@ class Obfs2Engine(Engine):
         self._seed = b""  # ours, once the handshake is queued
         self._peer_seed = b""
         self._buf = bytearray()
-        self._skip = -1  # padding bytes still to discard; -1 until the peer's header is read
+        self._state = HandshakeState.HEADER
+        self._skip = 0  # padding bytes still to discard (state PADDING)
         self._out: list[bytes] = []
         self._pending: list[bytes] = []  # plaintext queued before the keys exist
         self._rx: CipherContext | None = None
@@ -125,10 +147,11 @@ class Obfs2Engine(Engine):
         self.initiate()
         buf = self._buf
         buf += data
-        if self._skip < 0:
+        if self._state is HandshakeState.HEADER:
             if len(buf) < SEED_LEN + HEADER_LEN:
                 return b""
             self._skip = self._read_header(bytes(buf[: SEED_LEN + HEADER_LEN]))
+            self._state = HandshakeState.PADDING
             del buf[: SEED_LEN + HEADER_LEN]
         if len(buf) < self._skip:
             self._skip -= len(buf)
@@ -136,6 +159,7 @@ class Obfs2Engine(Engine):
             return b""
         rest = bytes(buf[self._skip :])
         buf.clear()
+        self._state = HandshakeState.DATA
         rx = self._derive_keys()
         return rx.update(rest) if rest else b""
 
