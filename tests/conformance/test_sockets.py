@@ -151,14 +151,18 @@ async def test_probe_gets_only_our_errors_and_silence(pair_id: str, tmp_path: Pa
 
 
 @pytest.mark.parametrize("pair_id", pair_ids(where="handshake"))
-async def test_eof_inside_the_handshake_is_a_remote_error(pair_id: str, tmp_path: Path) -> None:
+async def test_eof_inside_the_handshake_is_a_remote_error_and_closes(pair_id: str, tmp_path: Path) -> None:
     async with serving(pair_id, tmp_path) as (_, port, errors):
-        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        began = time.monotonic()
         writer.write(os.urandom(8))
         writer.write_eof()
+        await read_to_end(reader)  # the peer gave up first: nothing to hide, so no linger (as obfs4proxy)
+        elapsed = time.monotonic() - began
         await wait_for_errors(errors)
         await close(writer)
     assert len(errors) == 1 and isinstance(errors[0], RemoteProtocolError), errors
+    assert elapsed < LINGER, f"closed after {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("pair_id", pair_ids())

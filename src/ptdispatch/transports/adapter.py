@@ -50,7 +50,7 @@ class EngineTransport(asyncio.Transport):
         if not data:
             return
         owner = self._owner
-        if owner.closing:
+        if owner.closing or owner.failed:
             return
         try:
             owner.engine.send_data(bytes(data))
@@ -187,14 +187,14 @@ class EngineProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self._discarding:
-            # The peer gave up first: nothing left to hide (obfs4proxy stops discarding at EOF too).
-            self._cancel_timer()
-            self.wire.abort()
+            self._stop_discarding()
             return True
         try:
             self.engine.receive_eof()  # a stream cut inside a handshake or a frame is an error
         except Exception as exc:
             self.fail(exc)
+            if self._discarding:
+                self._stop_discarding()
             return True
         if self.app is None:  # pragma: no cover - receive_eof() refuses an unfinished handshake
             self.fail(RemoteProtocolError("connection closed during the handshake"))
@@ -210,6 +210,17 @@ class EngineProtocol(asyncio.Protocol):
         elif not self.established.done():
             self.established.set_exception(exc or ConnectionResetError("connection closed during the handshake"))
             self.established.exception()  # mark retrieved: nobody may be waiting
+
+    def _stop_discarding(self) -> None:
+        """The peer ended its stream while we linger: nothing is left to hide from it
+        (obfs4proxy, too, stops discarding and closes at EOF)."""
+        self._cancel_timer()
+        self.wire.abort()
+
+    @property
+    def failed(self) -> bool:
+        """The connection failed (it may still be lingering)."""
+        return self._error is not None
 
     def pause_writing(self) -> None:
         self._wire_paused = True
