@@ -73,5 +73,10 @@ class InternalError(PTError):
         return error
 
 
+def internal_error(exc: BaseException) -> str:
+    """How a bug is described in a log line: ``internal error: Type: message (where)``."""
+    return str(exc) if isinstance(exc, InternalError) else str(InternalError.wrap(exc))
+
+
 class LocalProtocolError(PTError, RuntimeError):
     """We used an engine or protocol object the wrong way (a bug on our side)."""
