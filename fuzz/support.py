@@ -104,10 +104,7 @@ def drive(engine: Engine, pieces: list[bytes]) -> None:
 
 
 def _take(engine: Engine) -> None:
-    if engine.paced:
-        engine.paced_writes()
-    else:
-        engine.data_to_send()
+    engine.data_to_send()
 
 
 def engine_target(name: str, new_engine: Callable[[Input], Engine]) -> None:

@@ -33,12 +33,12 @@ def get_spec(name: str) -> TransportSpec:
 
 def client_transport(name: str, options: RawOptions) -> ClientTransport:
     """Validate client ``options`` for transport ``name`` (raises ``OptionsError``)."""
-    return get_spec(name).client(options)
+    return get_spec(name).make_client(options)
 
 
 def server_transport(name: str, options: RawOptions, state_dir: str | os.PathLike[str] = ".") -> ServerTransport:
     """Validate server ``options`` and load or create its state (raises ``OptionsError``)."""
-    return get_spec(name).server(options, ServerContext(state_dir=Path(state_dir)))
+    return get_spec(name).make_server(options, ServerContext(state_dir=Path(state_dir)))
 
 
 def _address(value: str | Address | tuple[str, int]) -> Address:

@@ -10,10 +10,10 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from . import api
-from .backends import ServerMethod
+from .backends import Backend, ServerMethod
 from .config import Config, Mode, Role
 from .errors import OptionsError
 from .exitcode import ExitCode
@@ -30,9 +30,6 @@ from .net.upstream import OutboundBind
 from .scaling import ProcessSetup, reuse_port_socket
 from .transports import registry
 from .transports.base import ServerContext, ServerTransport, TransportSpec
-
-if TYPE_CHECKING:
-    from .udp.server import UdpServerMethod
 
 
 class Closeable(Protocol):
@@ -55,6 +52,8 @@ class Dispatcher:
         self.log = EventLog(reporter, show_addresses=config.log_addresses)
         self.tracker = ConnectionTracker()
         self.listeners: list[Closeable] = []
+        #: Server backends, closed after the grace period (their sessions are in the tracker).
+        self.backends: list[Backend] = []
         self.stop = asyncio.Event()
         self.stop_reason = ""
 
@@ -82,12 +81,15 @@ class Dispatcher:
             self.reporter.note(f"ignoring unknown transport {name!r}; known: {', '.join(registry.names())}")
         return spec
 
+    def _options(self, spec: TransportSpec, *, server: bool) -> dict[str, object]:
+        return transport_options(self.config, spec, server=server)
+
     async def _start_client(self, name: str) -> None:
         spec = self._spec(name, "CMETHOD-ERROR")
         if spec is None:
             return
         mode = self.config.mode
-        method = ClientMethod(name, spec, self.config.options_for(name), self.config.proxy, self.log, self.tracker)
+        method = ClientMethod(name, spec, self._options(spec, server=False), self.config.proxy, self.log, self.tracker)
         if self.config.outbound_bind_v4 or self.config.outbound_bind_v6:
             method.outbound = OutboundBind(self.config.outbound_bind_v4, self.config.outbound_bind_v6)
         try:
@@ -161,18 +163,18 @@ class Dispatcher:
             return
         context = ServerContext(state_dir=self.config.state_dir, replay=self.setup.replay)
         try:
-            server = self.setup.servers.get(name.lower()) or spec.server(self.config.options_for(name), context)
+            server = self.setup.servers.get(name.lower()) or spec.make_server(self._options(spec, server=True), context)
         except OptionsError as exc:
             self.reporter.error("SMETHOD-ERROR", name, exc.message)
             return
-        method: ServerMethod | UdpServerMethod
+        method: Backend
         if self.config.mode.is_udp:
             from .udp.server import UdpServerMethod
 
             try:
-                method = UdpServerMethod(
-                    name, self.config.target, self.config.mode is Mode.STUN, self.config.options_for(name), self.log
-                )
+                udp_options = self.config.options_for(name)
+                stun = self.config.mode is Mode.STUN
+                method = UdpServerMethod(name, self.config.target, stun, udp_options, self.log, self.tracker)
             except OptionsError as exc:
                 self.reporter.error("SMETHOD-ERROR", name, exc.message)
                 return
@@ -192,8 +194,7 @@ class Dispatcher:
             self.reporter.error("SMETHOD-ERROR", name, f"cannot listen on {bind}: {exc.strerror or exc}")
             return
         self.listeners.append(listener)
-        if not isinstance(method, ServerMethod):
-            self.listeners.append(method)  # UDP: close() ends the sessions at shutdown
+        self.backends.append(method)
         where = _bound(listener)
         args = server.smethod_args()
         self.reporter.line("SMETHOD", name, where, *([format_smethod_args(args)] if args else []))
@@ -201,9 +202,7 @@ class Dispatcher:
         for note in getattr(server, "notes", ()):  # things a transport learned at bind time (DarkStar)
             self.log.warn(f"{name}: {note}")
 
-    async def _listen(
-        self, name: str, server: ServerTransport, bind: Address, method: ServerMethod | UdpServerMethod
-    ) -> asyncio.Server:
+    async def _listen(self, name: str, server: ServerTransport, bind: Address, method: Backend) -> asyncio.Server:
         if not self.setup.reuse_port:
             return await api.listen(server, bind.host, bind.port, method.accepted, on_error=method.handshake_failed)
         sock = reuse_port_socket(bind.host, self.setup.ports.get(name.lower(), bind.port))
@@ -225,6 +224,8 @@ class Dispatcher:
             self.log.info(f"stopping ({self.stop_reason}): waiting for {len(self.tracker)} connection(s)")
             if not await self.tracker.wait_idle(SHUTDOWN_GRACE):
                 self.tracker.abort_all()
+        for backend in self.backends:
+            backend.close()
         self.log.info(f"stopped ({self.stop_reason})")
 
 
@@ -289,3 +290,27 @@ async def run(config: Config, reporter: Reporter, setup: ProcessSetup | None = N
     watcher.cancel()
     await dispatcher.shutdown()
     return ExitCode.OK
+
+
+def transport_options(config: Config, spec: TransportSpec, *, server: bool) -> dict[str, object]:
+    """The raw options for ``spec``.  Flat -options go to every transport named; a flat key that
+    this transport does not know but another named one does is left out here (it is that one's),
+    while a key no named transport knows stays, to be refused by name."""
+    options = config.options_for(spec.name)
+    common = config.common_options
+    if not common or len(config.transports) < 2:
+        return options
+    others = [other for t in config.transports if (other := _lookup_quietly(t)) and other is not spec]
+    theirs = {
+        k
+        for k in spec.unknown_keys(common, server=server)
+        if any(not o.unknown_keys({k: None}, server=server) for o in others)
+    }
+    return {k: v for k, v in options.items() if k not in theirs}
+
+
+def _lookup_quietly(name: str) -> TransportSpec | None:
+    try:
+        return registry.lookup(name)
+    except ImportError:  # reported where that transport starts
+        return None

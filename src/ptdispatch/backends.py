@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from . import metrics
 from .config import LogLevel
@@ -15,8 +16,27 @@ from .net.addr import Address
 from .net.relay import RelayProtocol, Splice
 from .net.tracker import ConnectionTracker, closed_logger
 from .net.upstream import create_connection
-from .transports.adapter import EngineTransport
 from .transports.base import ServerTransport
+
+
+class Backend(Protocol):
+    """Where a server listener's connections go once their transport handshake is complete:
+    :class:`ServerMethod` (TCP to -target or tor's ExtORPort) or the UDP modes'
+    ``udp.server.UdpServerMethod``.  The dispatcher needs nothing else of one."""
+
+    name: str
+
+    def accepted(self) -> asyncio.BaseProtocol:
+        """The application protocol for one established transport connection (``app_factory``)."""
+        ...
+
+    def handshake_failed(self, exc: Exception) -> None:
+        """``on_error`` of the listener: a connection failed (a bug is an ``InternalError``)."""
+        ...
+
+    def close(self) -> None:
+        """Shutdown is over: end whatever is still open (called after the grace period)."""
+        ...
 
 
 @dataclass
@@ -42,16 +62,20 @@ class ServerMethod:
         return splice.a
 
     def handshake_failed(self, exc: Exception) -> None:
+        """``on_error`` of the listener: a bug in the transport at ERROR, the peer's fault at INFO."""
         metrics.handshake_failed(self.name, exc)
-        self.log.info(f"{self.name}: handshake failed: {exc}")
+        self.log.failure(self.name, "handshake failed", exc)
+
+    def close(self) -> None:
+        """Nothing of its own to close: its relays are in the tracker."""
 
     async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
         if metrics.ACTIVE is not None:
             metrics.handshake_done(self.name, accepted.get_extra_info("handshake_seconds"))
         if self.log.enabled(LogLevel.INFO):
             self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
-        if self.log.enabled(LogLevel.DEBUG) and isinstance(accepted, EngineTransport):
-            asked = getattr(accepted.engine, "requested_destination", None)
+        if self.log.enabled(LogLevel.DEBUG):
+            asked = accepted.get_extra_info("requested_destination")
             if asked is not None:  # shadow carries one; we forward to our own target regardless
                 shown = asked if self.log.show_addresses else "[scrubbed]"
                 self.log.debug(f"{self.name}: client asked for {shown}; forwarding to the configured target")

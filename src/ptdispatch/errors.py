@@ -54,5 +54,37 @@ class ReplayDetected(RemoteProtocolError):
     """The peer repeated a handshake or salt seen before (a replayed connection)."""
 
 
+class InternalError(PTError):
+    """A bug: an engine or transport raised something other than ``RemoteProtocolError``.
+
+    The adapter converts it at the boundary (h11's rule) and treats the connection exactly like a
+    failed handshake: it lingers for ``linger`` seconds, reports this error to ``on_error`` and
+    sends nothing.  The original exception is ``__cause__``; the dispatcher logs it at ERROR.
+    """
+
+    def __init__(self, message: str, *, linger: float = 0.0) -> None:
+        super().__init__(message)
+        self.linger = linger
+
+    @classmethod
+    def wrap(cls, exc: BaseException, *, linger: float = 0.0) -> InternalError:
+        """An ``InternalError`` for ``exc``, naming its type and where it was raised."""
+        where = ""
+        tb = exc.__traceback__
+        if tb is not None:
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            code = tb.tb_frame.f_code
+            where = f" (in {code.co_name}, {code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno})"
+        error = cls(f"internal error: {type(exc).__name__}: {exc}{where}", linger=linger)
+        error.__cause__ = exc
+        return error
+
+
+def internal_error(exc: BaseException) -> str:
+    """How a bug is described in a log line: ``internal error: Type: message (where)``."""
+    return str(exc) if isinstance(exc, InternalError) else str(InternalError.wrap(exc))
+
+
 class LocalProtocolError(PTError, RuntimeError):
     """We used an engine or protocol object the wrong way (a bug on our side)."""

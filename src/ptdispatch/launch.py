@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import metrics, replay
-from .app import run
+from .app import run, transport_options
 from .config import Config, LogLevel, Role
 from .errors import ConfigError, ProxyConfigError
 from .exitcode import ExitCode
@@ -146,7 +146,7 @@ def _build_servers(config: Config, store: replay.ReplayStore | None) -> dict[str
         try:
             spec = registry.lookup(name)
             if spec is not None:
-                servers[name.lower()] = spec.server(config.options_for(name), context)
+                servers[name.lower()] = spec.make_server(transport_options(config, spec, server=True), context)
         except (ImportError, ConfigError, OSError):
             continue
     return servers

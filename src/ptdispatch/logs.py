@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from .config import LogLevel
+from .errors import InternalError
 from .ipc.reporter import Reporter
 from .net.addr import format_hostport
 
@@ -31,6 +32,14 @@ class EventLog:
 
     def debug(self, message: str) -> None:
         self.reporter.log(LogLevel.DEBUG, message)
+
+    def failure(self, label: str, what: str, exc: BaseException) -> None:
+        """A failed connection: a bug (``InternalError``) at ERROR, anything else (the peer's or
+        the network's fault) at INFO as ``label: what: exc``."""
+        if isinstance(exc, InternalError):
+            self.error(f"{label}: {exc}")
+        elif self.enabled(LogLevel.INFO):
+            self.info(f"{label}: {what}: {type(exc).__name__}: {exc}" if not str(exc) else f"{label}: {what}: {exc}")
 
     def peer(self, transport: asyncio.BaseTransport) -> str:
         """The remote address of ``transport`` for a log line: ``[scrubbed]`` unless asked."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,8 +15,9 @@ from python_socks.async_.asyncio import Proxy
 import ptdispatch
 from ptdispatch.transports.obfs4.state import STATE_FILE, new_state
 from tests.conftest import need_binary
+from tests.peers.managed import close_stream, echo_server, run_managed
 from tests.peers.managed import echo_handler as _echo
-from tests.peers.managed import echo_server, run_managed
+from tests.peers.managed import exchange as _exchange
 
 pytestmark = pytest.mark.interop
 
@@ -28,46 +27,6 @@ BIG = 64 * 1024 * 1024
 def socks_credentials(args: str) -> tuple[str, str]:
     """Per-connection args as tor sends them: the first 255 bytes as user, the rest (or NUL) as password."""
     return args[:255], args[255:] or "\x00"
-
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, size: int) -> None:
-    """Write ``size`` random bytes (in the background) and check the echo is identical."""
-    block = os.urandom(1 << 20)
-    sent = hashlib.sha256()
-    got = hashlib.sha256()
-
-    async def send() -> None:
-        left = size
-        while left:
-            piece = block[: min(left, len(block))]
-            sent.update(piece)
-            writer.write(piece)
-            await writer.drain()
-            left -= len(piece)
-
-    sender = asyncio.create_task(send())
-    received = 0
-    while received < size:
-        data = await reader.read(1 << 20)
-        assert data, f"connection closed after {received} of {size} bytes"
-        got.update(data)
-        received += len(data)
-    await sender
-    assert received == size and got.digest() == sent.digest()
-    await close_stream(reader, writer)
-
-
-async def close_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Half-close, wait for the peer's close, then close: nothing is left for the GC to finalize."""
-    try:
-        if writer.can_write_eof():
-            writer.write_eof()
-        await asyncio.wait_for(reader.read(), 5)
-    except (ConnectionError, TimeoutError):
-        pass
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
 
 
 def _server_env(or_port: int, iat_mode: int | None) -> dict[str, str]:

@@ -22,8 +22,8 @@ import pytest
 from python_socks.async_.asyncio import Proxy
 
 import ptdispatch
-from ptdispatch.api import listen, server_transport
-from ptdispatch.transports.shadow.engine import ShadowServerEngine
+from ptdispatch.api import listen
+from ptdispatch.transports.shadow import ServerTimeouts, ShadowServer, parse_config
 from tests.conftest import need_binary
 from tests.peers.managed import echo_handler as echo
 from tests.peers.managed import echo_server
@@ -157,11 +157,11 @@ async def test_ss_local_to_our_server_64_mib() -> None:
     await via_ss_local("chacha20-ietf-poly1305", BIG)
 
 
-async def test_ss_local_stream_replayed_to_our_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
+async def test_ss_local_stream_replayed_to_our_server() -> None:
     cipher = "chacha20-ietf-poly1305"
     errors: list[Exception] = []
-    transport = server_transport("shadow", {"password": PASSWORD, "cipherName": cipher})
+    config = parse_config({"password": PASSWORD, "cipherName": cipher})
+    transport = ShadowServer(config, bounds=ServerTimeouts(linger=(1.0, 1.0)))
 
     def factory() -> asyncio.StreamReaderProtocol:
         return asyncio.StreamReaderProtocol(asyncio.StreamReader(), echo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 from collections.abc import AsyncIterator, Mapping
@@ -118,3 +119,43 @@ async def echo_server() -> tuple[asyncio.Server, int]:
     """A loopback TCP echo server (the usual target); returns it and its port."""
     server = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, size: int) -> None:
+    """Write ``size`` random bytes (in the background) and check the echo is identical."""
+    block = os.urandom(1 << 20)
+    sent = hashlib.sha256()
+    got = hashlib.sha256()
+
+    async def send() -> None:
+        left = size
+        while left:
+            piece = block[: min(left, len(block))]
+            sent.update(piece)
+            writer.write(piece)
+            await writer.drain()
+            left -= len(piece)
+
+    sender = asyncio.create_task(send())
+    received = 0
+    while received < size:
+        data = await reader.read(1 << 20)
+        assert data, f"connection closed after {received} of {size} bytes"
+        got.update(data)
+        received += len(data)
+    await sender
+    assert received == size and got.digest() == sent.digest()
+    await close_stream(reader, writer)
+
+
+async def close_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, wait for the peer's close, then close: nothing is left for the GC to finalize."""
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        await asyncio.wait_for(reader.read(), 5)
+    except (ConnectionError, TimeoutError):
+        pass
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()

@@ -155,14 +155,19 @@ async def test_garbage(raw: bytes, error: type[ExtOrPortError]) -> None:
 
 
 async def test_timeout() -> None:
+    done = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
         writer.close()
+        await writer.wait_closed()
+        done.set()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     address = Address("127.0.0.1", server.sockets[0].getsockname()[1])
     with pytest.raises(ExtOrPortTimeout, match=r"within 0\.2s"):
         await open_extorport(address, COOKIE, "obfs4", None, timeout=0.2)
+    await asyncio.wait_for(done.wait(), 5)  # our side closed, so the fake tor's side closes too
     server.close()
     await server.wait_closed()
 

@@ -10,6 +10,7 @@ from ptdispatch.config import LogLevel, Mode, Role
 from ptdispatch.errors import ConfigError
 from ptdispatch.ipc.flags import ProxyConfigError, build_config, negotiate_version, tokenize
 from ptdispatch.net.addr import Address
+from ptdispatch.net.upstream import UpstreamProxy
 
 
 def config(*argv: str):  # type: ignore[no-untyped-def]
@@ -182,10 +183,19 @@ def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["socks5://127.0.0.1:1080", "socks5://u:p@127.0.0.1:1080", "socks4a://127.0.0.1:1080", "http://[::1]:3128"]
+    ("uri", "parsed"),
+    [
+        ("socks5://127.0.0.1:1080", UpstreamProxy("socks5", "127.0.0.1", 1080)),
+        ("socks5://u:p@127.0.0.1:1080", UpstreamProxy("socks5", "127.0.0.1", 1080, "u", "p")),
+        ("socks5://us%3Aer:p%40ss@127.0.0.1:1", UpstreamProxy("socks5", "127.0.0.1", 1, "us:er", "p@ss")),
+        ("socks4a://127.0.0.1:1080", UpstreamProxy("socks4a", "127.0.0.1", 1080)),
+        ("http://[::1]:3128", UpstreamProxy("http", "::1", 3128)),
+        ("HTTP://a:b@[::1]:3128", UpstreamProxy("http", "::1", 3128, "a", "b")),
+    ],
 )
-def test_good_proxy(uri: str) -> None:
-    assert config("-transport", "plain", "-proxy", uri).proxy is not None
+def test_good_proxy(uri: str, parsed: UpstreamProxy) -> None:
+    """Scheme, host, port and the (percent-decoded) credentials are what the URI says."""
+    assert config("-transport", "plain", "-proxy", uri).proxy == parsed
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import ptdispatch
 from ptdispatch import api
-from ptdispatch.errors import OptionsError, RemoteProtocolError
+from ptdispatch.errors import HandshakeTimeout, OptionsError, RemoteProtocolError
 from ptdispatch.transports import obfs2
-from ptdispatch.transports.base import ServerContext
+from ptdispatch.transports.base import RoleServer, ServerContext, Timeouts
 from ptdispatch.transports.obfs2 import Obfs2Engine
 
 
@@ -169,9 +169,9 @@ def test_truncated_handshake_waits_without_error() -> None:
     assert not server.established
 
 
-def test_handshake_timeout_matches_obfs4proxy() -> None:
-    assert Obfs2Engine(True).handshake_timeout == 30.0
-    assert Obfs2Engine(False).handshake_timeout == 30.0
+def test_handshake_timeout_matches_obfs4proxy(tmp_path: Path) -> None:
+    assert obfs2.SPEC.client({}).timeouts.handshake == 30.0  # type: ignore[attr-defined]
+    assert obfs2.SPEC.server({}, ServerContext(state_dir=tmp_path)).timeouts.handshake == 30.0  # type: ignore[attr-defined]
 
 
 def test_options() -> None:
@@ -215,14 +215,23 @@ async def test_api_roundtrip_and_garbage_closes_quietly(monkeypatch: pytest.Monk
         await server.wait_closed()
 
 
-async def test_silent_peer_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Obfs2Engine, "handshake_timeout", 0.2)
-    server = await ptdispatch.start_server(_echo, "obfs2", "127.0.0.1", 0)
+async def test_silent_peer_times_out() -> None:
+    """The server gives a silent peer its configured handshake timeout, then reports a
+    HandshakeTimeout and closes without a byte."""
+    errors: list[Exception] = []
+    transport = RoleServer(Obfs2Engine, timeouts=Timeouts(handshake=0.3))
+    server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.wait_for(reader.read(-1), 5)  # returns once the server gives up
+        began = asyncio.get_running_loop().time()
+        received = await asyncio.wait_for(reader.read(-1), 5)  # returns once the server gives up
+        elapsed = asyncio.get_running_loop().time() - began
         writer.close()
+        assert 0.25 <= elapsed < 2.0
+        assert len(received) <= 16 + 8 + obfs2.MAX_PADDING  # only its own handshake
+        assert len(errors) == 1 and isinstance(errors[0], HandshakeTimeout)
+        assert "0.3 s" in str(errors[0])
     finally:
         server.close()
         await server.wait_closed()

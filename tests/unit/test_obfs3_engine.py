@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import os
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -14,8 +15,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 import ptdispatch
 from ptdispatch import api
 from ptdispatch.crypto import uniformdh
-from ptdispatch.errors import RemoteProtocolError
+from ptdispatch.errors import HandshakeTimeout, RemoteProtocolError
 from ptdispatch.transports import obfs3
+from ptdispatch.transports.base import RoleServer, ServerContext, Timeouts
 from ptdispatch.transports.obfs3 import Obfs3Engine
 
 
@@ -139,9 +141,9 @@ def test_wire_bytes_follow_the_spec_formulas() -> None:
     assert dec.update(first[at + 32 :]) == b"hello obfs3"
 
 
-def test_handshake_timeout_matches_obfs4proxy() -> None:
-    assert Obfs3Engine(True).handshake_timeout == 30.0
-    assert Obfs3Engine(False).handshake_timeout == 30.0
+def test_handshake_timeout_matches_obfs4proxy(tmp_path: Path) -> None:
+    assert obfs3.SPEC.client({}).timeouts.handshake == 30.0  # type: ignore[attr-defined]
+    assert obfs3.SPEC.server({}, ServerContext(state_dir=tmp_path)).timeouts.handshake == 30.0  # type: ignore[attr-defined]
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -175,15 +177,24 @@ async def test_api_roundtrip_and_garbage_closes_quietly(monkeypatch: pytest.Monk
         await server.wait_closed()
 
 
-async def test_silent_peer_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.2)
-    server = await ptdispatch.start_server(_echo, "obfs3", "127.0.0.1", 0)
+async def test_silent_peer_times_out() -> None:
+    """The server gives a silent peer its configured handshake timeout, then reports a
+    HandshakeTimeout and closes without a byte."""
+    errors: list[Exception] = []
+    transport = RoleServer(Obfs3Engine, timeouts=Timeouts(handshake=0.3))
+    server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(os.urandom(100))  # less than a public key
-        await asyncio.wait_for(reader.read(-1), 5)
+        began = asyncio.get_running_loop().time()
+        received = await asyncio.wait_for(reader.read(-1), 5)  # returns once the server gives up
+        elapsed = asyncio.get_running_loop().time() - began
         writer.close()
+        assert 0.25 <= elapsed < 2.0
+        assert len(received) <= 192 + obfs3.PAD_MAX  # only its own handshake
+        assert len(errors) == 1 and isinstance(errors[0], HandshakeTimeout)
+        assert "0.3 s" in str(errors[0])
     finally:
         server.close()
         await server.wait_closed()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import ptdispatch
-from tests.interop.test_obfs4_interop import _echo, _exchange
+from tests.peers.managed import echo_handler as _echo
+from tests.peers.managed import exchange as _exchange
 
 
 @pytest.fixture(autouse=True)

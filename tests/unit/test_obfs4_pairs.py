@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Callable
@@ -13,8 +14,9 @@ from ptdispatch.errors import LocalProtocolError, RemoteProtocolError
 from ptdispatch.transports.base import Engine, ServerContext
 from ptdispatch.transports.obfs4 import SPEC, Obfs4Client, Obfs4Server
 from ptdispatch.transports.obfs4.engine import MAX_CLOSE_JITTER, ServerEngine
-from ptdispatch.transports.obfs4.framing import MAX_SEGMENT
+from ptdispatch.transports.obfs4.framing import HEADER_LENGTH, MAX_SEGMENT, framed_length
 from ptdispatch.transports.obfs4.handshake import MAX_HANDSHAKE
+from ptdispatch.transports.obfs4.probdist import Sampler
 
 NOW = 1_700_000_000.0
 
@@ -36,12 +38,28 @@ def make_client(server: Obfs4Server, iat_mode: int = 0, clock: Callable[[], floa
     return Obfs4Client(client.node_id, client.public_key, iat_mode, os.urandom, clock)
 
 
+def timed_writes(engine: Engine) -> list[tuple[bytes, float]]:
+    """Every write the engine makes, driving its timer on a simulated clock: ``(bytes, time)``."""
+    now = 0.0
+    writes = []
+    out = engine.data_to_send()
+    if out:
+        writes.append((out, now))
+    while engine.buffered_size():
+        when = engine.get_timer()
+        assert when is not None, "queued output needs a timer"
+        now = max(now, when)
+        engine.handle_timer(now)
+        out = engine.data_to_send()
+        if out:
+            writes.append((out, now))
+    return writes
+
+
 def wire(engine: Engine) -> bytes:
-    if engine.paced:
-        writes = engine.paced_writes()
-        assert all(chunk for chunk, _ in writes), "never an empty write"
-        return b"".join(chunk for chunk, _ in writes)
-    return engine.data_to_send()
+    writes = timed_writes(engine)
+    assert all(chunk for chunk, _ in writes), "never an empty write"
+    return b"".join(chunk for chunk, _ in writes)
 
 
 def handshake(client: Engine, server: Engine) -> tuple[bytes, bytes]:
@@ -85,19 +103,23 @@ def test_handshake_sizes_follow_obfs4proxy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("iat_mode", [1, 2])
 def test_paced_writes_are_small_with_short_delays(tmp_path: Path, iat_mode: int) -> None:
-    c, s, _ = pair(tmp_path, iat_mode)
-    assert c.paced and s.paced
+    c, _s, _ = pair(tmp_path, iat_mode)
     c.send_data(os.urandom(20_000))
-    writes = c.paced_writes()
+    assert c.buffered_size() > 20_000
+    assert c.data_to_send() == b""  # shaped writes wait for the timer, which is due at once
+    assert c.get_timer() == 0.0
+    writes = timed_writes(c)
     assert len(writes) > 1
-    assert all(0 < len(chunk) <= MAX_SEGMENT for chunk, _ in writes)
-    assert all(0.0 <= delay <= 0.01 for _, delay in writes)
+    assert all(0 < len(chunk) <= MAX_SEGMENT for chunk, _ in writes)  # one piece per write
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(writes)]
+    assert all(0.0 <= gap <= 0.01 + 1e-9 for gap in gaps) and any(gaps)  # 0-10 ms, in float
+    assert c.buffered_size() == 0 and c.get_timer() is None
 
 
 def test_iat_none_is_one_write_and_padded(tmp_path: Path) -> None:
     c, s, _ = pair(tmp_path, 0)
-    assert not c.paced
     c.send_data(b"x")
+    assert c.get_timer() is None and c.buffered_size() == 0
     out = c.data_to_send()
     assert len(out) >= 2 + 16 + 3 + 1  # at least the payload frame
     assert c.data_to_send() == b""
@@ -315,8 +337,56 @@ def test_paranoid_writes_end_for_any_distribution(tmp_path: Path, length: int) -
     c._len = _Fixed(length)  # type: ignore[attr-defined]
     data = os.urandom(5000)
     c.send_data(data)
-    writes = c.paced_writes()
-    assert all(chunk for chunk, _ in writes)
+    shaped = list(c._writes)  # type: ignore[attr-defined]  # (write, delay): writes 0 s apart merge below
+    assert all(chunk for chunk, _ in shaped)
     if length > 21:
-        assert all(len(chunk) == length for chunk, _ in writes[:-1])  # the tail may be short
+        assert all(len(chunk) == length for chunk, _ in shaped[:-1])  # the tail may be short
+    writes = timed_writes(c)
     assert s.receive_data(b"".join(chunk for chunk, _ in writes)) == data
+
+
+def test_eof_inside_a_frame_is_a_remote_error(tmp_path: Path) -> None:
+    c, s, _ = pair(tmp_path)
+    c.send_data(b"hello")
+    out = wire(c)
+    s.receive_eof()  # between frames: an ordinary end
+    s.receive_data(out[:-1])  # the last frame (padding) is cut
+    with pytest.raises(RemoteProtocolError, match="inside a frame"):
+        s.receive_eof()
+
+
+def test_eof_during_the_handshake_is_a_remote_error(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    c, s = make_client(server).new_engine(None), server.new_engine()
+    c.initiate()
+    s.receive_data(wire(c)[:100])
+    with pytest.raises(RemoteProtocolError):
+        s.receive_eof()
+
+
+def padded_length(burst: int, target: int) -> int:
+    """obfs4proxy's padBurst, restated: the wire length of a ``burst``-byte burst padded to ``target``."""
+    tail = burst % MAX_SEGMENT
+    pad = target - tail if target >= tail else MAX_SEGMENT - tail + target
+    if pad > HEADER_LENGTH:
+        return burst + pad
+    if pad > 0:
+        return burst + MAX_SEGMENT + pad + HEADER_LENGTH
+    return burst
+
+
+def test_iat0_bursts_are_padded_to_the_seeded_length(tmp_path: Path) -> None:
+    """Each write is one burst padded to a length drawn from the server's seeded distribution."""
+    c, s, server = pair(tmp_path, 0)
+    seed = server.state.drbg_seed
+    c._len = Sampler(seed, 0, MAX_SEGMENT, random.Random(7).randbytes)  # type: ignore[attr-defined]
+    twin = Sampler(seed, 0, MAX_SEGMENT, random.Random(7).randbytes)
+    lengths = set()
+    for size in (1, 100, 1427, 1428, 5000, 20_000, 1, 1, 1, 1):
+        data = os.urandom(size)
+        c.send_data(data)
+        out = c.data_to_send()
+        assert len(out) == padded_length(framed_length(size), twin.sample())
+        lengths.add(len(out))
+        assert s.receive_data(out) == data
+    assert len(lengths) > 6  # the four 1-byte writes are padded to different lengths (odds of a tie: small)

@@ -9,17 +9,24 @@ import os
 import pytest
 
 import ptdispatch
+from ptdispatch import api
 from ptdispatch.net.addr import Address
-from ptdispatch.transports.shadow import ShadowClient, parse_config
+from ptdispatch.transports.shadow import ServerTimeouts, ShadowClient, ShadowServer, parse_config
 from ptdispatch.transports.shadow.ciphers import CIPHERS
-from ptdispatch.transports.shadow.engine import ShadowServerEngine
 from tests.peers.managed import echo_handler as echo
 
 OPTIONS = {"password": "api-test", "cipherName": "chacha20-ietf-poly1305"}
+SHORT_LINGER = ServerTimeouts(linger=(1.0, 1.0))
 
 
-async def start(options: dict[str, str]) -> tuple[asyncio.Server, int]:
-    server = await ptdispatch.start_server(echo, "shadow", "127.0.0.1", 0, options)
+async def start(options: dict[str, str], bounds: ServerTimeouts | None = None) -> tuple[asyncio.Server, int]:
+    if bounds is None:
+        server = await ptdispatch.start_server(echo, "shadow", "127.0.0.1", 0, options)
+    else:
+        transport = ShadowServer(parse_config(options), bounds=bounds)
+        server = await api.listen(
+            transport, "127.0.0.1", 0, lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), echo)
+        )
     return server, server.sockets[0].getsockname()[1]
 
 
@@ -85,9 +92,8 @@ async def good_client_works(port: int) -> None:
     [os.urandom(300), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 4, bytes(64)],
     ids=["random", "http", "zeros"],
 )
-async def test_probe_gets_silence_then_close(monkeypatch: pytest.MonkeyPatch, garbage: bytes) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
-    server, port = await start(OPTIONS)
+async def test_probe_gets_silence_then_close(garbage: bytes) -> None:
+    server, port = await start(OPTIONS, SHORT_LINGER)
     try:
         reader, writer = await probe(port, garbage)
         await good_client_works(port)
@@ -98,9 +104,8 @@ async def test_probe_gets_silence_then_close(monkeypatch: pytest.MonkeyPatch, ga
         await server.wait_closed()
 
 
-async def test_short_probe_times_out_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "HANDSHAKE_TIMEOUT", (1.0, 1.0))
-    server, port = await start(OPTIONS)
+async def test_short_probe_times_out_quietly() -> None:
+    server, port = await start(OPTIONS, ServerTimeouts(handshake=(1.0, 1.0)))
     try:
         reader, writer = await probe(port, os.urandom(20))
         await assert_quiet_then_closed(reader, 0.2, 3.0)
@@ -110,9 +115,8 @@ async def test_short_probe_times_out_quietly(monkeypatch: pytest.MonkeyPatch) ->
         await server.wait_closed()
 
 
-async def test_replayed_connection_rejected_over_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
-    server, port = await start(OPTIONS)
+async def test_replayed_connection_rejected_over_the_network() -> None:
+    server, port = await start(OPTIONS, SHORT_LINGER)
     try:
         engine = ShadowClient(parse_config(OPTIONS)).new_engine(Address("192.0.2.1", 80))
         engine.initiate()
@@ -131,9 +135,8 @@ async def test_replayed_connection_rejected_over_the_network(monkeypatch: pytest
         await server.wait_closed()
 
 
-async def test_wrong_password_client_gets_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (1.0, 1.0))
-    server, port = await start(OPTIONS)
+async def test_wrong_password_client_gets_nothing() -> None:
+    server, port = await start(OPTIONS, SHORT_LINGER)
     try:
         reader, writer = await ptdispatch.open_connection(
             "shadow", f"127.0.0.1:{port}", {**OPTIONS, "password": "wrong"}, destination="10.0.0.1:1"
@@ -143,6 +146,34 @@ async def test_wrong_password_client_gets_nothing(monkeypatch: pytest.MonkeyPatc
             await asyncio.wait_for(reader.readexactly(5), 3)
         writer.close()
         await good_client_works(port)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_requested_destination_through_get_extra_info() -> None:
+    seen: list[object] = []
+
+    class Record(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            seen.append(transport.get_extra_info("requested_destination"))
+            seen.append(transport.get_extra_info("peername"))
+            seen.append(transport.get_extra_info("no-such-key", "fallback"))
+            transport.close()
+
+    server = await api.listen(ShadowServer(parse_config(OPTIONS)), "127.0.0.1", 0, Record)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await ptdispatch.open_connection(
+            "shadow", f"127.0.0.1:{port}", OPTIONS, destination="192.0.2.7:8080"
+        )
+        writer.write(b"x")
+        with contextlib.suppress(ConnectionResetError):  # the server closes at once
+            await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+        assert seen[0] == Address("192.0.2.7", 8080)
+        assert isinstance(seen[1], tuple) and seen[1][0] == "127.0.0.1"
+        assert seen[2] == "fallback"
     finally:
         server.close()
         await server.wait_closed()

@@ -14,7 +14,7 @@ from ptdispatch.transports import registry
 from ptdispatch.transports.base import ServerContext
 from ptdispatch.transports.shadow import SPEC, ShadowClient, ShadowServer, parse_config
 from ptdispatch.transports.shadow.ciphers import CIPHERS, derive_subkey
-from ptdispatch.transports.shadow.engine import ShadowServerEngine
+from ptdispatch.transports.shadow.engine import HANDSHAKE_TIMEOUT, LINGER, ShadowServerEngine
 from ptdispatch.transports.shadow.framing import MAX_PAYLOAD, TAG_SIZE
 from ptdispatch.transports.shadow.header import decode_address, encode_address
 from ptdispatch.transports.shadow.replay import SaltFilter
@@ -243,7 +243,7 @@ def test_decode_address_rejects_malformed(data: bytes) -> None:
 def expect_quiet_failure(server: ShadowServerEngine, data: bytes) -> RemoteProtocolError:
     with pytest.raises(RemoteProtocolError) as info:
         server.receive_data(data)
-    assert ShadowServerEngine.LINGER[0] <= info.value.linger <= ShadowServerEngine.LINGER[1]
+    assert LINGER[0] <= info.value.linger <= LINGER[1]
     return info.value
 
 
@@ -357,7 +357,7 @@ def test_garbage_salt_not_remembered() -> None:
 
 def test_random_timeouts_in_range() -> None:
     _, server, _ = pair()
-    low, high = ShadowServerEngine.HANDSHAKE_TIMEOUT
+    low, high = HANDSHAKE_TIMEOUT
     assert low <= server.handshake_timeout <= high
     lingers = {ShadowServer(parse_config({"password": "pw"})).new_engine().linger for _ in range(20)}
     assert len(lingers) > 1
@@ -386,3 +386,21 @@ def test_writes_larger_than_the_scratch_buffer() -> None:
     wire = client.data_to_send()
     assert len(wire) == len(blob) + -(-len(blob) // MAX_PAYLOAD) * (2 + 2 * TAG_SIZE)
     assert server.receive_data(wire) == blob
+
+
+def test_eof_inside_a_chunk_is_a_remote_error() -> None:
+    client, server, _ = pair()
+    client.initiate()
+    client.send_data(b"data")
+    out = client.data_to_send()
+    server.receive_data(out)
+    server.receive_eof()  # between chunks: an ordinary end
+    client.send_data(b"more")
+    with pytest.raises(RemoteProtocolError, match="inside a chunk"):
+        server.receive_data(client.data_to_send()[:-3])
+        server.receive_eof()
+    client2, server2, _ = pair()
+    client2.initiate()
+    with pytest.raises(RemoteProtocolError):
+        server2.receive_data(client2.data_to_send()[:10])
+        server2.receive_eof()  # inside the salt, during the handshake

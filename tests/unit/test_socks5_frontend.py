@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 
 import pytest
@@ -80,3 +81,70 @@ def test_route_without_server_dials_the_socks_destination() -> None:
 def test_bad_options_server_fails_at_start_up() -> None:
     with pytest.raises(OptionsError, match="serverAddress"):
         _method({"serverAddress": "nowhere"}).check_options(per_connection_allowed=True)
+
+
+def test_unknown_per_connection_keys_are_dropped_with_a_warning() -> None:
+    import io
+
+    spec = registry.lookup("shadow")
+    assert spec is not None
+    out = io.StringIO()
+    log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    method = dialer.ClientMethod("shadow", spec, {"password": "pw"}, None, log, ConnectionTracker())
+    method.check_options(per_connection_allowed=True)
+    route = method.route({"cypher": "aes-128-gcm", "cipherName": "aes-128-gcm"}, Address("127.0.0.1", 9))
+    assert route.client.config.cipher.name == "aes-128-gcm"  # type: ignore[attr-defined]  # the known key applies
+    assert out.getvalue() == "LOG WARN shadow: ignoring unknown per-connection option(s) 'cypher'\n"
+    with pytest.raises(OptionsError, match="unknown option 'cypher'"):
+        dialer.ClientMethod(
+            "shadow", spec, {"password": "pw", "cypher": "x"}, None, log, ConnectionTracker()
+        ).check_options(per_connection_allowed=True)
+
+
+async def test_a_client_engine_bug_is_one_error_line_and_no_reply() -> None:
+    """The client side of the error boundary: the SOCKS client gets no reply, the log one ERROR line."""
+    import io
+
+    from ptdispatch.transports.base import Engine, EngineClientTransport, TransportSpec
+
+    class Buggy(Engine):
+        established = False
+
+        def receive_data(self, data: bytes) -> bytes:
+            raise KeyError("client bug")
+
+        def send_data(self, data: bytes) -> None:
+            pass
+
+        def data_to_send(self) -> bytes:
+            return b""
+
+    class BuggyClient(EngineClientTransport):
+        def new_engine(self, destination: Address | None) -> Engine:
+            return Buggy()
+
+    async def talker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"server speaks")
+        await reader.read(-1)
+        writer.close()
+
+    upstream = await asyncio.start_server(talker, "127.0.0.1", 0)
+    out = io.StringIO()
+    log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    spec = TransportSpec("buggy", lambda raw: BuggyClient(), lambda raw, ctx: None)  # type: ignore[arg-type,return-value]
+    method = dialer.ClientMethod("buggy", spec, {}, None, log, ConnectionTracker())
+    srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+        port = upstream.sockets[0].getsockname()[1]
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\x05\x00"  # method chosen
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(reader.read(-1), 5) == b""  # no CONNECT reply at all
+        writer.close()
+        errors = [line for line in out.getvalue().splitlines() if line.startswith("LOG ERROR")]
+        assert len(errors) == 1 and errors[0].startswith("LOG ERROR buggy: internal error: KeyError: 'client bug'")
+    finally:
+        srv.close()
+        upstream.close()
+        await upstream.wait_closed()

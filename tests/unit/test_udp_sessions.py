@@ -143,7 +143,7 @@ async def rig(
     try:
         yield the_rig
     finally:
-        client.close()
+        client.abort()
         listener.close()
         method.close()
         for peer in [*the_rig.peers, *([echo] if echo else [])]:
@@ -402,3 +402,35 @@ async def test_flood_of_source_ports_keeps_the_pool_bounded() -> None:
 async def test_bad_options_name_the_key(options: dict[str, object]) -> None:
     with pytest.raises(OptionsError, match=next(iter(options))):
         UdpServerMethod("plain", Address("127.0.0.1", 9), False, options, EventLog(Logs()))  # type: ignore[arg-type]
+
+
+async def test_server_sessions_are_counted_for_graceful_shutdown() -> None:
+    async with rig() as r:
+        tracker = r.server.tracker
+        a, b = await r.source(), await r.source()
+        await r.exchange(a, b"one")
+        await r.exchange(b, b"two")
+        assert len(tracker) == 2  # what shutdown waits for (with the TCP relays)
+        assert not await tracker.wait_idle(0.1)
+        tracker.abort_all()  # the grace period is over
+        assert len(tracker) == 0 and await tracker.wait_idle(0.1)
+        await wait_for(lambda: len(r.server.pool) == 0)  # as each connection reports its loss
+
+
+async def test_client_sessions_run_on_through_graceful_shutdown() -> None:
+    async with rig() as r:
+        tracker = r.client.tracker
+        a = await r.source()
+        assert await r.exchange(a, b"before") == b"before"
+        assert len(tracker) == 1
+        r.client.close()  # shutdown begins: no new sources, the session runs on
+        r.send(a, b"during")
+        assert await a.recv() == b"during"
+        late = await r.source()
+        r.send(late, b"too late")
+        with pytest.raises(TimeoutError):
+            await late.recv(0.3)
+        assert len(r.client.pool) == 1  # no session for the late source
+        tracker.abort_all()  # the grace period is over
+        await wait_for(lambda: r.client.transport is None)  # the last session gone, the socket closes
+        assert len(tracker) == 0

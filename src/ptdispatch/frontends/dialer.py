@@ -60,7 +60,7 @@ class ClientMethod:
         """
         _ = self.default_server  # parsed now, so that a bad value fails at start-up
         try:
-            self._default = self.spec.client(self.options)
+            self._default = self.spec.make_client(self.options)
         except OptionsError as exc:
             # With no transport options at all, every argument may still come per connection.
             nothing_given = not (self.options.keys() - {SERVER_ADDRESS_KEY})
@@ -86,6 +86,8 @@ class ClientMethod:
     def route(self, per_connection: Mapping[str, object], requested: Address | None) -> Route:
         """Merge per-connection arguments into the options and decide where to dial."""
         if per_connection:
+            per_connection = self._known_only(per_connection)
+        if per_connection:
             merged: Mapping[str, object] = {**self.options, **per_connection}
             server = self.server_address(merged)
         else:
@@ -105,11 +107,21 @@ class ClientMethod:
         if not per_connection and self._default is not None:
             return self._default
         key = json.dumps(per_connection, sort_keys=True, default=str)
-        client = self._clients.pop(key, None) or self.spec.client(merged)
+        client = self._clients.pop(key, None) or self.spec.make_client(merged)
         self._clients[key] = client  # most recently used last
         if len(self._clients) > CLIENT_CACHE_SIZE:
             del self._clients[next(iter(self._clients))]
         return client
+
+    def _known_only(self, per_connection: Mapping[str, object]) -> Mapping[str, object]:
+        """Per-connection (SOCKS) arguments without the keys the transport does not know: those
+        are dropped with a WARN line, as one client's typo must not refuse its connection."""
+        unknown = self.spec.unknown_keys(per_connection, server=False)
+        if not unknown:
+            return per_connection
+        names = ", ".join(repr(key) for key in unknown)
+        self.log.warn(f"{self.name}: ignoring unknown per-connection option(s) {names}")
+        return {key: value for key, value in per_connection.items() if key not in unknown}
 
     def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
         splice = Splice(on_done=closed_logger(self.log, self.tracker, label, role="client"), a_factory=a_factory)

@@ -157,11 +157,23 @@ def load_options(flags: Mapping[str, str]) -> dict[str, object]:
 def split_options(
     options: Mapping[str, object], transports: Sequence[str]
 ) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
-    """Keyed form ``{"obfs4": {...}, ...}`` -> (per transport, {}); flat form -> ({}, common)."""
+    """Keyed form ``{"obfs4": {...}, ...}`` -> (per transport, {}); flat form -> ({}, common).
+
+    The rule: a key that names a transport (one of -transports, or any we know) and holds a JSON
+    object makes the whole object keyed; then every key must be such a transport.  A mix of the
+    two forms is refused (read as flat, it would silently ignore the transport's own object).
+    """
     known = {n.lower() for n in registry.names()} | {t.lower() for t in transports}
-    if options and all(k.lower() in known and isinstance(v, dict) for k, v in options.items()):
-        return {k.lower(): dict(v) for k, v in options.items() if isinstance(v, dict)}, {}
-    return {}, dict(options)
+    keyed = [k for k, v in options.items() if k.lower() in known and isinstance(v, dict)]
+    if not keyed:
+        return {}, dict(options)
+    flat = [k for k in options if k not in keyed]
+    if flat:
+        raise ConfigError(
+            f"-options mixes the keyed form ({keyed[0]!r} holds an object) with flat keys ({flat[0]!r}): "
+            f'write either {{"{keyed[0]}": {{...}}}} with every key inside a transport\'s object, or only flat keys'
+        )
+    return {k.lower(): dict(v) for k, v in options.items() if isinstance(v, dict)}, {}
 
 
 def _bindaddr(text: str, transports: Sequence[str]) -> dict[str, Address]:

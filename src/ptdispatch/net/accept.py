@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-from ..errors import OptionsError, RemoteProtocolError
+from ..errors import OptionsError, RemoteProtocolError, internal_error
 from ..logs import EventLog
 from .relay import RelayProtocol, Splice
 
@@ -47,7 +47,7 @@ class DialOnAccept(RelayProtocol):
             splice.fail(exc)
             return
         except Exception as exc:  # a bug must cost one connection, never the process
-            self._log.error(f"{self._label}: internal error: {type(exc).__name__}: {exc}")
+            self._log.error(f"{self._label}: {internal_error(exc)}")
             splice.fail(exc)
             return
         if self.transport is None:

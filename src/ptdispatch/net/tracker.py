@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 from .. import metrics
 from ..config import LogLevel
@@ -11,23 +12,29 @@ from ..logs import EventLog
 from .relay import Splice
 
 
+class Tracked(Protocol):
+    """Something open that shutdown waits for and then cuts: a relay, a UDP session."""
+
+    def abort(self) -> None: ...
+
+
 class ConnectionTracker:
-    """Open relays, so that shutdown can wait for them and then cut what is left."""
+    """Open relays and UDP sessions, so that shutdown can wait for them and then cut what is left."""
 
     def __init__(self) -> None:
-        self._open: set[Splice] = set()
+        self._open: set[Tracked] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, splice: Splice) -> None:
-        self._open.add(splice)
+    def add(self, item: Tracked) -> None:
+        self._open.add(item)
         self._idle.clear()
 
-    def discard(self, splice: Splice) -> None:
-        self._open.discard(splice)
+    def discard(self, item: Tracked) -> None:
+        self._open.discard(item)
         if not self._open:
             self._idle.set()
 
@@ -41,8 +48,8 @@ class ConnectionTracker:
         return True
 
     def abort_all(self) -> None:
-        for splice in list(self._open):
-            splice.abort()
+        for item in list(self._open):
+            item.abort()
 
 
 def closed_logger(

@@ -33,10 +33,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import HandshakeTimeout, OptionsError, RemoteProtocolError
 from ..net.addr import Address
 from ..net.upstream import DIRECT, Dialer
 from ..replay.base import ReplayStore
 from .adapter import AppFactory, ErrorCallback, dial_engine, serve_engines
+from .timing import DEFAULT_TIMEOUTS as DEFAULT_TIMEOUTS
+from .timing import Timeouts as Timeouts
 
 Rng = Callable[[int], bytes]
 """``rng(n)`` returns ``n`` random bytes (``os.urandom`` unless a test injects another)."""
@@ -50,27 +53,34 @@ RawOptions = Mapping[str, object]
 class Engine(ABC):
     """One transport connection, as a sans-IO state machine.
 
-    The adapter calls :meth:`initiate` once when the wire connection is up, then feeds every
-    received chunk to :meth:`receive_data` and writes whatever :meth:`data_to_send` returns after
-    each call.  Application data flows only once :attr:`established` is true.  Remote misbehaviour
-    raises :class:`~ptdispatch.errors.RemoteProtocolError` and nothing else.
+    The adapter calls :meth:`start` and :meth:`initiate` once when the wire connection is up, then
+    feeds every received chunk to :meth:`receive_data`, the peer's end of stream to
+    :meth:`receive_eof`, and writes whatever :meth:`data_to_send` returns after each call.
+    Application data flows only once :attr:`established` is true.  Remote misbehaviour raises
+    :class:`~ptdispatch.errors.RemoteProtocolError` and nothing else (anything else is a bug: the
+    adapter turns it into an ``InternalError`` and handles it like a failed handshake).
+
+    Time is aioquic's: the adapter keeps one timer at :meth:`get_timer` and calls
+    :meth:`handle_timer` when it expires; times are ``time.monotonic()`` seconds and are only ever
+    passed in.  The defaults implement the handshake deadline from :class:`Timeouts`, so an engine
+    needs only ``established``, ``receive_data``, ``send_data`` and ``data_to_send``.
     """
 
-    #: Seconds the peer has to complete the handshake.
-    handshake_timeout: float = 60.0
-    #: True when writes must be spaced in time (obfs4 iat-mode 1/2); see :meth:`paced_writes`.
-    paced: bool = False
+    _deadline: float | None = None
+    _timeouts: Timeouts = DEFAULT_TIMEOUTS
 
     @property
     @abstractmethod
     def established(self) -> bool:
         """The handshake is complete and :meth:`send_data` may be called."""
 
-    @property
-    def timeout_linger(self) -> float:
-        """Seconds to keep reading and discarding after a handshake timeout before closing
-        (obfs4 servers do, so a prober cannot time the close); 0 closes at once."""
-        return 0.0
+    def start(self, now: float, timeouts: Timeouts) -> None:
+        """The wire connection is up at ``now``: arm the handshake deadline (called before
+        :meth:`initiate`)."""
+        if timeouts is DEFAULT_TIMEOUTS:
+            timeouts = _legacy_timeouts(self)
+        self._timeouts = timeouts
+        self._deadline = now + timeouts.handshake
 
     def initiate(self) -> None:  # noqa: B027 - optional hook
         """The wire connection is open: queue the opening bytes (client handshakes)."""
@@ -78,6 +88,12 @@ class Engine(ABC):
     @abstractmethod
     def receive_data(self, data: bytes) -> bytes:
         """Consume bytes from the network; return the plaintext they complete (maybe ``b""``)."""
+
+    def receive_eof(self) -> None:
+        """The peer ended its sending side.  Raise ``RemoteProtocolError`` when that cuts a
+        handshake or a frame in two; engines with frames override this to check their buffer."""
+        if not self.established:
+            raise RemoteProtocolError("connection closed during the handshake")
 
     @abstractmethod
     def send_data(self, data: bytes) -> None:
@@ -87,11 +103,48 @@ class Engine(ABC):
     def data_to_send(self) -> bytes:
         """Take the bytes that should be written to the network now."""
 
-    def paced_writes(self) -> list[tuple[bytes, float]]:
-        """Take pending output as ``(chunk, delay_after)`` pairs; used instead of
-        :meth:`data_to_send` when :attr:`paced` is true."""
-        data = self.data_to_send()
-        return [(data, 0.0)] if data else []
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called (``None``: no timer; a past time: at once)."""
+        if self._deadline is None or self.established:
+            return None
+        return self._deadline
+
+    def handle_timer(self, now: float) -> None:
+        """The timer expired: raise ``HandshakeTimeout`` past the handshake deadline, or release
+        output that was waiting for its time (then :meth:`data_to_send` returns it)."""
+        deadline = self._deadline
+        if deadline is not None and now >= deadline and not self.established:
+            self._deadline = None
+            message = f"no handshake within {self._timeouts.handshake:g} s"
+            raise HandshakeTimeout(message, linger=self._timeouts.linger)
+
+    def failure_linger(self) -> float:
+        """Seconds to linger after a bug in this engine (the adapter asks; default: as long as
+        after a handshake timeout).  Engines whose own failures linger return that instead."""
+        return self._timeouts.linger
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        """Connection metadata the engine learned (e.g. ``requested_destination``), read by
+        callers through the plaintext transport's ``get_extra_info``; ``default`` if unknown."""
+        return default
+
+    def buffered_size(self) -> int:
+        """Bytes queued for a later time (paced writes): counted as write buffer, and a close
+        waits for them."""
+        return 0
+
+
+def _legacy_timeouts(engine: Engine) -> Timeouts:
+    """An engine written for the old contract may still say ``handshake_timeout = 30.0`` (and
+    ``timeout_linger``) on itself; its transport gave no ``Timeouts``, so those figures apply."""
+    handshake = getattr(engine, "handshake_timeout", None)
+    linger = getattr(engine, "timeout_linger", None)
+    if not isinstance(handshake, int | float) and not isinstance(linger, int | float):
+        return DEFAULT_TIMEOUTS
+    return Timeouts(
+        handshake=float(handshake) if isinstance(handshake, int | float) else DEFAULT_TIMEOUTS.handshake,
+        linger=float(linger) if isinstance(linger, int | float) else DEFAULT_TIMEOUTS.linger,
+    )
 
 
 class ClientTransport(ABC):
@@ -122,7 +175,11 @@ class ClientTransport(ABC):
 
 
 class EngineClientTransport(ClientTransport):
-    """A client whose connections are one :class:`Engine` each over one TCP connection."""
+    """A client whose connections are one :class:`Engine` each over one TCP connection.
+
+    ``timeouts`` (set per instance by a subclass's constructor) is handed to every engine."""
+
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
     @abstractmethod
     def new_engine(self, destination: Address | None) -> Engine:
@@ -137,7 +194,7 @@ class EngineClientTransport(ClientTransport):
         dialer: Dialer = DIRECT,
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         engine = self.new_engine(destination)  # first: a bad option must not cost a socket
-        return await dial_engine(engine, address, app_factory, dialer)
+        return await dial_engine(engine, address, app_factory, dialer, self.timeouts)
 
     def check(self, destination: Address | None) -> None:
         self.new_engine(destination)
@@ -168,7 +225,11 @@ class ServerTransport(ABC):
 
 
 class EngineServerTransport(ServerTransport):
-    """A server whose connections are one :class:`Engine` each over one TCP connection."""
+    """A server whose connections are one :class:`Engine` each over one TCP connection.
+
+    ``timeouts`` (set per instance by a subclass's constructor) is handed to every engine."""
+
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
     @abstractmethod
     def new_engine(self) -> Engine:
@@ -181,16 +242,19 @@ class EngineServerTransport(ServerTransport):
         *,
         on_error: ErrorCallback | None = None,
     ) -> asyncio.Server:
-        return await serve_engines(self.new_engine, app_factory, where, on_error=on_error)
+        return await serve_engines(self.new_engine, app_factory, where, on_error=on_error, timeouts=self.timeouts)
 
 
 class RoleClient(EngineClientTransport):
     """The client side of a transport whose engines need nothing but their role and randomness
     (obfs2, obfs3): ``make(initiator, rng)`` builds one."""
 
-    def __init__(self, make: Callable[[bool, Rng], Engine], rng: Rng = os.urandom) -> None:
+    def __init__(
+        self, make: Callable[[bool, Rng], Engine], rng: Rng = os.urandom, *, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> None:
         self._make = make
         self._rng = rng
+        self.timeouts = timeouts
 
     def new_engine(self, destination: Address | None) -> Engine:
         return self._make(True, self._rng)
@@ -199,9 +263,12 @@ class RoleClient(EngineClientTransport):
 class RoleServer(EngineServerTransport):
     """The server side of such a transport: no state, no arguments to publish."""
 
-    def __init__(self, make: Callable[[bool, Rng], Engine], rng: Rng = os.urandom) -> None:
+    def __init__(
+        self, make: Callable[[bool, Rng], Engine], rng: Rng = os.urandom, *, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> None:
         self._make = make
         self._rng = rng
+        self.timeouts = timeouts
 
     def new_engine(self) -> Engine:
         return self._make(False, self._rng)
@@ -217,23 +284,61 @@ class ServerContext:
     #: Replay state shared by every worker process (and fleet node): None keeps a filter per
     #: server in this process.  Servers that remember handshakes use it when given.
     replay: ReplayStore | None = None
+    #: Replaces the transport's own timeouts (tests; deployments keep the defaults, which match
+    #: the reference implementations).  How each transport reads ``linger`` is in its docs.
+    timeouts: Timeouts | None = None
+
+
+#: Keys the dispatcher itself reads from a transport's options; every transport accepts them.
+DISPATCHER_KEYS = frozenset(
+    {"serverAddress", "udpIdleTimeout", "udpMaxSessions", "udpQueueWhileWaiting", "udpStunClassic"}
+)
 
 
 @dataclass(frozen=True)
 class TransportSpec:
-    """A transport's name and its two option parsers (each raises ``OptionsError``)."""
+    """A transport's name and its two option parsers (each raises ``OptionsError``).
+
+    Callers build transports with :meth:`make_client` / :meth:`make_server`, which first refuse
+    keys the transport does not declare (a typo must not silently change the configuration).
+    """
 
     name: str
     client: Callable[[RawOptions], ClientTransport]
     server: Callable[[RawOptions, ServerContext], ServerTransport]
     #: Whether the transport carries the application's destination itself (shadow).
     carries_destination: bool = False
-    #: The option keys each side accepts (None: not declared, nothing is checked).  Keys outside
-    #: these sets are refused by name; the dispatcher's own keys (``serverAddress``, ``udp*``)
-    #: are always allowed and need not be listed.
+    #: The option keys each side accepts, including keys it documents as ignored (None: not
+    #: declared, nothing is checked).  The dispatcher's own keys (:data:`DISPATCHER_KEYS`) are
+    #: always allowed and need not be listed.
     client_keys: frozenset[str] | None = None
     server_keys: frozenset[str] | None = None
     #: The client options name every server it dials (Optimizer: each child's serverAddress; meek: its url).
     #: The dispatcher then needs no serverAddress, the ``address`` given to ``dial`` is not used,
     #: and the application's destination (the SOCKS CONNECT address) is always ``destination``.
     names_servers: bool = False
+
+    def unknown_keys(self, raw: RawOptions, *, server: bool) -> list[str]:
+        """The keys of ``raw`` that this side of the transport does not know, in their order."""
+        known = self.server_keys if server else self.client_keys
+        if known is None:
+            return []
+        return [key for key in raw if key not in known and key not in DISPATCHER_KEYS]
+
+    def check_keys(self, raw: RawOptions, *, server: bool) -> None:
+        """Raise ``OptionsError`` naming the first unknown key and listing the known ones."""
+        unknown = self.unknown_keys(raw, server=server)
+        if unknown:
+            known = (self.server_keys if server else self.client_keys) or frozenset()
+            listed = ", ".join(sorted(known, key=str.lower)) or "none"
+            raise OptionsError(self.name, f"unknown option {unknown[0]!r} (known: {listed})")
+
+    def make_client(self, raw: RawOptions) -> ClientTransport:
+        """Validated client options (unknown keys refused first)."""
+        self.check_keys(raw, server=False)
+        return self.client(raw)
+
+    def make_server(self, raw: RawOptions, ctx: ServerContext) -> ServerTransport:
+        """A configured server (unknown keys refused first)."""
+        self.check_keys(raw, server=True)
+        return self.server(raw, ctx)

@@ -18,6 +18,7 @@ initial 128-bit counter block.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import struct
@@ -25,14 +26,14 @@ import struct
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from ..errors import OptionsError, RemoteProtocolError
-from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, TransportSpec
+from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, Timeouts, TransportSpec
 
 NAME = "obfs2"
 MAGIC = 0x2BF5CA7E
 MAX_PADDING = 8192
 SEED_LEN = 16
 HEADER_LEN = 8
-HANDSHAKE_TIMEOUT = 30.0
+TIMEOUTS = Timeouts(handshake=30.0)  # obfs4proxy gives the peer 30 s
 INITIATOR_PAD = b"Initiator obfuscation padding"
 RESPONDER_PAD = b"Responder obfuscation padding"
 INITIATOR_DATA = b"Initiator obfuscated data"
@@ -71,11 +72,30 @@ def join(chunks: list[bytes]) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+class HandshakeState(enum.Enum):
+    """Where an obfs2 engine is in reading the peer's handshake."""
+
+    HEADER = "seed and header"
+    PADDING = "padding"
+    DATA = "data"
+
+
 class Obfs2Engine(Engine):
     """One obfs2 connection; ``initiator`` is the side that dialled."""
 
-    __slots__ = ("_buf", "_initiator", "_out", "_peer_seed", "_pending", "_rng", "_rx", "_seed", "_skip", "_tx")
-    handshake_timeout = HANDSHAKE_TIMEOUT
+    __slots__ = (
+        "_buf",
+        "_initiator",
+        "_out",
+        "_peer_seed",
+        "_pending",
+        "_rng",
+        "_rx",
+        "_seed",
+        "_skip",
+        "_state",
+        "_tx",
+    )
 
     def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
         self._initiator = initiator
@@ -83,7 +103,8 @@ class Obfs2Engine(Engine):
         self._seed = b""  # ours, once the handshake is queued
         self._peer_seed = b""
         self._buf = bytearray()
-        self._skip = -1  # padding bytes still to discard; -1 until the peer's header is read
+        self._state = HandshakeState.HEADER
+        self._skip = 0  # padding bytes still to discard (state PADDING)
         self._out: list[bytes] = []
         self._pending: list[bytes] = []  # plaintext queued before the keys exist
         self._rx: CipherContext | None = None
@@ -128,10 +149,11 @@ class Obfs2Engine(Engine):
         self.initiate()
         buf = self._buf
         buf += data
-        if self._skip < 0:
+        if self._state is HandshakeState.HEADER:
             if len(buf) < SEED_LEN + HEADER_LEN:
                 return b""
             self._skip = self._read_header(bytes(buf[: SEED_LEN + HEADER_LEN]))
+            self._state = HandshakeState.PADDING
             del buf[: SEED_LEN + HEADER_LEN]
         if len(buf) < self._skip:
             self._skip -= len(buf)
@@ -139,6 +161,7 @@ class Obfs2Engine(Engine):
             return b""
         rest = bytes(buf[self._skip :])
         buf.clear()
+        self._state = HandshakeState.DATA
         rx = self._derive_keys()
         return rx.update(rest) if rest else b""
 
@@ -149,10 +172,10 @@ class Obfs2Engine(Engine):
         pad_len: int
         magic, pad_len = _HEADER.unpack(aes_ctr(mac(label, peer_seed)).update(head[SEED_LEN:]))
         if magic != MAGIC:
-            raise RemoteProtocolError("obfs2: wrong magic value in the handshake", linger=self.handshake_timeout)
+            raise RemoteProtocolError("obfs2: wrong magic value in the handshake", linger=self._timeouts.handshake)
         if pad_len > MAX_PADDING:
             message = f"obfs2: handshake padding of {pad_len} bytes exceeds {MAX_PADDING}"
-            raise RemoteProtocolError(message, linger=self.handshake_timeout)
+            raise RemoteProtocolError(message, linger=self._timeouts.handshake)
         self._peer_seed = peer_seed
         return pad_len
 
@@ -176,12 +199,14 @@ def _check_options(raw: RawOptions) -> None:
 
 def _client(raw: RawOptions) -> RoleClient:
     _check_options(raw)
-    return RoleClient(Obfs2Engine)
+    return RoleClient(Obfs2Engine, timeouts=TIMEOUTS)
 
 
 def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
     _check_options(raw)
-    return RoleServer(Obfs2Engine, ctx.rng)
+    return RoleServer(Obfs2Engine, ctx.rng, timeouts=ctx.timeouts or TIMEOUTS)
 
 
-SPEC = TransportSpec(name=NAME, client=_client, server=_server)
+# 'shared-secret' is declared so that it gets its own refusal (above), not "unknown option".
+_KEYS = frozenset({"shared-secret"})
+SPEC = TransportSpec(name=NAME, client=_client, server=_server, client_keys=_KEYS, server_keys=_KEYS)

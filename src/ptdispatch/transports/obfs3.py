@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers import CipherContext
 
 from ..crypto import uniformdh
 from ..errors import RemoteProtocolError
-from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, TransportSpec
+from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, Timeouts, TransportSpec
 from .obfs2 import aes_ctr, join, random_below
 
 NAME = "obfs3"
@@ -31,7 +31,7 @@ MAX_PADDING = 8194
 PAD_MAX = MAX_PADDING // 2  # inclusive: padding lengths are uniform in [0, 4097]
 MAGIC_LEN = 32
 SCAN_LIMIT = MAX_PADDING + MAGIC_LEN
-HANDSHAKE_TIMEOUT = 30.0
+TIMEOUTS = Timeouts(handshake=30.0)  # obfs4proxy gives the peer 30 s
 INITIATOR_DATA = b"Initiator obfuscated data"
 RESPONDER_DATA = b"Responder obfuscated data"
 INITIATOR_MAGIC = b"Initiator magic"
@@ -63,7 +63,6 @@ class Obfs3Engine(Engine):
         "_tx",
         "_tx_magic",
     )
-    handshake_timeout = HANDSHAKE_TIMEOUT
 
     def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
         self._initiator = initiator
@@ -153,7 +152,7 @@ class Obfs3Engine(Engine):
         if pos < 0:
             if len(buf) >= SCAN_LIMIT:
                 message = f"obfs3: no peer magic within {MAX_PADDING} bytes of padding"
-                raise RemoteProtocolError(message, linger=self.handshake_timeout)  # no close at a byte count
+                raise RemoteProtocolError(message, linger=self._timeouts.handshake)  # no close at a byte count
             self._scan_from = max(0, len(buf) - MAGIC_LEN + 1)
             return b""
         rest = bytes(buf[pos + MAGIC_LEN :])
@@ -163,11 +162,11 @@ class Obfs3Engine(Engine):
 
 
 def _client(raw: RawOptions) -> RoleClient:
-    return RoleClient(Obfs3Engine)
+    return RoleClient(Obfs3Engine, timeouts=TIMEOUTS)
 
 
 def _server(raw: RawOptions, ctx: ServerContext) -> RoleServer:
-    return RoleServer(Obfs3Engine, ctx.rng)
+    return RoleServer(Obfs3Engine, ctx.rng, timeouts=ctx.timeouts or TIMEOUTS)
 
 
-SPEC = TransportSpec(name=NAME, client=_client, server=_server)
+SPEC = TransportSpec(name=NAME, client=_client, server=_server, client_keys=frozenset(), server_keys=frozenset())

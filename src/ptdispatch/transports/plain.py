@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from ..net.addr import Address
-from .base import Engine, EngineClientTransport, EngineServerTransport, RawOptions, ServerContext, TransportSpec
+from .base import (
+    DEFAULT_TIMEOUTS,
+    Engine,
+    EngineClientTransport,
+    EngineServerTransport,
+    RawOptions,
+    ServerContext,
+    Timeouts,
+    TransportSpec,
+)
 
 
 class PlainEngine(Engine):
@@ -38,6 +47,9 @@ class PlainClient(EngineClientTransport):
 
 
 class PlainServer(EngineServerTransport):
+    def __init__(self, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+        self.timeouts = timeouts
+
     def new_engine(self) -> Engine:
         return PlainEngine()
 
@@ -47,7 +59,7 @@ def _client(raw: RawOptions) -> PlainClient:
 
 
 def _server(raw: RawOptions, ctx: ServerContext) -> PlainServer:
-    return PlainServer()
+    return PlainServer(ctx.timeouts or DEFAULT_TIMEOUTS)
 
 
-SPEC = TransportSpec(name="plain", client=_client, server=_server)
+SPEC = TransportSpec(name="plain", client=_client, server=_server, client_keys=frozenset(), server_keys=frozenset())

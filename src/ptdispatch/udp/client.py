@@ -54,6 +54,9 @@ class UdpListener(asyncio.DatagramProtocol):
         self.sock: socket.socket | None = None
         self.address = Address("", 0)
         self._timer = ExpiryTimer(self.pool, self.loop.call_at, self._expired)
+        #: Connected sessions are counted here for graceful shutdown (as the TCP relays are).
+        self.tracker = method.tracker
+        self._draining = False
         #: Counters, for logs and tests.
         self.not_stun = 0
         self.sent = 0
@@ -64,6 +67,8 @@ class UdpListener(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: SourceAddr) -> None:
+        if self._draining and addr not in self.pool:
+            return  # shutting down: no new sessions
         if self.stun:
             problem = stun_problem(data, classic=self.options.stun_classic)
             if problem is not None:
@@ -124,10 +129,7 @@ class UdpListener(asyncio.DatagramProtocol):
             await method.dial(route, lambda: Upstream(self, session))
         except Exception as exc:  # every dial failure (OSError, handshake errors, timeouts) ends the entry
             if self.pool.failed(session):
-                self.log.info(
-                    f"{method.name}: UDP session {self._who(session.key)}: connection failed: "
-                    f"{type(exc).__name__}: {exc}"
-                )
+                self.log.failure(f"{method.name}: UDP session {self._who(session.key)}", "connection failed", exc)
 
     def _discard(self, session: ClientSession) -> None:
         """The pool removed ``session``: close its connection or stop its dial."""
@@ -140,22 +142,42 @@ class UdpListener(asyncio.DatagramProtocol):
     def closed(self, session: ClientSession, why: str) -> None:
         if self.pool.closed(session):
             self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: {why}")
+        self._finish_if_idle()
 
     # --- idle timeout --------------------------------------------------------------------------
     def _expired(self, session: ClientSession) -> None:
         self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: idle timeout")
         self._discard(session)
+        self._finish_if_idle()
 
     def _who(self, addr: SourceAddr) -> str:
         return describe(addr, self.log)
 
     def close(self) -> None:
-        """Stop listening and end every session."""
+        """Shutdown begins: take no new sources and stop the dials under way; connected sessions
+        run on until they end or the grace period cuts them (through the tracker), then the
+        socket closes."""
+        if self._draining:
+            return
+        self._draining = True
+        for session in self.pool.sessions():
+            if session.conn is None:  # still Waiting
+                self.pool.remove(session.key, "shutdown")
+                self._discard(session)
+        self._finish_if_idle()
+
+    def abort(self) -> None:
+        """End every session and close the socket now."""
+        self._draining = True
         self._timer.cancel()
         for session in self.pool.clear():
             self._discard(session)
         if self.transport is not None:
             self.transport.close()
+
+    def _finish_if_idle(self) -> None:
+        if self._draining and not len(self.pool):
+            self.abort()
 
 
 class Upstream(asyncio.Protocol):
@@ -175,6 +197,7 @@ class Upstream(asyncio.Protocol):
             conn.close()
             return
         self.session.handle = BatchWriter(conn, self.listener.loop)
+        self.listener.tracker.add(self)
         for datagram in held:
             self.listener.send(self.session, datagram)
 
@@ -195,7 +218,13 @@ class Upstream(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.tracker.discard(self)
         self.listener.closed(self.session, f"connection closed ({exc})" if exc else "connection closed")
+
+    def abort(self) -> None:
+        """Cut the session (graceful shutdown's time is up)."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def _bad(self, exc: RemoteProtocolError) -> None:
         self.listener.log.info(f"{self.listener.method.name}: UDP session closed: bad data from the server: {exc}")

@@ -23,6 +23,7 @@ from .. import metrics
 from ..errors import RemoteProtocolError
 from ..logs import EventLog
 from ..net.addr import Address
+from ..net.tracker import ConnectionTracker
 from .framing import encode_frame, new_decoder, stun_problem
 from .options import UdpOptions
 from .pool import ExpiryTimer, Session, SessionPool
@@ -41,11 +42,19 @@ class UdpServerMethod:
     """Per transport connection: datagrams to -target from a socket of their own, replies back."""
 
     def __init__(
-        self, name: str, target: Address | None, stun: bool, options: Mapping[str, object], log: EventLog
+        self,
+        name: str,
+        target: Address | None,
+        stun: bool,
+        options: Mapping[str, object],
+        log: EventLog,
+        tracker: ConnectionTracker | None = None,
     ) -> None:
         if target is None:
             raise ValueError("the UDP modes need -target")
         self.name, self.target, self.stun, self.log = name, target, stun, log
+        #: Counts open sessions for graceful shutdown (as the TCP relays are counted).
+        self.tracker = tracker if tracker is not None else ConnectionTracker()
         self.options = UdpOptions.parse(options, name, default_idle=SERVER_IDLE_TIMEOUT)
         self.loop = asyncio.get_running_loop()
         self.pool: SessionPool[TargetSession, asyncio.Transport] = SessionPool(
@@ -73,8 +82,9 @@ class UdpServerMethod:
         return TargetSession(self)
 
     def handshake_failed(self, exc: Exception) -> None:
+        """``on_error`` of the listener: a bug in the transport at ERROR, the peer's fault at INFO."""
         metrics.handshake_failed(self.name, exc)
-        self.log.info(f"{self.name}: handshake failed: {exc}")
+        self.log.failure(self.name, "handshake failed", exc)
 
     def add(self, owner: TargetSession, conn: asyncio.Transport) -> ServerSession:
         session, evicted = self.pool.add_connected(owner, conn)
@@ -120,6 +130,7 @@ class TargetSession(asyncio.Protocol):
         self.writer = BatchWriter(self.conn, self.method.loop)
         self.session = self.method.add(self, self.conn)
         metrics.udp_session(self.method.name, 1)
+        self.method.tracker.add(self)
         self.opening = self.method.loop.create_task(self._open())
 
     def data_received(self, data: bytes) -> None:
@@ -157,11 +168,16 @@ class TargetSession(asyncio.Protocol):
             self.method.pool.closed(self.session)
         self.shutdown(abort=True)
 
+    def abort(self) -> None:
+        """Cut the session (graceful shutdown's time is up)."""
+        self.shutdown(abort=True)
+
     def shutdown(self, *, abort: bool = False) -> None:
         """End the session: the UDP socket, and the transport connection."""
         if not self.done and self.conn is not None:
             metrics.udp_session(self.method.name, -1)
         self.done = True
+        self.method.tracker.discard(self)
         self.pending = []
         if self.udp is not None:
             self.udp.close()

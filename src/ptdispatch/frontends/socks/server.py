@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import cast
 
 from ...config import LogLevel
-from ...errors import OptionsError
+from ...errors import OptionsError, internal_error
 from ..dialer import ClientMethod, reply_for
 from . import socks4
 from .protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
@@ -85,7 +85,7 @@ class Socks5Frontend(asyncio.Protocol):
                 transport.close()
             return
         except Exception as exc:  # a bug must cost one connection, never the process
-            method.log.error(f"{method.name}: internal error: {type(exc).__name__}: {exc}")
+            method.log.error(f"{method.name}: {internal_error(exc)}")
             splice.fail(exc)
             transport.abort()
             return

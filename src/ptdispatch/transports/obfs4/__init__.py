@@ -8,8 +8,14 @@
 from __future__ import annotations
 
 from ..base import TransportSpec
-from .options import Obfs4Client, Obfs4Server, parse_client, parse_server
+from .options import CLIENT_KEYS, SERVER_OPTION_KEYS, Obfs4Client, Obfs4Server, parse_client, parse_server
 
-SPEC = TransportSpec(name="obfs4", client=parse_client, server=parse_server)
+SPEC = TransportSpec(
+    name="obfs4",
+    client=parse_client,
+    server=parse_server,
+    client_keys=CLIENT_KEYS,
+    server_keys=SERVER_OPTION_KEYS,
+)
 
 __all__ = ["SPEC", "Obfs4Client", "Obfs4Server"]

@@ -8,13 +8,14 @@ iat-mode 2 also draws every piece's length (padding when short), as obfs4proxy d
 
 from __future__ import annotations
 
+import collections
 import hashlib
 
 from ...crypto import ntor
 from ...crypto.drbg import HashDrbg
 from ...errors import LocalProtocolError, RemoteProtocolError
 from ...replay.base import ReplayStore
-from ..base import Clock, Engine, Rng
+from ..base import Clock, Engine, Rng, Timeouts
 from .framing import (
     HEADER_LENGTH,
     MAX_SEGMENT,
@@ -32,9 +33,11 @@ from .replay import ReplayFilter, StoreReplayFilter
 
 IAT_NONE, IAT_ENABLED, IAT_PARANOID = 0, 1, 2
 MAX_IAT_DELAY = 100  # units of 100 microseconds
-SERVER_HANDSHAKE_TIMEOUT = 30.0
-CLIENT_HANDSHAKE_TIMEOUT = 60.0
 MAX_CLOSE_DELAY = 60
+#: obfs4proxy's: 30 s for the handshake; after a failure (or the timeout) the server keeps reading
+#: until 30 s + a close delay drawn from its seed below ``linger`` (60 s) have passed.
+SERVER_TIMEOUTS = Timeouts(handshake=30.0, linger=float(MAX_CLOSE_DELAY))
+CLIENT_TIMEOUTS = Timeouts(handshake=60.0)
 MAX_CLOSE_DELAY_BYTES = 8192
 MAX_CLOSE_JITTER = 30.0
 """Seconds of per-connection random delay added to a failed handshake's close (ours, not obfs4proxy's:
@@ -46,18 +49,23 @@ def iat_seed(seed: bytes) -> bytes:
 
 
 class Obfs4Engine(Engine):
-    """What both sides share once keys exist: framing, padding and pacing."""
+    """What both sides share once keys exist: framing, padding and pacing.
+
+    In iat-mode 1 and 2 shaped writes wait in a queue, each with the delay that must follow it;
+    :meth:`get_timer` says when the next may go and :meth:`handle_timer` releases it.
+    """
 
     def __init__(self, iat_mode: int, rng: Rng, clock: Clock) -> None:
         self._iat_mode = iat_mode
-        self.paced = iat_mode != IAT_NONE
         self._rng = rng
         self._clock = clock
         self._encoder: Encoder | None = None
         self._decoder: Decoder | None = None
         self._raw: list[bytes] = []  # unshaped bytes (handshakes), written first
-        self._out: list[bytes] = []  # framed bursts (iat-mode 0)
-        self._writes: list[tuple[bytes, float]] = []  # shaped writes (iat-mode 1 and 2)
+        self._out: list[bytes] = []  # framed bursts, and shaped writes once released
+        self._writes: collections.deque[tuple[bytes, float]] = collections.deque()  # shaped, not yet due
+        self._backlog = 0  # bytes in _writes
+        self._due: float | None = None  # when the next shaped write may go; None: at once
         self._len: Sampler | None = None
         self._iat: Sampler | None = None
         self._hs_buf = b""
@@ -91,17 +99,15 @@ class Obfs4Engine(Engine):
             return
         if self._iat_mode == IAT_PARANOID:
             # Shaped now, not when pulled: padding must be sealed in wire order.
-            self._paranoid(encoder.payload(data), self._writes)
+            self._paranoid(encoder.payload(data))
             return
         pads = padding_packets(framed_length(len(data)), self._len_sampler().sample())
         if self._iat_mode == IAT_NONE:
             self._out.append(encoder.payload(data, pads))
         else:
-            self._slices(encoder.payload(data, pads), self._writes)
+            self._slices(encoder.payload(data, pads))
 
     def data_to_send(self) -> bytes:
-        if self.paced:
-            return b"".join(chunk for chunk, _ in self.paced_writes())
         out = self._raw + self._out if self._raw else self._out
         if not out:
             return b""
@@ -109,13 +115,36 @@ class Obfs4Engine(Engine):
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def paced_writes(self) -> list[tuple[bytes, float]]:
+    def receive_eof(self) -> None:
+        super().receive_eof()
+        if self._decoder is not None and self._decoder.pending:
+            raise RemoteProtocolError("obfs4: connection closed inside a frame")
+
+    def get_timer(self) -> float | None:
+        if self._writes:
+            return self._due if self._due is not None else 0.0  # 0.0: in the past, at once
+        return super().get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        super().handle_timer(now)
+        if self._writes and (self._due is None or now >= self._due):
+            self._release(now)
+
+    def buffered_size(self) -> int:
+        return self._backlog
+
+    def _release(self, now: float) -> None:
+        """Move the next shaped write to the output, and time the one after it: one piece per
+        write, as obfs4proxy writes each piece with its own call (a zero delay is due at once)."""
         writes = self._writes
-        self._writes = []
-        if self._raw:
-            writes.insert(0, (b"".join(self._raw), 0.0))
-            self._raw = []
-        return writes
+        chunk, delay = writes.popleft()
+        self._backlog -= len(chunk)
+        self._out.append(chunk)
+        self._due = now + delay if writes else None
+
+    def _queue(self, chunk: bytes, delay: float) -> None:
+        self._writes.append((chunk, delay))
+        self._backlog += len(chunk)
 
     def _delay(self) -> float:
         if self._iat is None:
@@ -123,11 +152,11 @@ class Obfs4Engine(Engine):
         assert self._iat is not None
         return self._iat.sample() * 100e-6
 
-    def _slices(self, burst: bytes, writes: list[tuple[bytes, float]]) -> None:
+    def _slices(self, burst: bytes) -> None:
         for i in range(0, len(burst), MAX_SEGMENT):
-            writes.append((burst[i : i + MAX_SEGMENT], self._delay()))
+            self._queue(burst[i : i + MAX_SEGMENT], self._delay())
 
-    def _paranoid(self, burst: bytes, writes: list[tuple[bytes, float]]) -> None:
+    def _paranoid(self, burst: bytes) -> None:
         """obfs4proxy's iat-mode 2: every write's length is drawn; a short tail is padded up to it.
 
         obfs4proxy resamples when the padding cannot land exactly (it needs two frames), which
@@ -146,14 +175,12 @@ class Obfs4Engine(Engine):
                     buf += self._encoder.packets(padding_packets(len(buf), target))
                 else:
                     target = len(buf)
-            writes.append((buf[:target], self._delay()))
+            self._queue(buf[:target], self._delay())
             buf = buf[target:]
 
 
 class ClientEngine(Obfs4Engine):
     """obfs4 client: sends its handshake on :meth:`initiate`, nothing more until the reply."""
-
-    handshake_timeout = CLIENT_HANDSHAKE_TIMEOUT
 
     def __init__(self, node_id: bytes, server_public: bytes, iat_mode: int, rng: Rng, clock: Clock) -> None:
         super().__init__(iat_mode, rng, clock)
@@ -188,22 +215,27 @@ class ServerShared:
     """Per-listener server state: identity, seeds, replay filter, close-delay parameters."""
 
     def __init__(
-        self, identity: ServerIdentity, drbg_seed: bytes, iat_mode: int, store: ReplayStore | None = None
+        self,
+        identity: ServerIdentity,
+        drbg_seed: bytes,
+        iat_mode: int,
+        store: ReplayStore | None = None,
+        timeouts: Timeouts = SERVER_TIMEOUTS,
     ) -> None:
         self.identity = identity
+        self.timeouts = timeouts
         self.drbg_seed = drbg_seed
         self.iat_mode = iat_mode
         self.replay = ReplayFilter() if store is None else StoreReplayFilter(store)
         go = GoRand(HashDrbg(drbg_seed))
         self.close_delay_bytes = go.intn(MAX_CLOSE_DELAY_BYTES)
-        self.close_delay = go.intn(MAX_CLOSE_DELAY)
+        # obfs4proxy draws whole seconds below 60; timeouts.linger scales that bound.
+        self.close_delay = go.intn(MAX_CLOSE_DELAY) * timeouts.linger / MAX_CLOSE_DELAY
         self.seed_frame_packet = make_packet(TYPE_PRNG_SEED, drbg_seed)
 
 
 class ServerEngine(Obfs4Engine):
     """obfs4 server: validates the client handshake, replies with its own and the PRNG seed."""
-
-    handshake_timeout = SERVER_HANDSHAKE_TIMEOUT
 
     def __init__(self, shared: ServerShared, rng: Rng, clock: Clock) -> None:
         super().__init__(shared.iat_mode, rng, clock)
@@ -216,18 +248,20 @@ class ServerEngine(Obfs4Engine):
 
     @property
     def linger(self) -> float:
-        """Seconds left before a failed connection is closed: 30 s + the server's seeded close delay
-        (as obfs4proxy) + this connection's random jitter (up to :data:`MAX_CLOSE_JITTER`)."""
-        if self._jitter < 0:
-            steps = round(MAX_CLOSE_JITTER * 100)
+        """Seconds left before a failed connection is closed: the handshake timeout (30 s) + the
+        server's seeded close delay (as obfs4proxy) + this connection's random jitter (up to
+        :data:`MAX_CLOSE_JITTER`)."""
+        if self._jitter < 0:  # scaled like the close delay when the server's timeouts are configured
+            steps = round(MAX_CLOSE_JITTER * self._shared.timeouts.linger / MAX_CLOSE_DELAY * 100)
             self._jitter = int.from_bytes(self._rng(4), "big") % (steps + 1) / 100
-        deadline = self._start + SERVER_HANDSHAKE_TIMEOUT + self._shared.close_delay + self._jitter
+        deadline = self._start + self._shared.timeouts.handshake + self._shared.close_delay + self._jitter
         return max(0.0, deadline - self._clock())
 
-    @property
-    def timeout_linger(self) -> float:
-        """How long to keep discarding after the handshake timeout (obfs4proxy: until the same
-        deadline as a failed handshake).  For an adapter that asks engines for it."""
+    def start(self, now: float, timeouts: Timeouts) -> None:
+        # After a timeout obfs4proxy keeps reading until the same deadline as after a failure.
+        super().start(now, Timeouts(handshake=timeouts.handshake, linger=self._shared.close_delay))
+
+    def failure_linger(self) -> float:
         return self.linger
 
     def receive_data(self, data: bytes) -> bytes:

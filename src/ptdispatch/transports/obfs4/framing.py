@@ -159,6 +159,11 @@ class Decoder:
         #: The last PRNG seed received, until the engine takes it.
         self.seed: bytes | None = None
 
+    @property
+    def pending(self) -> bool:
+        """Part of a frame has been received (a stream ending now would cut it)."""
+        return bool(self._buf) or self._next >= 0
+
     def _bad_length(self) -> int:
         # As obfs4proxy: pretend the length was a random valid one and fail once that much came.
         self._invalid = True

@@ -11,14 +11,26 @@ from pathlib import Path
 from ...errors import OptionsError
 from ...net.addr import Address
 from ...replay.base import ReplayStore
-from ..base import Clock, Engine, EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext
+from ..base import (
+    Clock,
+    Engine,
+    EngineClientTransport,
+    EngineServerTransport,
+    RawOptions,
+    Rng,
+    ServerContext,
+    Timeouts,
+)
 from ..options import get_int, get_str
 from . import state as st
-from .engine import ClientEngine, ServerEngine, ServerShared
+from .engine import CLIENT_TIMEOUTS, SERVER_TIMEOUTS, ClientEngine, ServerEngine, ServerShared
 from .handshake import ServerIdentity
 
 NAME = "obfs4"
 SERVER_KEYS = ("node-id", "private-key", "drbg-seed")
+#: Every option key each side accepts (``iatMode`` is an old spelling of ``iat-mode``).
+CLIENT_KEYS = frozenset({"cert", "iat-mode", "iatMode", "node-id", "public-key"})
+SERVER_OPTION_KEYS = frozenset({*SERVER_KEYS, "iat-mode", "iatMode"})
 
 
 def _iat_mode(raw: RawOptions) -> int:
@@ -47,6 +59,7 @@ class Obfs4Client(EngineClientTransport):
     iat_mode: int = 0
     rng: Rng = field(default=os.urandom, repr=False)
     clock: Clock = field(default=time.time, repr=False)
+    timeouts: Timeouts = CLIENT_TIMEOUTS
 
     def new_engine(self, destination: Address | None) -> Engine:
         return ClientEngine(self.node_id, self.public_key, self.iat_mode, self.rng, self.clock)
@@ -77,13 +90,16 @@ class Obfs4Server(EngineServerTransport):
         rng: Rng,
         clock: Clock,
         replay: ReplayStore | None = None,
+        *,
+        timeouts: Timeouts = SERVER_TIMEOUTS,
     ) -> None:
         self.state = state
         self._state_dir = state_dir
         self._rng = rng
         self._clock = clock
+        self.timeouts = timeouts
         identity = ServerIdentity(state.node_id, state.private_key)
-        self.shared = ServerShared(identity, state.drbg_seed, state.iat_mode, replay)
+        self.shared = ServerShared(identity, state.drbg_seed, state.iat_mode, replay, timeouts)
 
     @property
     def cert(self) -> str:
@@ -115,4 +131,4 @@ def parse_server(raw: RawOptions, ctx: ServerContext) -> Obfs4Server:
     state = st.state_from_fields(fields)
     ctx.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     st.save(ctx.state_dir, state)
-    return Obfs4Server(state, ctx.state_dir, ctx.rng, ctx.clock, ctx.replay)
+    return Obfs4Server(state, ctx.state_dir, ctx.rng, ctx.clock, ctx.replay, timeouts=ctx.timeouts or SERVER_TIMEOUTS)

@@ -22,8 +22,8 @@ Client only:
 ``serverPublicKey``, server ``serverPrivateKey`` (or a generated key kept in the state directory)
 + ``serverAddress``; ``transport`` and ``bindAddress`` are accepted and ignored.
 
-The server reads the client's address header, exposes it as ``engine.requested_destination`` and
-forwards to its own target: it is not an open proxy.
+The server reads the client's address header, exposes it as the plaintext transport's
+``get_extra_info("requested_destination")`` and forwards to its own target: it is not an open proxy.
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ from ..base import (
 )
 from ..options import get_str
 from .ciphers import ALIASES, CIPHERS, decode_key, evp_bytes_to_key, lookup_cipher
-from .engine import ShadowClientEngine, ShadowConfig, ShadowServerEngine
+from .engine import DEFAULT_BOUNDS, ServerTimeouts, ShadowClientEngine, ShadowConfig, ShadowServerEngine
 from .header import encode_address
 from .replay import SaltFilter, StoreSaltFilter
 
 NAME = "shadow"
 DEFAULT_CIPHER = "chacha20-ietf-poly1305"
 
-__all__ = ["SPEC", "ShadowClient", "ShadowConfig", "ShadowServer", "parse_config"]
+__all__ = ["SPEC", "ServerTimeouts", "ShadowClient", "ShadowConfig", "ShadowServer", "parse_config"]
 
 
 def _cipher_help() -> str:
@@ -122,13 +122,21 @@ class ShadowClient(EngineClientTransport):
 class ShadowServer(EngineServerTransport):
     """Server side: the shared config and the listener-wide salt replay filter."""
 
-    def __init__(self, config: ShadowConfig, *, rng: Rng = os.urandom, salts: SaltFilter | None = None) -> None:
+    def __init__(
+        self,
+        config: ShadowConfig,
+        *,
+        rng: Rng = os.urandom,
+        salts: SaltFilter | None = None,
+        bounds: ServerTimeouts = DEFAULT_BOUNDS,
+    ) -> None:
         self.config = config
         self.salts = salts if salts is not None else SaltFilter()
         self._rng = rng
+        self.bounds = bounds
 
     def new_engine(self) -> ShadowServerEngine:
-        return ShadowServerEngine(self.config, self._rng, self.salts)
+        return ShadowServerEngine(self.config, self._rng, self.salts, self.bounds)
 
 
 def is_darkstar(raw: RawOptions) -> bool:
@@ -157,8 +165,12 @@ def _server(raw: RawOptions, ctx: ServerContext) -> ServerTransport:
         from ..darkstar.transport import server_from
 
         return server_from(raw, ctx, NAME, toned=False, publish={"cipherName": "DarkStar"})
+    bounds = DEFAULT_BOUNDS
+    if ctx.timeouts is not None:  # fixed figures instead of random draws
+        timeouts = ctx.timeouts
+        bounds = ServerTimeouts((timeouts.handshake, timeouts.handshake), (timeouts.linger, timeouts.linger))
     salts = StoreSaltFilter(ctx.replay) if ctx.replay is not None else None
-    return ShadowServer(parse_config(raw), rng=ctx.rng, salts=salts)
+    return ShadowServer(parse_config(raw), rng=ctx.rng, salts=salts, bounds=bounds)
 
 
 _COMMON = frozenset({"cipherName", "cipher", "method", "password", "key", "transport", "bindAddress"})

@@ -6,8 +6,9 @@ header, so a server-speaks-first protocol works), and application data follows i
 ss-local 3.3.5 does the same (57 bytes for an IPv4 header with aes-128-gcm, sent at once).
 
 The server is established when the first chunk has been authenticated and its address header
-parsed; the address is exposed as :attr:`ShadowServerEngine.requested_destination` for logging and
-is not obeyed.  Every failure from the network raises ``RemoteProtocolError`` with a random
+parsed; the address is exposed as :attr:`ShadowServerEngine.requested_destination` (callers read
+it as ``get_extra_info("requested_destination")`` of the plaintext transport) for logging and is
+not obeyed.  Every failure from the network raises ``RemoteProtocolError`` with a random
 ``linger`` of 10-60 s: the adapter reads and discards until it expires, then aborts, never sending
 a byte.  (ss-libev closes at once, which tells a prober how many bytes it takes to fail; we linger
 as obfs4proxy does.)  A peer that sends too little to fail (less than salt + 18 bytes) meets the
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from ...errors import RemoteProtocolError, ReplayDetected
 from ...net.addr import Address
-from ..base import Engine, Rng
+from ..base import Engine, Rng, Timeouts
 from .ciphers import Aead, CipherInfo, derive_subkey
 from .framing import ChunkOpener, ChunkSealer
 from .header import decode_address
@@ -120,28 +121,46 @@ class ShadowClientEngine(Engine):
     def receive_data(self, data: bytes) -> bytes:
         return self._opener.feed(data)
 
+    def receive_eof(self) -> None:
+        if self._opener.pending:
+            raise RemoteProtocolError("connection closed inside a chunk")
+
     def _server_salt(self, salt: bytes) -> Aead:
         if not self._salts.check_and_add(salt):
             raise RemoteProtocolError("the server repeated a known salt (replay or reflection)")
         return self._config.aead_for(salt)
 
 
+#: Default bounds of the server's random handshake timeout and of its linger after a failure (s).
+HANDSHAKE_TIMEOUT = (30.0, 60.0)
+LINGER = (10.0, 60.0)
+
+
+@dataclass(frozen=True)
+class ServerTimeouts:
+    """The shadow server's timeouts: each connection draws its own from these bounds."""
+
+    handshake: tuple[float, float] = HANDSHAKE_TIMEOUT
+    linger: tuple[float, float] = LINGER
+
+
+DEFAULT_BOUNDS = ServerTimeouts()
+
+
 class ShadowServerEngine(Engine):
     """One accepted connection on our Shadowsocks server."""
 
-    #: Bounds of the random handshake timeout and of the linger after a failure, in seconds.
-    HANDSHAKE_TIMEOUT = (30.0, 60.0)
-    LINGER = (10.0, 60.0)
-
-    def __init__(self, config: ShadowConfig, rng: Rng, salts: SaltFilter) -> None:
+    def __init__(
+        self, config: ShadowConfig, rng: Rng, salts: SaltFilter, bounds: ServerTimeouts = DEFAULT_BOUNDS
+    ) -> None:
         self._config = config
         self._salts = salts
         self._sender = _Sender(config, rng, salts)
         self._established = False
         self._salt = b""
         draw = rng(8)
-        self.handshake_timeout = _random_seconds(draw[:4], *self.HANDSHAKE_TIMEOUT)
-        self.linger = _random_seconds(draw[4:], *self.LINGER)
+        self.handshake_timeout = _random_seconds(draw[:4], *bounds.handshake)
+        self.linger = _random_seconds(draw[4:], *bounds.linger)
         #: Where the client asked to go (logged by the dispatcher; never obeyed).
         self.requested_destination: Address | None = None
         cipher = config.cipher
@@ -150,6 +169,23 @@ class ShadowServerEngine(Engine):
     @property
     def established(self) -> bool:
         return self._established
+
+    def start(self, now: float, timeouts: Timeouts) -> None:
+        # This connection's own draw replaces the transport-wide figure; a timeout closes at once.
+        super().start(now, Timeouts(handshake=self.handshake_timeout, linger=0.0))
+
+    def failure_linger(self) -> float:
+        return self.linger
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        if name == "requested_destination" and self.requested_destination is not None:
+            return self.requested_destination
+        return default
+
+    def receive_eof(self) -> None:
+        super().receive_eof()
+        if self._opener.pending:
+            raise RemoteProtocolError("connection closed inside a chunk", linger=self.linger)
 
     def receive_data(self, data: bytes) -> bytes:
         plain = self._opener.feed(data)

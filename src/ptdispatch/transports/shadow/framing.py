@@ -12,6 +12,7 @@ instead makes glibc trim and re-fault the heap on every call (measured: ~90 page
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable
 
@@ -27,7 +28,16 @@ _FULL_LENGTH = MAX_PAYLOAD.to_bytes(2, "big")
 _SCRATCH_MIN = 1 << 18
 _SCRATCH_MAX = 1 << 22
 
-_SALT, _LENGTH, _PAYLOAD = "salt", "length", "payload"
+
+class Phase(enum.Enum):
+    """What a :class:`ChunkOpener` reads next."""
+
+    SALT = "salt"
+    LENGTH = "length"
+    PAYLOAD = "payload"
+
+
+_SALT, _LENGTH, _PAYLOAD = Phase.SALT, Phase.LENGTH, Phase.PAYLOAD
 _local = threading.local()
 
 
@@ -111,6 +121,11 @@ class ChunkOpener:
         self.chunks = 0
         #: Payload size of the first chunk once it has been opened (it holds the address header).
         self.first_payload_size: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Part of a salt or chunk has been received (a stream ending now would cut it)."""
+        return bool(self._partial) or self._phase is _PAYLOAD
 
     def feed(self, data: bytes) -> bytes:
         """Consume ``data``; return the payload of every chunk it completes, concatenated."""
