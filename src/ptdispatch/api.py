@@ -18,7 +18,7 @@ from .net.addr import Address, parse_hostport
 from .net.upstream import Dialer, OutboundBind, UpstreamProxy
 from .transports import registry
 from .transports.adapter import AppFactory, ErrorCallback
-from .transports.base import ClientTransport, RawOptions, ServerContext, ServerTransport, TransportSpec
+from .transports.base import ClientTransport, RawOptions, ServerContext, ServerTransport, Timeouts, TransportSpec
 
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 STREAM_LIMIT = 2**16
@@ -36,9 +36,14 @@ def client_transport(name: str, options: RawOptions) -> ClientTransport:
     return get_spec(name).make_client(options)
 
 
-def server_transport(name: str, options: RawOptions, state_dir: str | os.PathLike[str] = ".") -> ServerTransport:
-    """Validate server ``options`` and load or create its state (raises ``OptionsError``)."""
-    return get_spec(name).make_server(options, ServerContext(state_dir=Path(state_dir)))
+def server_transport(
+    name: str, options: RawOptions, state_dir: str | os.PathLike[str] = ".", *, timeouts: Timeouts | None = None
+) -> ServerTransport:
+    """Validate server ``options`` and load or create its state (raises ``OptionsError``).
+
+    ``timeouts`` replaces the transport's own handshake timeout and close delays (which match the
+    reference implementations; how each transport reads them is in its docs)."""
+    return get_spec(name).make_server(options, ServerContext(state_dir=Path(state_dir), timeouts=timeouts))
 
 
 def _address(value: str | Address | tuple[str, int]) -> Address:
@@ -115,9 +120,11 @@ async def start_server(
     options: Mapping[str, object] | None = None,
     *,
     state_dir: str | os.PathLike[str] = ".",
+    timeouts: Timeouts | None = None,
 ) -> asyncio.Server:
-    """Like :func:`asyncio.start_server`, accepting connections of transport ``transport``."""
-    server = server_transport(transport, options or {}, state_dir)
+    """Like :func:`asyncio.start_server`, accepting connections of transport ``transport``
+    (``timeouts``: see :func:`server_transport`)."""
+    server = server_transport(transport, options or {}, state_dir, timeouts=timeouts)
     loop = asyncio.get_running_loop()
 
     def factory() -> asyncio.StreamReaderProtocol:

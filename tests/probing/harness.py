@@ -1,7 +1,7 @@
 """What an active prober sees of our servers: a test harness over real loopback sockets.
 
-Each server transport runs in this process (so that its timeouts can be shrunk; see
-:func:`shrink_timeouts`) behind an echo application that counts the connections it was handed
+Each server transport runs in this process (with timeouts shrunk through its configuration:
+:data:`TIMEOUTS`) behind an echo application that counts the connections it was handed
 (the "target").  A probe connects, writes its bytes, and reads until the server closes:
 :class:`Seen` records what came back, how the connection ended (FIN, RST, or still open) and when.
 """
@@ -16,12 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from ptdispatch import api
-from ptdispatch.transports import obfs2, obfs3
-from ptdispatch.transports.obfs4 import engine as obfs4_engine
-from ptdispatch.transports.shadow.engine import ShadowServerEngine
+from ptdispatch.transports import obfs2, obfs3, registry
+from ptdispatch.transports.base import ServerContext, Timeouts
 
 TRANSPORTS = ("obfs2", "obfs3", "obfs4", "shadow")
 SHADOW_OPTIONS = {"password": "probe-test", "cipherName": "aes-256-gcm"}
@@ -33,21 +30,11 @@ LATEST_CLOSE = {"obfs2": 2 * T, "obfs3": 2 * T, "obfs4": 3 * T, "shadow": 4 * T}
 """When each server must have closed a failed connection, at the latest, counted from the probe's last byte."""
 
 
-def shrink_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Handshake timeouts and close delays of seconds instead of minutes.
-
-    These exist only as module constants and class attributes today (obfs2/obfs3
-    ``handshake_timeout``, obfs4 ``SERVER_HANDSHAKE_TIMEOUT``/``MAX_CLOSE_DELAY``/``MAX_CLOSE_JITTER``,
-    shadow ``HANDSHAKE_TIMEOUT``/``LINGER``), so tests patch them; per-server configuration is coming.
-    """
-    monkeypatch.setattr(obfs2.Obfs2Engine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs3.Obfs3Engine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs4_engine.ServerEngine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs4_engine, "SERVER_HANDSHAKE_TIMEOUT", T)
-    monkeypatch.setattr(obfs4_engine, "MAX_CLOSE_DELAY", 2)  # the per-server delay: 0 or 1 s
-    monkeypatch.setattr(obfs4_engine, "MAX_CLOSE_JITTER", T)
-    monkeypatch.setattr(ShadowServerEngine, "HANDSHAKE_TIMEOUT", (T, 2 * T))
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (T, 2 * T))
+TIMEOUTS = Timeouts(handshake=T, linger=T)
+"""Handshake timeouts and close delays of seconds instead of minutes, through the servers'
+configuration (``ServerContext.timeouts``): obfs2/obfs3 read and discard for the handshake timeout;
+obfs4 adds its seeded close delay and per-connection jitter, scaled to ``linger``; shadow draws each
+connection's from [T, 2T]."""
 
 
 class Echo(asyncio.Protocol):
@@ -78,7 +65,8 @@ async def serving(name: str, state_dir: Path) -> AsyncIterator[Target]:
     """Run server transport ``name`` on 127.0.0.1 with an echo target."""
     target = Target()
     options = SHADOW_OPTIONS if name == "shadow" else {}
-    target.server = api.server_transport(name, options, state_dir)
+    context = ServerContext(state_dir=state_dir, timeouts=TIMEOUTS)
+    target.server = registry.lookup(name).make_server(options, context)  # type: ignore[union-attr]
     listener = await api.listen(target.server, "127.0.0.1", 0, lambda: Echo(target))
     target.port = listener.sockets[0].getsockname()[1]
     try:

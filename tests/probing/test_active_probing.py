@@ -4,20 +4,13 @@ never a reset, a close only by the server's own timeout, and no connection to th
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ptdispatch.transports import obfs3
 
-from .harness import LATEST_CLOSE, OWN_FLIGHT, TRANSPORTS, T, all_probes, random_payloads, serving, shrink_timeouts
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    shrink_timeouts(monkeypatch)
-    yield
+from .harness import LATEST_CLOSE, OWN_FLIGHT, TRANSPORTS, T, all_probes, random_payloads, serving
 
 
 @pytest.mark.parametrize("name", TRANSPORTS)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,15 +20,9 @@ from ptdispatch.transports.obfs4 import Obfs4Client, Obfs4Server
 from ptdispatch.transports.shadow import ShadowClient, ShadowServer, parse_config
 from ptdispatch.transports.shadow.ciphers import CIPHERS
 
-from .harness import LATEST_CLOSE, SHADOW_OPTIONS, T, Target, all_probes, probe, serving, shrink_timeouts
+from .harness import LATEST_CLOSE, SHADOW_OPTIONS, T, Target, all_probes, probe, serving
 
 DEST = Address("example.net", 443)
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    shrink_timeouts(monkeypatch)
-    yield
 
 
 def _client_engine(name: str, target: Target, rng: Callable[[int], bytes] = os.urandom) -> Engine:

@@ -191,9 +191,9 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def test_api_roundtrip_and_garbage_closes_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Obfs2Engine, "handshake_timeout", 0.5)  # also the linger after a failed handshake
-    server = await ptdispatch.start_server(_echo, "obfs2", "127.0.0.1", 0)
+async def test_api_roundtrip_and_garbage_closes_quietly() -> None:
+    short = Timeouts(handshake=0.5)  # also the linger after a failed handshake
+    server = await ptdispatch.start_server(_echo, "obfs2", "127.0.0.1", 0, timeouts=short)
     port = server.sockets[0].getsockname()[1]
     try:
         # A prober sending garbage is cut off without a word of obfs2 beyond the server's hello.
@@ -245,10 +245,9 @@ async def test_silent_peer_times_out() -> None:
         pytest.param(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", id="truncated"),
     ],
 )
-async def test_server_reports_only_remote_protocol_errors(probe: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Obfs2Engine, "handshake_timeout", 0.3)  # a bad header lingers this long
+async def test_server_reports_only_remote_protocol_errors(probe: bytes) -> None:
     errors: list[Exception] = []
-    transport = api.server_transport("obfs2", {})
+    transport = api.server_transport("obfs2", {}, timeouts=Timeouts(handshake=0.3))  # a bad header lingers this long
     server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)
     port = server.sockets[0].getsockname()[1]
     try:

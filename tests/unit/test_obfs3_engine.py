@@ -155,9 +155,9 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def test_api_roundtrip_and_garbage_closes_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.5)  # also the linger after a failed handshake
-    server = await ptdispatch.start_server(_echo, "obfs3", "127.0.0.1", 0)
+async def test_api_roundtrip_and_garbage_closes_quietly() -> None:
+    short = Timeouts(handshake=0.5)  # also the linger after a failed handshake
+    server = await ptdispatch.start_server(_echo, "obfs3", "127.0.0.1", 0, timeouts=short)
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -209,12 +209,9 @@ async def test_silent_peer_times_out() -> None:
         pytest.param(os.urandom(uniformdh.SIZE + obfs3.SCAN_LIMIT), True, id="no-magic"),
     ],
 )
-async def test_server_reports_only_remote_protocol_errors(
-    probe: bytes, fails: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.3)  # a missing magic lingers this long
+async def test_server_reports_only_remote_protocol_errors(probe: bytes, fails: bool) -> None:
     errors: list[Exception] = []
-    transport = api.server_transport("obfs3", {})
+    transport = api.server_transport("obfs3", {}, timeouts=Timeouts(handshake=0.3))  # a missing magic lingers this long
     server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)
     port = server.sockets[0].getsockname()[1]
     try:

@@ -166,9 +166,9 @@ def _server(raw: RawOptions, ctx: ServerContext) -> ServerTransport:
 
         return server_from(raw, ctx, NAME, toned=False, publish={"cipherName": "DarkStar"})
     bounds = DEFAULT_BOUNDS
-    if ctx.timeouts is not None:  # fixed figures instead of random draws
+    if ctx.timeouts is not None:  # each connection still draws its own, from [x, 2x]
         timeouts = ctx.timeouts
-        bounds = ServerTimeouts((timeouts.handshake, timeouts.handshake), (timeouts.linger, timeouts.linger))
+        bounds = ServerTimeouts((timeouts.handshake, 2 * timeouts.handshake), (timeouts.linger, 2 * timeouts.linger))
     salts = StoreSaltFilter(ctx.replay) if ctx.replay is not None else None
     return ShadowServer(parse_config(raw), rng=ctx.rng, salts=salts, bounds=bounds)
 
