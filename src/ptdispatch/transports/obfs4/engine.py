@@ -13,7 +13,7 @@ import hashlib
 
 from ...crypto import ntor
 from ...crypto.drbg import HashDrbg
-from ...errors import LocalProtocolError, RemoteProtocolError
+from ...errors import HandshakeTimeout, LocalProtocolError, RemoteProtocolError
 from ...replay.base import ReplayStore
 from ..base import Clock, Engine, Rng, Timeouts
 from .framing import (
@@ -260,6 +260,12 @@ class ServerEngine(Obfs4Engine):
     def start(self, now: float, timeouts: Timeouts) -> None:
         # After a timeout obfs4proxy keeps reading until the same deadline as after a failure.
         super().start(now, Timeouts(handshake=timeouts.handshake, linger=self._shared.close_delay))
+
+    def handle_timer(self, now: float) -> None:
+        try:
+            super().handle_timer(now)
+        except HandshakeTimeout as exc:  # a silent prober waits for the same jittered close as any other
+            raise HandshakeTimeout(str(exc), linger=self.linger) from None
 
     def failure_linger(self) -> float:
         return self.linger
