@@ -68,6 +68,8 @@ async def haproxy(config: Path) -> AsyncIterator[None]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 async def roundtrip(transport: str, address: tuple[str, int], options: dict[str, str]) -> None:
