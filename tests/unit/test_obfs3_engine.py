@@ -156,7 +156,7 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def test_api_roundtrip_and_garbage_closes_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.5)  # also the linger after a failed handshake
+    monkeypatch.setattr(obfs3, "TIMEOUTS", Timeouts(handshake=0.5))  # also the linger after a failed handshake
     server = await ptdispatch.start_server(_echo, "obfs3", "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -212,7 +212,7 @@ async def test_silent_peer_times_out() -> None:
 async def test_server_reports_only_remote_protocol_errors(
     probe: bytes, fails: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Obfs3Engine, "handshake_timeout", 0.3)  # a missing magic lingers this long
+    monkeypatch.setattr(obfs3, "TIMEOUTS", Timeouts(handshake=0.3))  # a missing magic lingers this long
     errors: list[Exception] = []
     transport = api.server_transport("obfs3", {})
     server = await api.listen(transport, "127.0.0.1", 0, asyncio.Protocol, on_error=errors.append)

@@ -37,7 +37,10 @@ def test_dispatcher_keys_are_the_ones_the_dispatcher_reads() -> None:
 def test_shadow_typo_names_the_key_and_the_known_ones() -> None:
     with pytest.raises(OptionsError) as info:
         api.client_transport("shadow", {"password": "pw", "cypher": "aes-128-gcm"})
-    assert info.value.message == "unknown option 'cypher' (known: cipher, cipherName, key, method, password, target)"
+    assert info.value.message == (
+        "unknown option 'cypher' (known: bindAddress, cipher, cipherName, key, method, password, serverPublicKey, "
+        "target, transport)"  # serverPublicKey, transport, bindAddress: cipherName DarkStar (Operator's)
+    )
     api.client_transport("shadow", {"password": "pw", "serverAddress": "127.0.0.1:1", "udpIdleTimeout": 5})
 
 
