@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from ptdispatch import api
-from ptdispatch.transports import obfs2, obfs3
-from ptdispatch.transports.obfs4 import engine as obfs4_engine
-from ptdispatch.transports.shadow.engine import ShadowServerEngine
+from ptdispatch.transports import obfs2, obfs3, shadow
+from ptdispatch.transports.base import Timeouts
+from ptdispatch.transports.obfs4 import options as obfs4_options
+from ptdispatch.transports.shadow import ServerTimeouts
 
 TRANSPORTS = ("obfs2", "obfs3", "obfs4", "shadow")
 SHADOW_OPTIONS = {"password": "probe-test", "cipherName": "aes-256-gcm"}
@@ -36,18 +37,15 @@ LATEST_CLOSE = {"obfs2": 2 * T, "obfs3": 2 * T, "obfs4": 3 * T, "shadow": 4 * T}
 def shrink_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Handshake timeouts and close delays of seconds instead of minutes.
 
-    These exist only as module constants and class attributes today (obfs2/obfs3
-    ``handshake_timeout``, obfs4 ``SERVER_HANDSHAKE_TIMEOUT``/``MAX_CLOSE_DELAY``/``MAX_CLOSE_JITTER``,
-    shadow ``HANDSHAKE_TIMEOUT``/``LINGER``), so tests patch them; per-server configuration is coming.
+    Each transport's default ``Timeouts`` (what its server uses when ``ServerContext.timeouts``
+    is not given) are replaced, so that servers made any way (``api.server_transport`` too) get
+    them; shadow keeps random draws, between ``T`` and ``2 T``.  obfs4's close delay and jitter
+    scale with its linger (``2 T``: a delay of 0 to 2 s and a jitter of up to 1 s).
     """
-    monkeypatch.setattr(obfs2.Obfs2Engine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs3.Obfs3Engine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs4_engine.ServerEngine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs4_engine, "SERVER_HANDSHAKE_TIMEOUT", T)
-    monkeypatch.setattr(obfs4_engine, "MAX_CLOSE_DELAY", 2)  # the per-server delay: 0 or 1 s
-    monkeypatch.setattr(obfs4_engine, "MAX_CLOSE_JITTER", T)
-    monkeypatch.setattr(ShadowServerEngine, "HANDSHAKE_TIMEOUT", (T, 2 * T))
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (T, 2 * T))
+    monkeypatch.setattr(obfs2, "TIMEOUTS", Timeouts(handshake=T))
+    monkeypatch.setattr(obfs3, "TIMEOUTS", Timeouts(handshake=T))
+    monkeypatch.setattr(obfs4_options, "SERVER_TIMEOUTS", Timeouts(handshake=T, linger=2 * T))
+    monkeypatch.setattr(shadow, "DEFAULT_BOUNDS", ServerTimeouts((T, 2 * T), (T, 2 * T)))
 
 
 class Echo(asyncio.Protocol):
