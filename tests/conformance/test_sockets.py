@@ -43,7 +43,7 @@ async def open_stream(
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     plain, protocol = await api.connect(
-        PAIRS[pair_id].client(server),
+        PAIRS[pair_id].client(server, port),
         ("127.0.0.1", port),
         lambda: asyncio.StreamReaderProtocol(reader),
         destination=PAIRS[pair_id].destination,
@@ -70,7 +70,7 @@ async def wait_for_errors(errors: list[Exception], timeout: float = 5.0) -> None
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("pair_id", pair_ids())
+@pytest.mark.parametrize("pair_id", pair_ids(test="test_round_trip_in_any_chunks_with_half_close"))
 async def test_round_trip_in_any_chunks_with_half_close(pair_id: str, tmp_path: Path) -> None:
     async with serving(pair_id, tmp_path) as (server, port, errors):
         reader, writer = await open_stream(pair_id, server, port)
@@ -80,13 +80,16 @@ async def test_round_trip_in_any_chunks_with_half_close(pair_id: str, tmp_path: 
             writer.write(blob[pos : pos + size])
             pos += size
             await writer.drain()
-        writer.write_eof()  # half-close: the echo answers everything, then closes its side
-        assert await read_to_end(reader) == blob
+        if PAIRS[pair_id].no_half_close:  # the table says why; read the echo back in full instead
+            assert await asyncio.wait_for(reader.readexactly(len(blob)), 20) == blob
+        else:
+            writer.write_eof()  # half-close: the echo answers everything, then closes its side
+            assert await read_to_end(reader) == blob
         await close(writer)
         assert errors == []
 
 
-@pytest.mark.parametrize("pair_id", pair_ids())
+@pytest.mark.parametrize("pair_id", pair_ids(test="test_back_pressure_holds"))
 async def test_back_pressure_holds(pair_id: str, tmp_path: Path) -> None:
     received = 0
     sinks: list[asyncio.Transport] = []
@@ -130,19 +133,24 @@ async def probe(port: int, data: bytes) -> tuple[bytes, float]:
     """Send ``data`` on a raw connection; return what came back and when the server closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     began = time.monotonic()
-    writer.write(data)
-    got = await read_to_end(reader)
-    elapsed = time.monotonic() - began
-    await close(writer)
-    return got, elapsed
+    try:
+        writer.write(data)
+        got = await read_to_end(reader)
+        return got, time.monotonic() - began
+    finally:
+        await close(writer)  # also when the read timed out (no unclosed socket leaks into the next test)
 
 
-@pytest.mark.parametrize("pair_id", pair_ids(where="handshake"))
+@pytest.mark.parametrize("pair_id", pair_ids(where="handshake", test="test_probe_gets_only_our_errors_and_silence"))
 async def test_probe_gets_only_our_errors_and_silence(pair_id: str, tmp_path: Path) -> None:
     pair = PAIRS[pair_id]
     async with serving(pair_id, tmp_path) as (_, port, errors):
-        got, elapsed = await probe(port, os.urandom(9000))
-        await wait_for_errors(errors)
+        got, elapsed = await probe(port, os.urandom(9000) + pair.probe_suffix)
+        await wait_for_errors(errors, 0.5 if pair.probe_answer is not None else 5.0)
+    if pair.probe_answer is not None:  # an HTTP server (meek): its answer to a non-meek request
+        assert got.startswith(pair.probe_answer), got[:80]
+        assert errors == [], errors
+        return
     assert errors and all(isinstance(e, RemoteProtocolError) for e in errors), errors
     if not pair.server_speaks_first:
         assert got == b""
@@ -150,27 +158,33 @@ async def test_probe_gets_only_our_errors_and_silence(pair_id: str, tmp_path: Pa
         assert elapsed >= pair.min_linger() * 0.9, f"closed after {elapsed:.2f} s"
 
 
-@pytest.mark.parametrize("pair_id", pair_ids(where="handshake"))
+@pytest.mark.parametrize(
+    "pair_id", pair_ids(where="handshake", test="test_eof_inside_the_handshake_is_a_remote_error_and_closes")
+)
 async def test_eof_inside_the_handshake_is_a_remote_error_and_closes(pair_id: str, tmp_path: Path) -> None:
+    pair = PAIRS[pair_id]
     async with serving(pair_id, tmp_path) as (_, port, errors):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         began = time.monotonic()
         writer.write(os.urandom(8))
         writer.write_eof()
-        await read_to_end(reader)  # the peer gave up first: nothing to hide, so no linger (as obfs4proxy)
+        got = await read_to_end(reader)  # the peer gave up first: nothing to hide, so no linger (as obfs4proxy)
         elapsed = time.monotonic() - began
-        await wait_for_errors(errors)
+        await wait_for_errors(errors, 0.5 if pair.probe_answer is not None else 5.0)
         await close(writer)
+    if pair.probe_answer is not None:  # an HTTP server: an incomplete request ends the connection
+        assert errors == [] and (got == b"" or got.startswith(pair.probe_answer)), (errors, got[:80])
+        assert elapsed < LINGER, f"closed after {elapsed:.2f} s"
+        return
     assert len(errors) == 1 and isinstance(errors[0], RemoteProtocolError), errors
     assert elapsed < LINGER, f"closed after {elapsed:.2f} s"
 
 
-@pytest.mark.parametrize("pair_id", pair_ids())
+@pytest.mark.parametrize("pair_id", pair_ids(test="test_an_engine_bug_still_lingers"))
 async def test_an_engine_bug_still_lingers(pair_id: str, tmp_path: Path) -> None:
     pair = PAIRS[pair_id]
     server = pair.server(tmp_path)
-    if not isinstance(server, EngineServerTransport):
-        pytest.skip(f"{pair_id} is not an engine transport")
+    assert isinstance(server, EngineServerTransport), "rows without an engine mark this test not applicable"
     make = server.new_engine
 
     def buggy() -> Engine:
@@ -190,4 +204,4 @@ async def test_an_engine_bug_still_lingers(pair_id: str, tmp_path: Path) -> None
     assert isinstance(errors[0].__cause__, ZeroDivisionError)
     if not pair.server_speaks_first:
         assert got == b""
-    assert elapsed >= LINGER * 0.9, f"closed after {elapsed:.2f} s"
+    assert elapsed >= pair.bug_linger() * 0.9, f"closed after {elapsed:.2f} s"

@@ -9,7 +9,7 @@ import time
 from ptdispatch import api
 from ptdispatch.errors import InternalError
 from ptdispatch.net.addr import Address
-from ptdispatch.transports.base import DEFAULT_TIMEOUTS, Engine, EngineClientTransport, EngineServerTransport, Timeouts
+from ptdispatch.transports.base import Engine, EngineClientTransport, EngineServerTransport, Timeouts
 
 LINGER = 0.4
 
@@ -160,15 +160,3 @@ def test_minimal_engine_gets_the_default_deadline_and_eof_check() -> None:
     assert done.get_timer() is None
     done.receive_eof()  # an ordinary end of stream
     assert done.buffered_size() == 0 and done.failure_linger() == 0.0
-
-
-def test_an_old_style_handshake_timeout_attribute_still_applies() -> None:
-    class OldStyle(MinimalEngine):
-        handshake_timeout = 7.0
-
-    engine = OldStyle()
-    engine.start(10.0, DEFAULT_TIMEOUTS)  # its transport configured nothing
-    assert engine.get_timer() == 17.0
-    configured = OldStyle()
-    configured.start(10.0, Timeouts(handshake=3.0))  # configuration wins
-    assert configured.get_timer() == 13.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,8 @@ import pytest
 import ptdispatch
 from ptdispatch.net.addr import Address
 from ptdispatch.transports import starburst
-from ptdispatch.transports.darkstar.engine import DarkStarClientEngine, DarkStarServerEngine
+from ptdispatch.transports.base import Timeouts
+from ptdispatch.transports.darkstar.engine import DarkStarClientEngine
 from ptdispatch.transports.darkstar.handshake import server_identifier
 from ptdispatch.transports.darkstar.transport import DarkStarServer
 from tests.interop.test_obfs4_interop import _exchange
@@ -25,12 +26,8 @@ from tests.interop.test_obfs4_interop import _exchange
 OPTIONS = {"shadow": {"cipherName": "DarkStar"}, "Starbridge": {}}
 
 
-@pytest.fixture(autouse=True)
-def _short_timers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(DarkStarServerEngine, "LINGER", (0.3, 0.6))
-    monkeypatch.setattr(DarkStarServerEngine, "HANDSHAKE_TIMEOUT", (0.5, 0.8))
-    monkeypatch.setattr(starburst, "STEP_TIMEOUT", 0.4)
-    yield
+#: Short timers, as configuration: handshake 0.4-0.8 s (each toneburst step 0.8 s), linger 0.1-0.6 s.
+SHORT = Timeouts(handshake=0.8, linger=0.6)
 
 
 class Served:
@@ -63,6 +60,7 @@ class Served:
 async def serve(name: str, tmp: Path) -> AsyncIterator[Served]:
     server = ptdispatch.server_transport(name, OPTIONS[name], tmp)
     assert isinstance(server, DarkStarServer)
+    server.timeouts = SHORT
     served: Served
 
     def app() -> asyncio.Protocol:

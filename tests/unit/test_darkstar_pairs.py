@@ -12,6 +12,7 @@ from ptdispatch.errors import OptionsError, RemoteProtocolError
 from ptdispatch.net.addr import Address
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import Engine, ServerContext
+from ptdispatch.transports.darkstar.engine import SERVER_TIMEOUTS
 from ptdispatch.transports.darkstar.keys import (
     decode_private,
     decode_public,
@@ -172,7 +173,10 @@ def test_truncated_hello_waits_then_times_out(tmp_path: Path) -> None:
     s = make_server("shadow", tmp_path).new_engine()
     assert s.receive_data(b"\x01" * 63) == b""
     assert not s.established
-    assert 30 <= s.handshake_timeout <= 60 and s.timeout_linger >= 10
+    s.start(100.0, SERVER_TIMEOUTS)
+    timer = s.get_timer()
+    assert timer is not None and 130 <= timer <= 160
+    assert 10 <= s.failure_linger() <= 60
 
 
 def test_bad_tag_and_truncated_frames(tmp_path: Path) -> None:

@@ -77,8 +77,6 @@ class Engine(ABC):
     def start(self, now: float, timeouts: Timeouts) -> None:
         """The wire connection is up at ``now``: arm the handshake deadline (called before
         :meth:`initiate`)."""
-        if timeouts is DEFAULT_TIMEOUTS:
-            timeouts = _legacy_timeouts(self)
         self._timeouts = timeouts
         self._deadline = now + timeouts.handshake
 
@@ -132,19 +130,6 @@ class Engine(ABC):
         """Bytes queued for a later time (paced writes): counted as write buffer, and a close
         waits for them."""
         return 0
-
-
-def _legacy_timeouts(engine: Engine) -> Timeouts:
-    """An engine written for the old contract may still say ``handshake_timeout = 30.0`` (and
-    ``timeout_linger``) on itself; its transport gave no ``Timeouts``, so those figures apply."""
-    handshake = getattr(engine, "handshake_timeout", None)
-    linger = getattr(engine, "timeout_linger", None)
-    if not isinstance(handshake, int | float) and not isinstance(linger, int | float):
-        return DEFAULT_TIMEOUTS
-    return Timeouts(
-        handshake=float(handshake) if isinstance(handshake, int | float) else DEFAULT_TIMEOUTS.handshake,
-        linger=float(linger) if isinstance(linger, int | float) else DEFAULT_TIMEOUTS.linger,
-    )
 
 
 class ClientTransport(ABC):

@@ -14,9 +14,13 @@ and listen leniently: any 220 banner, any ``EHLO`` domain, a 250 block whose las
 253 bytes and each listening step must complete within 10 s.  Then the DarkStar handshake runs on
 the same socket: :class:`TonedEngine` chains the two.
 
-Step deadlines: the Engine interface has one handshake timer, so :class:`TonedEngine` sets it to
-10 s per listening step (toneburst steps plus the DarkStar reply) and checks each step's own
-deadline whenever bytes arrive; a peer that stalls completely is cut by the overall timer.
+Step deadlines are exact: a listening step's 10 s start when we finish speaking before it (or at
+the connection's start), and :class:`TonedEngine`'s timer (``get_timer``/``handle_timer``) is that
+step's deadline, so a peer that stalls in any step is cut at its own deadline
+(``HandshakeTimeout``), and a line that completes a step late is refused.  After the toneburst the
+DarkStar handshake is one more step, with its own 10 s; DarkStar's own random handshake timeout,
+counted from the connection's start, bounds the whole exchange.  A configured handshake timeout
+shorter than 10 s (tests) replaces the 10 s of every step.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ import re
 import time
 from collections.abc import Callable
 
-from ..errors import RemoteProtocolError
-from .base import Clock, Engine
+from ..errors import HandshakeTimeout, RemoteProtocolError
+from .base import Clock, Engine, Timeouts
 
 LINE_LIMIT = 253
 STEP_TIMEOUT = 10.0
@@ -92,20 +96,33 @@ def server_script() -> list[bytes | Listen]:
 class Starburst:
     """One side of the SMTP exchange, sans-IO.  Bytes after the last line belong to DarkStar."""
 
-    def __init__(self, script: list[bytes | Listen], *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, script: list[bytes | Listen], *, clock: Clock = time.monotonic, step_timeout: float = STEP_TIMEOUT
+    ) -> None:
         self._script = list(script)
         self._clock = clock
         self._buffer = b""
         self._out: list[bytes] = []
         self._deadline = 0.0
+        #: Seconds each listening step may take.
+        self.step_timeout = step_timeout
         self.listen_steps = sum(1 for step in script if not isinstance(step, bytes))
 
     @property
     def done(self) -> bool:
         return not self._script
 
+    @property
+    def deadline(self) -> float:
+        """When the current listening step must be complete (``clock()`` seconds)."""
+        return self._deadline
+
     def start(self) -> None:
         self._speak()
+
+    def clock(self) -> float:
+        """The time now, by this toneburst's clock."""
+        return self._clock()
 
     def take(self) -> bytes:
         out, self._out = self._out, []
@@ -117,7 +134,7 @@ class Starburst:
         self._buffer += data
         while self._script:
             if self._clock() > self._deadline:
-                raise ValueError(f"a toneburst step took more than {STEP_TIMEOUT:g} s")
+                raise ValueError(f"a toneburst step took more than {self.step_timeout:g} s")
             end = self._buffer.find(b"\r\n", 0, LINE_LIMIT + 2)
             if end < 0:
                 if len(self._buffer) > LINE_LIMIT:
@@ -135,23 +152,23 @@ class Starburst:
     def _speak(self) -> None:
         while self._script and isinstance(self._script[0], bytes):
             self._out.append(self._script.pop(0))  # type: ignore[arg-type]
-        self._deadline = self._clock() + STEP_TIMEOUT
+        self._deadline = self._clock() + self.step_timeout
 
 
 class TonedEngine(Engine):
     """A toneburst, then ``inner`` (the DarkStar engine) on the same connection.
 
-    ``linger`` is what a failed toneburst gets (the server's prober treatment; 0 for a client).
+    A failed or late toneburst lingers as ``inner`` would after its own failure (the server's
+    prober treatment; 0 for a client).  Times come from the toneburst's clock, which must be the
+    adapter's (``time.monotonic``) unless a test injects both.
     """
 
-    paced = False
-
-    def __init__(self, tone: Starburst, inner: Engine, *, linger: float = 0.0) -> None:
+    def __init__(self, tone: Starburst, inner: Engine) -> None:
         self._tone = tone
         self._inner = inner
-        self._linger = linger
         self._inner_started = False
-        self.handshake_timeout = STEP_TIMEOUT * (tone.listen_steps + 1)
+        self._inner_deadline: float | None = None
+        self._step_timeout = tone.step_timeout
 
     @property
     def inner(self) -> Engine:
@@ -161,13 +178,41 @@ class TonedEngine(Engine):
     def established(self) -> bool:
         return self._inner_started and self._inner.established
 
-    @property
-    def timeout_linger(self) -> float:
-        return self._linger
+    def start(self, now: float, timeouts: Timeouts) -> None:
+        super().start(now, timeouts)
+        self._step_timeout = min(self._tone.step_timeout, timeouts.handshake)
+        self._tone.step_timeout = self._step_timeout
+        self._inner.start(now, timeouts)  # its own (random) deadline bounds the whole handshake
+
+    def failure_linger(self) -> float:
+        return self._inner.failure_linger()
 
     def initiate(self) -> None:
         self._tone.start()
         self._maybe_start_inner()
+
+    def get_timer(self) -> float | None:
+        if self.established:
+            return self._inner.get_timer()
+        if not self._inner_started:
+            return self._tone.deadline
+        inner = self._inner.get_timer()
+        assert self._inner_deadline is not None
+        return self._inner_deadline if inner is None else min(inner, self._inner_deadline)
+
+    def handle_timer(self, now: float) -> None:
+        if self._inner_started:
+            assert self._inner_deadline is not None
+            if not self._inner.established and now >= self._inner_deadline:
+                self._timeout("the DarkStar handshake")
+            self._inner.handle_timer(now)
+        elif now >= self._tone.deadline:
+            self._timeout("a toneburst step")
+
+    def _timeout(self, what: str) -> None:
+        raise HandshakeTimeout(
+            f"Starburst: {what} took more than {self._step_timeout:g} s", linger=self.failure_linger()
+        )
 
     def receive_data(self, data: bytes) -> bytes:
         if self._inner_started:
@@ -175,14 +220,20 @@ class TonedEngine(Engine):
         try:
             rest = self._tone.feed(data)
         except ValueError as exc:
-            raise RemoteProtocolError(f"Starburst: {exc}", linger=self._linger) from None
+            raise RemoteProtocolError(f"Starburst: {exc}", linger=self.failure_linger()) from None
         if not self._maybe_start_inner() or not rest:
             return b""
         return self._inner.receive_data(rest)
 
+    def receive_eof(self) -> None:
+        if not self._inner_started:
+            raise RemoteProtocolError("Starburst: connection closed during the toneburst")
+        self._inner.receive_eof()
+
     def _maybe_start_inner(self) -> bool:
         if self._tone.done and not self._inner_started:
             self._inner_started = True
+            self._inner_deadline = self._tone.clock() + self._step_timeout
             self._inner.initiate()
         return self._inner_started
 
@@ -195,3 +246,9 @@ class TonedEngine(Engine):
             return tone
         inner = self._inner.data_to_send()
         return tone + inner if tone else inner
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self._inner.get_extra_info(name, default)
+
+    def buffered_size(self) -> int:
+        return self._inner.buffered_size() if self._inner_started else 0

@@ -6,6 +6,12 @@ code verifies and whose ephemeral key it has not seen; anything else (a wrong se
 an invalid point) raises ``RemoteProtocolError`` with a random ``linger``: the adapter then reads
 and discards until it expires and closes without having sent a byte.  A peer that stops short of
 64 bytes meets the handshake timeout, itself random, with the same linger.
+
+Time (the :class:`~ptdispatch.transports.base.Engine` timer): each server connection draws two
+fractions at birth; :meth:`DarkStarServerEngine.start` turns them into its handshake timeout in
+``[handshake/2, handshake]`` and its linger in ``[linger/6, linger]`` of the transport's
+:class:`~ptdispatch.transports.timing.Timeouts`.  The defaults (:data:`SERVER_TIMEOUTS`, 60 s and
+60 s) give Operator's 30-60 s and 10-60 s; configured (shorter) timeouts shrink both ranges.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ...errors import RemoteProtocolError
-from ..base import Engine, Rng
+from ..base import Engine, Rng, Timeouts
 from .framing import FrameOpener, FrameSealer
 from .handshake import CLIENT, HELLO_SIZE, SERVER, confirmation_code, ecdh, session_keys
 from .keys import COORD, CURVE, PrivateKey, PublicKey, public_from_x, x_of
@@ -30,10 +36,23 @@ def new_ephemeral() -> PrivateKey:
     return ec.generate_private_key(CURVE)
 
 
-def random_seconds(rng: Rng, low: float, high: float) -> float:
-    """A duration in ``[low, high]`` in 10 ms steps."""
-    steps = round((high - low) * 100)
-    return low + (int.from_bytes(rng(4), "big") % (steps + 1)) / 100
+#: The server's upper bounds (handshake timeout, linger after a failure), in seconds.
+SERVER_TIMEOUTS = Timeouts(handshake=60.0, linger=60.0)
+#: The client gives the server as long as our other clients do.
+CLIENT_TIMEOUTS = Timeouts(handshake=60.0)
+#: The lower bound of each draw, as a fraction of its upper bound (Operator: 30-60 s, 10-60 s).
+HANDSHAKE_FLOOR = 0.5
+LINGER_FLOOR = 1 / 6
+
+
+def random_fraction(rng: Rng) -> float:
+    """A fraction in ``[0, 1]`` in 1/6000 steps (10 ms steps of a 60 s range)."""
+    return (int.from_bytes(rng(4), "big") % 6001) / 6000
+
+
+def between(low: float, high: float, fraction: float) -> float:
+    """``low + fraction * (high - low)``, rounded to 10 ms."""
+    return round(low + fraction * (high - low), 2)
 
 
 def _peer_point(x: bytes) -> PublicKey:
@@ -71,11 +90,14 @@ class _Session:
         assert self._opener is not None
         return self._opener.feed(data) if data else b""
 
+    def check_eof(self, linger: float) -> None:
+        """The peer ended its stream: an error when that cut a frame in two."""
+        if self._opener is not None and self._opener.pending:
+            raise RemoteProtocolError("DarkStar: connection closed inside a frame", linger=linger)
+
 
 class DarkStarClientEngine(_Session, Engine):
     """Our side of a connection to a DarkStar server with static key ``server_key``."""
-
-    handshake_timeout = 60.0
 
     def __init__(self, server_key: PublicKey, sid: bytes, *, make_key: KeyMaker = new_ephemeral) -> None:
         super().__init__()
@@ -125,6 +147,10 @@ class DarkStarClientEngine(_Session, Engine):
         self._state = "open"
         return self.open(rest)
 
+    def receive_eof(self) -> None:
+        super().receive_eof()
+        self.check_eof(0.0)
+
     def send_data(self, data: bytes) -> None:
         self.queue_plain(data)
 
@@ -144,11 +170,7 @@ class ServerKey:
 
 
 class DarkStarServerEngine(_Session, Engine):
-    """One accepted connection on our DarkStar server."""
-
-    #: Bounds of the random handshake timeout and of the linger after a failure, in seconds.
-    HANDSHAKE_TIMEOUT = (30.0, 60.0)
-    LINGER = (10.0, 60.0)
+    """One accepted connection on our DarkStar server (its timeouts drawn at :meth:`start`)."""
 
     def __init__(
         self,
@@ -166,15 +188,28 @@ class DarkStarServerEngine(_Session, Engine):
         self._make_key = make_key
         self._buffer = b""
         self._open = False
-        self.handshake_timeout = random_seconds(rng, *self.HANDSHAKE_TIMEOUT)
-        self.linger = random_seconds(rng, *self.LINGER)
+        self._draw = (random_fraction(rng), random_fraction(rng))
+        #: Seconds to linger after a failure (drawn again from the configured bound at start).
+        self.linger = self.draw(SERVER_TIMEOUTS).linger
+
+    def draw(self, bounds: Timeouts) -> Timeouts:
+        """This connection's handshake timeout and linger within ``bounds`` (the upper bounds)."""
+        handshake, linger = self._draw
+        return Timeouts(
+            handshake=between(bounds.handshake * HANDSHAKE_FLOOR, bounds.handshake, handshake),
+            linger=between(bounds.linger * LINGER_FLOOR, bounds.linger, linger),
+        )
+
+    def start(self, now: float, timeouts: Timeouts) -> None:
+        drawn = self.draw(timeouts)
+        self.linger = drawn.linger
+        super().start(now, drawn)
 
     @property
     def established(self) -> bool:
         return self._open
 
-    @property
-    def timeout_linger(self) -> float:
+    def failure_linger(self) -> float:
         return self.linger
 
     def receive_data(self, data: bytes) -> bytes:
@@ -188,6 +223,11 @@ class DarkStarServerEngine(_Session, Engine):
         self._answer(hello)
         self._open = True
         return self.open(rest)
+
+    def receive_eof(self) -> None:
+        if not self._open:
+            raise self._fail("connection closed during the handshake")
+        self.check_eof(self.linger)
 
     def _fail(self, message: str) -> RemoteProtocolError:
         return RemoteProtocolError(f"DarkStar: {message}", linger=self.linger)

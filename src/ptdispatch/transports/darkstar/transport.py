@@ -27,10 +27,10 @@ from ...net.addr import Address, parse_hostport
 from ...net.upstream import DIRECT, Dialer
 from ...replay import SeenFilter
 from ..adapter import AppFactory, dial_engine
-from ..base import Engine, EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext
+from ..base import Engine, EngineClientTransport, EngineServerTransport, RawOptions, Rng, ServerContext, Timeouts
 from ..options import get_str
 from ..starburst import Starburst, TonedEngine, client_script, server_script
-from .engine import DarkStarClientEngine, DarkStarServerEngine, ServerKey
+from .engine import CLIENT_TIMEOUTS, SERVER_TIMEOUTS, DarkStarClientEngine, DarkStarServerEngine, ServerKey
 from .handshake import server_identifier
 from .keys import PublicKey, decode_private, decode_public, encode_private, encode_public, generate_compact
 from .replay import REPLAY_TTL, ReplayFilter, SeenKeys
@@ -67,6 +67,7 @@ class DarkStarClient(EngineClientTransport):
         self.server_key = server_key
         self.server_address = server_address
         self.toned = toned
+        self.timeouts = CLIENT_TIMEOUTS
 
     def engine_for(self, address: Address | None) -> Engine:
         inner = DarkStarClientEngine(self.server_key, server_identifier(address))
@@ -84,7 +85,7 @@ class DarkStarClient(EngineClientTransport):
         dialer: Dialer = DIRECT,
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         # The server identifier is the address we dial (serverAddress when it was given).
-        return await dial_engine(self.engine_for(address), address, app_factory, dialer)
+        return await dial_engine(self.engine_for(address), address, app_factory, dialer, self.timeouts)
 
 
 class DarkStarServer(EngineServerTransport):
@@ -99,8 +100,11 @@ class DarkStarServer(EngineServerTransport):
         toned: bool = False,
         rng: Rng = os.urandom,
         replay: SeenKeys | None = None,
+        timeouts: Timeouts = SERVER_TIMEOUTS,
     ) -> None:
         self.key = key
+        #: Upper bounds of each connection's random handshake timeout and linger.
+        self.timeouts = timeouts
         self.address = address
         self.sid = server_identifier(address)
         self.toned = toned
@@ -114,7 +118,7 @@ class DarkStarServer(EngineServerTransport):
         inner = DarkStarServerEngine(self.key, self.sid, self.replay, rng=self._rng)
         if not self.toned:
             return inner
-        return TonedEngine(Starburst(server_script()), inner, linger=inner.linger)
+        return TonedEngine(Starburst(server_script()), inner)
 
     def bound(self, address: Address) -> None:
         if self.address is None:
@@ -192,4 +196,7 @@ def server_from(
     key = server_key(raw if key_source is None else key_source, ctx, transport)
     args = {**(publish or {}), PUBLIC_KEY: encode_public(key.public)}
     replay = SeenFilter(ctx.replay, b"darkstar", REPLAY_TTL) if ctx.replay is not None else None
-    return DarkStarServer(key, option_address(raw, transport), args, toned=toned, rng=ctx.rng, replay=replay)
+    timeouts = ctx.timeouts or SERVER_TIMEOUTS
+    return DarkStarServer(
+        key, option_address(raw, transport), args, toned=toned, rng=ctx.rng, replay=replay, timeouts=timeouts
+    )

@@ -1,0 +1,123 @@
+"""Starburst's per-step deadlines and DarkStar's random timeouts, through the engine timer
+(``get_timer``/``handle_timer``) on an injected clock."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ptdispatch.errors import HandshakeTimeout, RemoteProtocolError
+from ptdispatch.transports.base import Timeouts
+from ptdispatch.transports.darkstar.engine import (
+    SERVER_TIMEOUTS,
+    DarkStarClientEngine,
+    DarkStarServerEngine,
+    ServerKey,
+    new_ephemeral,
+)
+from ptdispatch.transports.darkstar.handshake import server_identifier
+from ptdispatch.transports.darkstar.replay import ReplayFilter
+from ptdispatch.transports.starburst import EHLO, STARTTLS, STEP_TIMEOUT, Starburst, TonedEngine, server_script
+
+KEY = ServerKey(new_ephemeral())
+SID = server_identifier(None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def server(clock: Clock, timeouts: Timeouts = SERVER_TIMEOUTS, rng: object = os.urandom) -> TonedEngine:
+    inner = DarkStarServerEngine(KEY, SID, ReplayFilter(), rng=rng)  # type: ignore[arg-type]
+    engine = TonedEngine(Starburst(server_script(), clock=clock), inner)
+    engine.start(clock.now, timeouts)
+    engine.initiate()
+    engine.data_to_send()
+    return engine
+
+
+def test_each_step_has_its_own_deadline() -> None:
+    clock = Clock()
+    engine = server(clock)
+    assert engine.get_timer() == 1000.0 + STEP_TIMEOUT  # the EHLO step, from the banner
+    clock.now = 1009.0
+    engine.receive_data(EHLO)
+    assert engine.get_timer() == 1009.0 + STEP_TIMEOUT  # the STARTTLS step, from the welcome
+    engine.handle_timer(1018.9)  # not yet due: nothing happens
+    clock.now = 1018.0
+    engine.receive_data(STARTTLS)
+    assert engine.data_to_send().endswith(b"220 Go ahead\r\n")
+    assert engine.get_timer() == 1018.0 + STEP_TIMEOUT  # the DarkStar hello: one more step
+
+
+@pytest.mark.parametrize("step", [0, 1, 2])
+def test_a_stalled_step_is_cut_at_its_own_deadline(step: int) -> None:
+    clock = Clock()
+    engine = server(clock)
+    for line in (EHLO, STARTTLS)[:step]:
+        clock.now += 7.0
+        engine.receive_data(line)
+    due = engine.get_timer()
+    assert due == clock.now + STEP_TIMEOUT
+    engine.handle_timer(due - 0.01)
+    with pytest.raises(HandshakeTimeout) as info:
+        engine.handle_timer(due)
+    assert 10 <= info.value.linger <= 60  # the prober treatment: DarkStar's random linger
+
+
+def test_a_step_completed_late_is_refused() -> None:
+    clock = Clock()
+    engine = server(clock)
+    clock.now += STEP_TIMEOUT + 0.5  # the timer was not run (a busy loop): the line is still late
+    with pytest.raises(RemoteProtocolError, match="took more than"):
+        engine.receive_data(EHLO)
+
+
+def test_configured_handshake_timeout_shortens_every_step() -> None:
+    clock = Clock()
+    engine = server(clock, Timeouts(handshake=1.0, linger=0.6))
+    assert engine.get_timer() == 1001.0
+    clock.now = 1000.9
+    engine.receive_data(EHLO)
+    assert engine.get_timer() == pytest.approx(1001.9)
+    with pytest.raises(HandshakeTimeout) as info:
+        engine.handle_timer(1001.9)
+    assert 0.1 <= info.value.linger <= 0.6
+
+
+def test_darkstar_draws_its_timeouts_within_the_configured_bounds() -> None:
+    seen = set()
+    for _ in range(40):
+        engine = DarkStarServerEngine(KEY, SID, ReplayFilter())
+        engine.start(0.0, SERVER_TIMEOUTS)
+        timer = engine.get_timer()
+        assert timer is not None and 30.0 <= timer <= 60.0
+        assert 10.0 <= engine.failure_linger() <= 60.0
+        short = DarkStarServerEngine(KEY, SID, ReplayFilter())
+        short.start(0.0, Timeouts(handshake=1.0, linger=0.6))
+        timer = short.get_timer()
+        assert timer is not None and 0.5 <= timer <= 1.0
+        assert 0.1 <= short.failure_linger() <= 0.6
+        seen.add(timer)
+    assert len(seen) > 5  # still random
+
+
+def test_darkstar_handshake_timeout_fires_with_the_drawn_linger() -> None:
+    engine = DarkStarServerEngine(KEY, SID, ReplayFilter(), rng=lambda n: b"\xff" * n)
+    engine.start(0.0, Timeouts(handshake=2.0, linger=1.2))
+    engine.receive_data(b"\x01" * 63)
+    due = engine.get_timer()
+    assert due is not None and 1.0 <= due <= 2.0
+    with pytest.raises(HandshakeTimeout) as info:
+        engine.handle_timer(due)
+    assert info.value.linger == engine.failure_linger()
+
+
+def test_client_engine_has_no_timeout_attributes() -> None:
+    client = DarkStarClientEngine(KEY.public, SID)
+    assert not hasattr(client, "handshake_timeout") and not hasattr(client, "timeout_linger")
