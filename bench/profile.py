@@ -154,6 +154,38 @@ def strace_counts(pair: Pair, pid: int, count: int, workdir: Path) -> str:
     return ", ".join(parts)
 
 
+def pyspy(pair: Pair, pid: int, count: int, workdir: Path, limit: int = 30) -> str:
+    """py-spy samples of ``pid`` (idle excluded, native frames included): share by leaf function,
+    and by the Python function each sample was under."""
+    import collections
+    import shutil
+    import subprocess
+
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out = workdir / f"pyspy-{pid}.txt"
+    argv = [exe, "record", "--native", "-r", "1000", "-f", "raw", "-o", str(out), "-p", str(pid)]
+    rec = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    _connections(pair, count)
+    rec.send_signal(signal.SIGINT)
+    rec.wait(30)
+    leaf: collections.Counter[str] = collections.Counter()
+    python: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(n)
+        leaf[frames[-1].split(" (")[0]] += int(n)
+        py = [f for f in frames if ".py:" in f]
+        python[py[-1].split(" (")[0] if py else "(no Python frame)"] += int(n)
+    lines = [f"    {total} samples; by leaf frame:"]
+    lines += [f"      {n / total:6.1%}  {name}" for name, n in leaf.most_common(limit)]
+    lines.append("    by innermost Python function:")
+    lines += [f"      {n / total:6.1%}  {name}" for name, n in python.most_common(limit)]
+    return "\n".join(lines)
+
+
 def _wait_file(path: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -232,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-profile", action="store_true", help="CPU from /proc only")
     p.add_argument("--top", type=int, default=0, help="also print the N functions with most own time")
     p.add_argument("--strace", action="store_true", help="also count each side's system calls per connection")
+    p.add_argument("--pyspy", action="store_true", help="also sample the server with py-spy (own time by function)")
     p.add_argument("--perf", action="store_true", help="also sample each side with perf (native time by library)")
     args = p.parse_args(argv)
     rows = select(all_rows(), args.only)
@@ -274,6 +307,9 @@ def _one(row: object, target: peers.Side, workdir: Path, args: argparse.Namespac
         if args.perf:
             for side in (*pair.client, *pair.server):
                 print(f"  perf {side.proc.name}: {perf_dso(pair, side.proc.pid, args.count, rowdir)}", flush=True)
+        if args.pyspy:
+            for side in (*pair.client, *pair.server):
+                print(f"  py-spy {side.proc.name}:\n{pyspy(pair, side.proc.pid, args.count, rowdir)}", flush=True)
         if args.strace:
             for side in (*pair.client, *pair.server):
                 counts = strace_counts(pair, side.proc.pid, 200, rowdir)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +35,16 @@ class ServerMethod:
 
     def accepted(self) -> RelayProtocol:
         """Protocol factory for connections whose transport handshake completed."""
-        splice = Splice(
-            on_done=closed_logger(self.log, self.tracker, self.name),
-            a_factory=lambda s: DialOnAccept(s, self._dial_target, self.log, self.name),
-        )
+        splice = Splice(on_done=self._on_done, a_factory=self._accepting)
         self.tracker.add(splice)
         return splice.a
+
+    @functools.cached_property
+    def _on_done(self) -> Callable[[Splice, Exception | None], None]:
+        return closed_logger(self.log, self.tracker, self.name)  # built once per listener, not per connection
+
+    def _accepting(self, splice: Splice) -> RelayProtocol:
+        return DialOnAccept(splice, self._dial_target, self.log, self.name)
 
     def handshake_failed(self, exc: Exception) -> None:
         self.log.info(f"{self.name}: handshake failed: {exc}")

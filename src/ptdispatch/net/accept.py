@@ -25,10 +25,9 @@ class DialOnAccept(RelayProtocol):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        accepted = cast(asyncio.Transport, transport)
+        self.transport = accepted = cast(asyncio.Transport, transport)
         accepted.pause_reading()
-        self._task = asyncio.ensure_future(self._run(accepted))
+        self._task = asyncio.get_running_loop().create_task(self._run(accepted))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

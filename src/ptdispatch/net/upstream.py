@@ -137,12 +137,7 @@ async def create_connection(
     """
     loop = asyncio.get_running_loop()
     if proxy is None and bind is None:
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(protocol_factory, address.host, address.port)
-        except TimeoutError:
-            raise TimeoutError(f"connect to {address} timed out") from None
-        return transport, protocol
+        return await _direct(loop, protocol_factory, address, timeout)
     sock = await open_socket(address, proxy, timeout=timeout, bind=bind)
     try:
         transport, protocol = await loop.create_connection(protocol_factory, sock=sock)
@@ -150,6 +145,38 @@ async def create_connection(
         sock.close()
         raise
     return transport, protocol
+
+
+async def _direct(
+    loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[], P], address: Address, timeout: float
+) -> tuple[asyncio.Transport, P]:
+    """``loop.create_connection`` within ``timeout`` seconds.
+
+    A timer that cancels the task, as ``asyncio.timeout`` does, without its context manager: this
+    runs once per connection, and the three Python calls it saves are a measurable part of a
+    connection's set-up.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = task.cancelling()
+    expired: list[bool] = []
+    timer = loop.call_later(timeout, _expire, task, expired)
+    try:
+        transport, protocol = await loop.create_connection(protocol_factory, address.host, address.port)
+    except asyncio.CancelledError:
+        if expired and task.uncancel() <= cancelling:
+            raise TimeoutError(f"connect to {address} timed out") from None
+        raise
+    finally:
+        timer.cancel()
+    if expired:  # connected as the timer fired: take its cancellation back, as asyncio.timeout does
+        task.uncancel()
+    return transport, protocol
+
+
+def _expire(task: asyncio.Task[object], expired: list[bool]) -> None:
+    expired.append(True)
+    task.cancel()
 
 
 def _literal(address: Address) -> list[tuple[int, int, int, str, tuple[str, int]]] | None:

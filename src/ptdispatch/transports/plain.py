@@ -1,9 +1,19 @@
-"""``plain``: the identity transport (tests, and the benchmark's baseline)."""
+"""``plain``: the identity transport (tests, and the benchmark's baseline).
+
+Its client and server hand the application the socket's own transport: no engine runs, so a plain
+connection costs what the event loop's own sockets cost (:class:`PlainEngine` remains, for code
+that wants an engine that does nothing).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 from ..net.addr import Address
-from .base import Engine, EngineClientTransport, EngineServerTransport, RawOptions, ServerContext, TransportSpec
+from ..net.upstream import DIRECT, Dialer
+from .adapter import AppFactory, ErrorCallback
+from .base import ClientTransport, Engine, RawOptions, ServerContext, ServerTransport, TransportSpec
 
 
 class PlainEngine(Engine):
@@ -32,14 +42,30 @@ class PlainEngine(Engine):
         return out[0] if len(out) == 1 else b"".join(out)
 
 
-class PlainClient(EngineClientTransport):
-    def new_engine(self, destination: Address | None) -> Engine:
-        return PlainEngine()
+class PlainClient(ClientTransport):
+    async def dial(
+        self,
+        address: Address,
+        app_factory: AppFactory,
+        *,
+        destination: Address | None = None,
+        dialer: Dialer = DIRECT,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        return await dialer.create_connection(app_factory, address)
 
 
-class PlainServer(EngineServerTransport):
-    def new_engine(self) -> Engine:
-        return PlainEngine()
+class PlainServer(ServerTransport):
+    async def listen(
+        self,
+        app_factory: AppFactory,
+        where: Address | socket.socket,
+        *,
+        on_error: ErrorCallback | None = None,
+    ) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        if isinstance(where, socket.socket):
+            return await loop.create_server(app_factory, sock=where)
+        return await loop.create_server(app_factory, where.host, where.port)
 
 
 def _client(raw: RawOptions) -> PlainClient:

@@ -53,7 +53,7 @@ class Socks5Frontend(asyncio.Protocol):
         elif isinstance(event, Request):
             assert self.transport is not None
             self.transport.pause_reading()
-            self._task = asyncio.ensure_future(self._connect(event))
+            self._task = asyncio.get_running_loop().create_task(self._connect(event))
 
     def eof_received(self) -> bool:
         if self._task is None:

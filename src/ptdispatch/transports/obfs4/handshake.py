@@ -50,8 +50,9 @@ class SessionKey:
     __slots__ = ("private", "public", "representative")
 
     def __init__(self, rng: Rng) -> None:
-        private, self.public, self.representative = elligator2.generate_keypair(rng)
-        self.private = X25519PrivateKey.from_private_bytes(private)
+        # The raw private key: ntor.exchange takes it as is (no second scalar multiplication to
+        # build a key object whose public half would be thrown away).
+        self.private, self.public, self.representative = elligator2.generate_keypair(rng)
 
 
 class ClientHandshake:
@@ -104,8 +105,8 @@ class ServerIdentity:
 
     def __init__(self, node_id: bytes, private: bytes) -> None:
         self.node_id = node_id
-        self.private = X25519PrivateKey.from_private_bytes(private)
-        self.public = self.private.public_key().public_bytes_raw()
+        self.private = private
+        self.public = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
         self.mac_key = self.public + node_id
 
 
@@ -145,16 +146,18 @@ class ServerHandshake:
     def _check_mac(self, buf: bytes, tail: int, replay: ReplayFilter, now: float) -> None:
         received = buf[tail : tail + MAC_LENGTH]
         hour = int(now // 3600)
-        found = False
-        for offset in (0, -1, 1):
+        # The message (up to 8 KiB) is hashed once; each candidate hour only finishes a copy.
+        head = hmac.new(self._id.mac_key, memoryview(buf)[:tail], "sha256")
+        for offset in (0, -1, 1):  # as obfs4proxy: this hour first, stop at the first match
             epoch = str(hour + offset).encode()
-            if hmac.compare_digest(_mac(self._id.mac_key, buf[:tail], epoch), received):
+            mac = head.copy()
+            mac.update(epoch)
+            if hmac.compare_digest(mac.digest()[:MAC_LENGTH], received):
                 if replay.test_and_set(now, received):
                     raise RemoteProtocolError("obfs4: replayed client handshake")
-                found = True
                 self._epoch = epoch
-        if not found:
-            raise RemoteProtocolError("obfs4: client handshake MAC mismatch")
+                return
+        raise RemoteProtocolError("obfs4: client handshake MAC mismatch")
 
     def _complete(self, representative: bytes) -> bytes:
         client_public = elligator2.representative_to_public(representative)
