@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import load, peers
-from .procs import CLK_TCK, _stat_fields, stop
+from .procs import CLK_TCK, _stat_fields, cpu_seconds, stop
 from .rows import Pair, all_rows, select
 
 DEFAULT_ROWS = ",".join(
@@ -93,6 +93,7 @@ def measure_cpu(pair: Pair, count: int) -> dict[str, float]:
     """Microseconds of user and system CPU per connection, client and server."""
     sides = {"client": pair.client[0].proc.pid, "server": pair.server[0].proc.pid}
     before = {name: _proc_cpu(pid) for name, pid in sides.items()}
+    precise = {name: cpu_seconds([pid]) for name, pid in sides.items()}
     start = time.perf_counter()
     _connections(pair, count)
     wall = time.perf_counter() - start
@@ -102,6 +103,7 @@ def measure_cpu(pair: Pair, count: int) -> dict[str, float]:
         user, system = (a - b for a, b in zip(_proc_cpu(pid), before[name], strict=True))
         out[f"{name}_user_us"] = user / count * 1e6
         out[f"{name}_sys_us"] = system / count * 1e6
+        out[f"{name}_us"] = (cpu_seconds([pid]) - precise[name]) / count * 1e6
     return out
 
 
@@ -221,7 +223,8 @@ def _label(func: tuple[str, int, str]) -> str:
 def top(stats: pstats.Stats, count: int, limit: int = 25) -> list[str]:
     """The functions with most own time, per connection (µs, profiled)."""
     table = stats.stats  # type: ignore[attr-defined]
-    rows = sorted(table.items(), key=lambda kv: kv[1][2], reverse=True)[:limit]
+    order = 1 if os.environ.get("PTD_PROFILE_BY_CALLS") else 2
+    rows = sorted(table.items(), key=lambda kv: kv[1][order], reverse=True)[:limit]
     lines = []
     for func, (_, nc, tt, ct, _) in rows:
         own, incl, calls = tt / count * 1e6, ct / count * 1e6, nc / count
@@ -300,8 +303,8 @@ def _one(row: object, target: peers.Side, workdir: Path, args: argparse.Namespac
         cpu = measure_cpu(pair, args.count)
         print(
             f"{row.name}: {cpu['wall_ms']:.3f} ms/conn wall; "
-            f"client {cpu['client_user_us']:.0f} user + {cpu['client_sys_us']:.0f} sys µs; "
-            f"server {cpu['server_user_us']:.0f} user + {cpu['server_sys_us']:.0f} sys µs",
+            f"client {cpu['client_us']:.0f} µs ({cpu['client_user_us']:.0f} user + {cpu['client_sys_us']:.0f} sys); "
+            f"server {cpu['server_us']:.0f} µs ({cpu['server_user_us']:.0f} user + {cpu['server_sys_us']:.0f} sys)",
             flush=True,
         )
         if args.perf:
