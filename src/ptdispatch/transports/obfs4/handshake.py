@@ -13,6 +13,7 @@ import hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ...crypto import elligator2, ntor
+from ...crypto.filler import pad_source
 from ...errors import RemoteProtocolError
 from ..base import Rng
 from .replay import ReplayFilter
@@ -64,7 +65,7 @@ class ClientHandshake:
         self._key = server_public + node_id
         self._session = session
         self._epoch = epoch_hour(now)
-        self._pad = rng(rand_range(rng, CLIENT_MIN_PAD, CLIENT_MAX_PAD))
+        self._pad = pad_source(rng)(rand_range(rng, CLIENT_MIN_PAD, CLIENT_MAX_PAD))
         self._server_mark: bytes | None = None
 
     def message(self) -> bytes:
@@ -172,5 +173,5 @@ class ServerHandshake:
         """``Y' || AUTH || P_S || M_S || MAC_S`` (call after :meth:`parse` succeeded)."""
         rep = self._session.representative
         key = self._id.mac_key
-        body = rep + self._auth + self._rng(self._pad_len) + _mac(key, rep)
+        body = rep + self._auth + pad_source(self._rng)(self._pad_len) + _mac(key, rep)
         return body + _mac(key, body, self._epoch)
