@@ -56,6 +56,7 @@ ROOTS: dict[tuple[str, str], str] = {
     ("adapter", "connection_made"): "handshake",
     ("adapter", "data_received"): "handshake",
     ("app", "factory"): "splice set-up",
+    ("backends", "accepted"): "splice set-up",
     ("accept", "connection_made"): "splice set-up",
     ("relay", "data_received"): "relay",
     ("relay", "connection_lost"): "teardown",
