@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import LogLevel
 from .extorport import open_extorport, read_cookie_file
@@ -49,7 +50,8 @@ class ServerMethod:
     def handshake_failed(self, exc: Exception) -> None:
         self.log.info(f"{self.name}: handshake failed: {exc}")
 
-    async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
+    def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> Coroutine[Any, Any, object]:
+        """The coroutine that connects ``splice.b`` to the target or to tor's ExtORPort."""
         if self.log.enabled(LogLevel.INFO):
             self.log.info(f"{self.name}: connection from {self.log.peer(accepted)}")
         if self.log.enabled(LogLevel.DEBUG) and isinstance(accepted, EngineTransport):
@@ -57,22 +59,25 @@ class ServerMethod:
             if asked is not None:  # shadow carries one; we forward to our own target regardless
                 shown = asked if self.log.show_addresses else "[scrubbed]"
                 self.log.debug(f"{self.name}: client asked for {shown}; forwarding to the configured target")
-        leftover = b""
         if self.extorport is not None and self.authcookie is not None:
-            # Read per connection: tor rewrites the cookie when it restarts.
-            cookie = read_cookie_file(self.authcookie)
-            sock, leftover = await open_extorport(
-                self.extorport, cookie, self.name, _peer_address(accepted), timeout=self.connect_timeout
-            )
-            loop = asyncio.get_running_loop()
-            try:
-                await loop.create_connection(lambda: splice.b, sock=sock)
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            assert self.target is not None
-            await create_connection(lambda: splice.b, self.target, timeout=self.connect_timeout)
+            return self._dial_extorport(splice, accepted, self.extorport, self.authcookie)
+        assert self.target is not None
+        return create_connection(lambda: splice.b, self.target, timeout=self.connect_timeout)
+
+    async def _dial_extorport(
+        self, splice: Splice, accepted: asyncio.Transport, extorport: Address, authcookie: Path
+    ) -> None:
+        # Read per connection: tor rewrites the cookie when it restarts.
+        cookie = read_cookie_file(authcookie)
+        sock, leftover = await open_extorport(
+            extorport, cookie, self.name, _peer_address(accepted), timeout=self.connect_timeout
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: splice.b, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         if leftover:
             splice.b.data_received(leftover)
 

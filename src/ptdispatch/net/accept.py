@@ -10,7 +10,7 @@ from ..errors import OptionsError, RemoteProtocolError
 from ..logs import EventLog
 from .relay import RelayProtocol, Splice
 
-Dial = Callable[[Splice, asyncio.Transport], Awaitable[None]]
+Dial = Callable[[Splice, asyncio.Transport], Awaitable[object]]
 """Connect ``splice.b`` (reads from the accepted side are held back meanwhile)."""
 
 

@@ -6,9 +6,9 @@ import asyncio
 import ipaddress
 import socket
 import ssl as _ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
@@ -122,22 +122,34 @@ async def open_socket(
     return sock
 
 
-async def create_connection(
+def create_connection(
     protocol_factory: Callable[[], P],
     address: Address,
     proxy: UpstreamProxy | None = None,
     *,
     timeout: float = 30.0,
     bind: OutboundBind | None = None,
-) -> tuple[asyncio.Transport, P]:
+) -> Coroutine[Any, Any, tuple[asyncio.Transport, P]]:
     """Connect ``protocol_factory()`` to ``address`` (through ``proxy``, from ``bind``'s source address).
 
     The plain case is one call into the event loop, which is markedly cheaper per connection than
-    connecting a socket ourselves (it matters for connection setup latency).
+    connecting a socket ourselves (it matters for connection setup latency).  Returns the
+    coroutine that does it (await it): no coroutine of its own around the one that works.
     """
     loop = asyncio.get_running_loop()
     if proxy is None and bind is None:
-        return await _direct(loop, protocol_factory, address, timeout)
+        return _direct(loop, protocol_factory, address, timeout)
+    return _through_socket(loop, protocol_factory, address, proxy, timeout, bind)
+
+
+async def _through_socket(
+    loop: asyncio.AbstractEventLoop,
+    protocol_factory: Callable[[], P],
+    address: Address,
+    proxy: UpstreamProxy | None,
+    timeout: float,
+    bind: OutboundBind | None,
+) -> tuple[asyncio.Transport, P]:
     sock = await open_socket(address, proxy, timeout=timeout, bind=bind)
     try:
         transport, protocol = await loop.create_connection(protocol_factory, sock=sock)
