@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from ..errors import OptionsError, RemoteProtocolError
 from ..logs import EventLog
@@ -25,7 +24,8 @@ class DialOnAccept(RelayProtocol):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = accepted = cast(asyncio.Transport, transport)
+        accepted: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        self.transport = accepted
         accepted.pause_reading()
         self._task = asyncio.get_running_loop().create_task(self._run(accepted))
 
