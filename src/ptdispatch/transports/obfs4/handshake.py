@@ -8,7 +8,10 @@ before it || E)[:16]`` where ``E`` is the decimal Unix hour.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import os
+import threading
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -54,6 +57,57 @@ class SessionKey:
         # The raw private key: ntor.exchange takes it as is (no second scalar multiplication to
         # build a key object whose public half would be thrown away).
         self.private, self.public, self.representative = elligator2.generate_keypair(rng)
+
+
+class SessionKeys:
+    """Session keys made one ahead, in the event loop's spare time.
+
+    A key costs two scalar multiplications on average (about 80 µs); made while a handshake is
+    waiting, it is off the next connection's critical path.  :meth:`refill_soon` queues the next
+    key behind whatever the current callback has queued (the reply, the SOCKS answer), and does
+    nothing outside a running event loop, where keys are made on demand as before.
+    """
+
+    __slots__ = ("_ready", "_rng", "_scheduled")
+
+    def __init__(self, rng: Rng) -> None:
+        self._rng = rng
+        self._ready: SessionKey | None = None
+        self._scheduled = False
+
+    def take(self) -> SessionKey:
+        key, self._ready = self._ready, None
+        return key if key is not None else SessionKey(self._rng)
+
+    def refill_soon(self) -> None:
+        if self._ready is not None or self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._scheduled = True
+        loop.call_soon(loop.call_soon, self._refill)  # twice: behind what this callback queues
+
+    def _refill(self) -> None:
+        self._scheduled = False
+        if self._ready is None:
+            self._ready = SessionKey(self._rng)
+
+
+_per_thread = threading.local()
+
+
+def os_session_keys(rng: Rng) -> SessionKeys | None:
+    """This thread's pool of session keys when ``rng`` is the OS (shared by every client and
+    listener of the thread's event loop, whose keys are all alike), else ``None``: an injected
+    generator keeps drawing its keys on demand, in order."""
+    if rng is not os.urandom:
+        return None
+    keys: SessionKeys | None = getattr(_per_thread, "keys", None)
+    if keys is None:
+        keys = _per_thread.keys = SessionKeys(os.urandom)
+    return keys
 
 
 class ClientHandshake:

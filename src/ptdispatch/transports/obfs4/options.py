@@ -14,7 +14,7 @@ from ..base import Clock, Engine, EngineClientTransport, EngineServerTransport, 
 from ..options import get_int, get_str
 from . import state as st
 from .engine import ClientEngine, ServerEngine, ServerShared
-from .handshake import ServerIdentity
+from .handshake import ServerIdentity, os_session_keys
 
 NAME = "obfs4"
 SERVER_KEYS = ("node-id", "private-key", "drbg-seed")
@@ -48,7 +48,8 @@ class Obfs4Client(EngineClientTransport):
     clock: Clock = field(default=time.time, repr=False)
 
     def new_engine(self, destination: Address | None) -> Engine:
-        return ClientEngine(self.node_id, self.public_key, self.iat_mode, self.rng, self.clock)
+        keys = os_session_keys(self.rng)
+        return ClientEngine(self.node_id, self.public_key, self.iat_mode, self.rng, self.clock, keys)
 
 
 def parse_client(raw: RawOptions) -> Obfs4Client:
@@ -75,13 +76,14 @@ class Obfs4Server(EngineServerTransport):
         self._rng = rng
         self._clock = clock
         self.shared = ServerShared(ServerIdentity(state.node_id, state.private_key), state.drbg_seed, state.iat_mode)
+        self._keys = os_session_keys(rng)
 
     @property
     def cert(self) -> str:
         return self.state.cert
 
     def new_engine(self) -> Engine:
-        return ServerEngine(self.shared, self._rng, self._clock)
+        return ServerEngine(self.shared, self._rng, self._clock, self._keys)
 
     def smethod_args(self) -> dict[str, str]:
         return {"cert": self.state.cert, "iat-mode": str(self.state.iat_mode)}
