@@ -143,22 +143,19 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 
     Live threads are read from ``/proc/PID/task/TID/schedstat`` (nanoseconds on the CPU) rather
     than from the clock ticks of ``stat`` (10 ms each: a few hundred connections of a C server
-    come to a handful of ticks).  Children (socat's forks) are counted in ticks, the only figure
-    the kernel keeps once they are reaped.  A thread that exits between two readings takes its time
+    come to a handful of ticks), live children (socat's forks) too.  Reaped children are counted
+    in ticks, the only figure the kernel keeps for them: the kernel adds their time up exactly and
+    truncates the sum, so a child reaped between two readings costs at most one tick of error in
+    all (a quick run of socat can still read zero).  A thread that exits between two readings takes its time
     with it; none of the measured proxies ends threads while serving.
     """
     total = 0.0
     for root in pids:
-        fields = _stat_fields(root)
-        if fields is not None:
-            # after the ')': state ppid ... utime(11) stime(12) cutime(13) cstime(14), 0-based
-            total += (int(fields[13]) + int(fields[14])) / CLK_TCK + _threads_ns(root) / 1e9
-        for pid in descendants(root):
-            # Forked children (socat) in ticks, live or reaped alike, so that one reaped between
-            # two readings is counted the same way in both.
+        for pid in [root, *descendants(root)]:
             fields = _stat_fields(pid)
             if fields is not None:
-                total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+                # after the ')': state ppid ... utime(11) stime(12) cutime(13) cstime(14), 0-based
+                total += (int(fields[13]) + int(fields[14])) / CLK_TCK + _threads_ns(pid) / 1e9
     return total
 
 
