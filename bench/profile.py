@@ -66,12 +66,13 @@ ROOTS: dict[tuple[str, str], str] = {
     ("adapter", "eof_received"): "teardown",
     ("server", "connection_lost"): "teardown",
     ("server", "eof_received"): "teardown",
+    ("handshake", "_refill"): "made ahead",
     ("weakref", "__setitem__"): "event loop",
     ("weakref", "remove"): "event loop",
     ("_weakrefset", "_remove"): "event loop",
 }
 SPLIT: dict[tuple[str, str], str] = {("adapter", "_establish"): "splice set-up", ("relay", "data_received"): "relay"}
-PHASE_ORDER = ["SOCKS", "dial", "handshake", "splice set-up", "relay", "teardown", "event loop", "other"]
+PHASE_ORDER = ["SOCKS", "dial", "handshake", "splice set-up", "relay", "teardown", "made ahead", "event loop", "other"]
 
 
 def _proc_cpu(pid: int) -> tuple[float, float]:
