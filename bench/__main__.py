@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         metavar="N",
-        help="latency and throughput runs per row, median kept (default 2)",
+        help="latency, throughput and server-connection runs per row, median kept (default 2)",
     )
     p.add_argument("--echo", action="store_true", help="also measure throughput through an echo (both ways)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")

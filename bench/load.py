@@ -143,10 +143,12 @@ def throughput(entry: Entry, size: int, pids: Sequence[int], *, echo: bool = Fal
         elif recv_exact(sock, 1) != b"K":
             raise BenchError("target did not answer K")
         wall = time.perf_counter() - start
+        # Read while the connection (and any child a proxy forked for it) is still up: a live
+        # child's time is read in nanoseconds, a reaped one's only in 10 ms ticks.
+        cpu = cpu_seconds(pids) - cpu0
     finally:
         sock.close()
     settle(pids, base)
-    cpu = cpu_seconds(pids) - cpu0
     mib = size / (1 << 20) * (2 if echo else 1)
     return {"wall_s": wall, "cpu_s": cpu, "mib_s": mib / wall, "mib_cpu_s": mib / cpu if cpu > 0 else float("nan")}
 

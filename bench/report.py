@@ -73,21 +73,82 @@ def _get(by: Mapping[str, Result], row: str, key: str) -> float | None:
     return float(value)
 
 
-def _goal(text: str, ours: float | None, theirs: float | None, ok: bool | None, unit: str) -> dict[str, Any]:
+def _goal(
+    text: str, ours: float | None, theirs: float | None, ok: bool | None, unit: str, factor: float = 1.0
+) -> dict[str, Any]:
     status = "n/a" if ok is None else ("PASS" if ok else "FAIL")
-    return {"goal": text, "figure": ours, "against": theirs, "unit": unit, "status": status}
+    bound = None if theirs is None else theirs * factor
+    ratio = None if ours is None or not theirs else ours / theirs
+    return {
+        "goal": text,
+        "figure": ours,
+        "against": bound,
+        "peer": theirs,
+        "ratio": ratio,
+        "unit": unit,
+        "status": status,
+    }
 
 
 def _at_least(text: str, ours: float | None, theirs: float | None, unit: str, factor: float = 1.0) -> dict[str, Any]:
-    bound = None if theirs is None else theirs * factor
-    ok = None if ours is None or bound is None else ours >= bound
-    return _goal(text, ours, bound, ok, unit)
+    ok = None if ours is None or theirs is None else ours >= theirs * factor
+    return _goal(text, ours, theirs, ok, unit, factor)
 
 
 def _at_most(text: str, ours: float | None, theirs: float | None, unit: str, factor: float = 1.0) -> dict[str, Any]:
-    bound = None if theirs is None else theirs * factor
-    ok = None if ours is None or bound is None else ours <= bound
-    return _goal(text, ours, bound, ok, unit)
+    ok = None if ours is None or theirs is None else ours <= theirs * factor
+    return _goal(text, ours, theirs, ok, unit, factor)
+
+
+def _missing(by: Mapping[str, Result], rows: Sequence[str], key: str) -> str | None:
+    """Why a goal has no verdict: which of its rows has no figure, and why (skipped, failed, not run)."""
+    for row in rows:
+        result = by.get(row)
+        if result is None:
+            return f"row {row!r} not run"
+        if result.get("skipped"):
+            return f"row {row!r} skipped: {result['skipped']}"
+        if _get(by, row, key) is None:
+            errors = result.get("errors") or ["no figure"]
+            return f"row {row!r}: {errors[0]}"
+    return None
+
+
+PER_CONNECTION_GOALS: tuple[tuple[str, str, str, str, float, str], ...] = (
+    # (figure key, our row, peer row, "at least"/"at most", factor, peer's name)
+    ("hs_per_cpu_s", "shadow ptd/ptd", "shadow ss/ss", "at least", 0.5, "ss-libev"),
+    ("hs_per_cpu_s", "obfs2 ptd/ptd", "obfs2 o4p/o4p", "at least", 1.0, "obfs4proxy"),
+    ("hs_per_cpu_s", "obfs4 ptd/ptd", "obfs4 o4p/o4p", "at least", 1.0, "obfs4proxy"),
+    ("hs_per_cpu_s", "plain ptd/ptd", "shadow floor/floor", "at least", 0.8, "the floor row"),
+    ("lat_median_ms", "obfs4 ptd/ptd", "obfs4 o4p/o4p", "at most", 1.0, "obfs4proxy"),
+    ("lat_median_ms", "obfs2 ptd/ptd", "obfs2 o4p/o4p", "at most", 1.0, "obfs4proxy"),
+    ("lat_median_ms", "shadow ptd/ptd", "shadow ss/ss", "at most", 1.4, "ss-libev"),
+    ("lat_median_ms", "plain ptd/ptd", "shadow floor/floor", "at most", 1.1, "the floor row"),
+    ("mib_cpu_s", "obfs4 ptd/ptd", "obfs4 o4p/o4p", "at least", 1.2, "obfs4proxy"),
+    ("mib_cpu_s", "plain ptd/ptd", "socat-b256k", "at least", 1.0, "socat -b262144"),
+)
+"""Issue 12: what a bridge operator pays per connection, against the deployed peers."""
+
+_FIGURES = {
+    "hs_per_cpu_s": ("server setups per server CPU-s", "conn/CPU-s"),
+    "lat_median_ms": ("connect+1-byte echo median", "ms"),
+    "mib_cpu_s": ("MiB per CPU-s", "MiB/CPU-s"),
+}
+
+
+def per_connection_goals(by: Mapping[str, Result]) -> list[dict[str, Any]]:
+    out = []
+    for key, mine, peer, how, factor, name in PER_CONNECTION_GOALS:
+        what, unit = _FIGURES[key]
+        sign = ">=" if how == "at least" else "<="
+        text = f"#12 {mine.split()[0]} {what} {sign} {factor:g}x {name}"
+        check = _at_least if how == "at least" else _at_most
+        goal = check(text, _get(by, mine, key), _get(by, peer, key), unit, factor)
+        why = _missing(by, (mine, peer), key)
+        if why is not None:
+            goal["why"] = why
+        out.append(goal)
+    return out
 
 
 PEER_GOALS = (
@@ -124,24 +185,16 @@ def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
     for transport, peer, name in PEER_GOALS:
         mine = f"{transport} ptd/ptd"
         theirs = f"{transport} {peer}" if "/" in peer else f"{transport} {peer}/{peer}"
-        out.append(
-            _at_least(
-                f"{transport} MiB/CPU-s >= {name}'s",
-                _get(by, mine, "mib_cpu_s"),
-                _get(by, theirs, "mib_cpu_s"),
-                "MiB/CPU-s",
-            )
-        )
-        out.append(
-            _at_most(
-                f"{transport} connect+echo latency (median) <= {name}'s",
-                _get(by, mine, "lat_median_ms"),
-                _get(by, theirs, "lat_median_ms"),
-                "ms",
-            )
-        )
-    out += _operator_goals(by)
-    return out
+        for key, check, text, unit in (
+            ("mib_cpu_s", _at_least, f"{transport} MiB/CPU-s >= {name}'s", "MiB/CPU-s"),
+            ("lat_median_ms", _at_most, f"{transport} connect+echo latency (median) <= {name}'s", "ms"),
+        ):
+            goal = check(text, _get(by, mine, key), _get(by, theirs, key), unit)
+            why = _missing(by, (mine, theirs), key)
+            if why is not None:
+                goal["why"] = why
+            out.append(goal)
+    return out + _operator_goals(by) + per_connection_goals(by)
 
 
 def _operator_goals(by: Mapping[str, Result]) -> list[dict[str, Any]]:
@@ -174,7 +227,12 @@ def goals_text(items: Sequence[Mapping[str, Any]]) -> str:
         return "-" if value is None else f"{value:.3f}" if value < 10 else f"{value:.0f}"
 
     width = max(len(str(g["goal"])) for g in items)
-    lines = ["Goals (ours vs bound):"]
+    lines = ["Goals (ours vs bound; ratio = ours / the peer's figure):"]
     for g in items:
-        lines.append(f"  {g['status']:<4}  {g['goal']:<{width}}  {num(g['figure'])} vs {num(g['against'])} {g['unit']}")
+        ratio = g.get("ratio")
+        shown = f"  ratio {ratio:.2f}x" if ratio is not None and g.get("peer") is not None else ""
+        line = f"  {g['status']:<4}  {g['goal']:<{width}}  {num(g['figure'])} vs {num(g['against'])} {g['unit']}{shown}"
+        if g.get("why"):
+            line += f"  ({g['why']})"
+        lines.append(line)
     return "\n".join(lines)

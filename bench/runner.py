@@ -45,6 +45,7 @@ class Running:
     pair: Pair | None = None
     samples: list[float] = field(default_factory=list)
     runs: list[dict[str, float]] = field(default_factory=list)
+    setups: list[dict[str, float]] = field(default_factory=list)
 
     def step(self, what: str, fn: Callable[[Pair], dict[str, float] | None], verbose: bool) -> None:
         """Run one measurement; an error is recorded in the result, never raised."""
@@ -102,9 +103,9 @@ def _measure(group: list[Running], s: Settings) -> None:
                 item.step("latency", functools.partial(_latency, item.samples, batch), False)
         for item in group:
             item.step("throughput", functools.partial(_throughput, item.runs, size), s.verbose)
-    for item in group:
-        if item.pair is not None and item.pair.server_pids:
-            item.step("handshakes", lambda p: _handshakes(p, s.handshake_count), s.verbose)
+        for item in group:
+            if item.pair is not None and item.pair.server_pids:
+                item.step("handshakes", functools.partial(_handshakes, item.setups, s.handshake_count), s.verbose)
     if s.echo:
         for item in group:
             item.step("echo", lambda p: _echo(p, size), s.verbose)
@@ -118,8 +119,8 @@ def _throughput(runs: list[dict[str, float]], size: int, pair: Pair) -> None:
     runs.append(load.throughput(pair.entry, size, pair.pids))
 
 
-def _handshakes(pair: Pair, count: int) -> dict[str, float]:
-    return load.handshakes(load.via_entry(pair.entry), count, pair.server_pids)
+def _handshakes(setups: list[dict[str, float]], count: int, pair: Pair) -> None:
+    setups.append(load.handshakes(load.via_entry(pair.entry), count, pair.server_pids))
 
 
 def _echo(pair: Pair, size: int) -> dict[str, float]:
@@ -137,5 +138,10 @@ def _summarize(item: Running) -> None:
         if len(runs) > 1:
             result["mib_cpu_s_runs"] = [r["mib_cpu_s"] for r in runs]
             result["mib_s_runs"] = [r["mib_s"] for r in runs]
+    setups = sorted(item.setups, key=lambda r: -math.inf if math.isnan(r["hs_per_cpu_s"]) else r["hs_per_cpu_s"])
+    if setups:
+        result.update(setups[len(setups) // 2])  # the median run by server setups per CPU-second
+        if len(setups) > 1:
+            result["hs_per_cpu_s_runs"] = [r["hs_per_cpu_s"] for r in setups]
     if "errors" in result:  # one message per kind of failure is enough
         result["errors"] = list(dict.fromkeys(result["errors"]))

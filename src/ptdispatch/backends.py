@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import metrics
 from .config import LogLevel
@@ -54,12 +56,16 @@ class ServerMethod:
 
     def accepted(self) -> RelayProtocol:
         """Protocol factory for connections whose transport handshake completed."""
-        splice = Splice(
-            on_done=closed_logger(self.log, self.tracker, self.name),
-            a_factory=lambda s: DialOnAccept(s, self._dial_target, self.log, self.name),
-        )
+        splice = Splice(on_done=self._on_done, a_factory=self._accepting)
         self.tracker.add(splice)
         return splice.a
+
+    @functools.cached_property
+    def _on_done(self) -> Callable[[Splice, Exception | None], None]:
+        return closed_logger(self.log, self.tracker, self.name)  # built once per listener, not per connection
+
+    def _accepting(self, splice: Splice) -> RelayProtocol:
+        return DialOnAccept(splice, self._dial_target, self.log, self.name)
 
     def handshake_failed(self, exc: Exception) -> None:
         """``on_error`` of the listener: a bug in the transport at ERROR, the peer's fault at INFO."""
@@ -69,7 +75,8 @@ class ServerMethod:
     def close(self) -> None:
         """Nothing of its own to close: its relays are in the tracker."""
 
-    async def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> None:
+    def _dial_target(self, splice: Splice, accepted: asyncio.Transport) -> Coroutine[Any, Any, object]:
+        """The coroutine that connects ``splice.b`` to the target or to tor's ExtORPort."""
         if metrics.ACTIVE is not None:
             metrics.handshake_done(self.name, accepted.get_extra_info("handshake_seconds"))
         if self.log.enabled(LogLevel.INFO):
@@ -79,22 +86,25 @@ class ServerMethod:
             if asked is not None:  # shadow carries one; we forward to our own target regardless
                 shown = asked if self.log.show_addresses else "[scrubbed]"
                 self.log.debug(f"{self.name}: client asked for {shown}; forwarding to the configured target")
-        leftover = b""
         if self.extorport is not None and self.authcookie is not None:
-            # Read per connection: tor rewrites the cookie when it restarts.
-            cookie = read_cookie_file(self.authcookie)
-            sock, leftover = await open_extorport(
-                self.extorport, cookie, self.name, _peer_address(accepted), timeout=self.connect_timeout
-            )
-            loop = asyncio.get_running_loop()
-            try:
-                await loop.create_connection(lambda: splice.b, sock=sock)
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            assert self.target is not None
-            await create_connection(lambda: splice.b, self.target, timeout=self.connect_timeout)
+            return self._dial_extorport(splice, accepted, self.extorport, self.authcookie)
+        assert self.target is not None
+        return create_connection(lambda: splice.b, self.target, timeout=self.connect_timeout)
+
+    async def _dial_extorport(
+        self, splice: Splice, accepted: asyncio.Transport, extorport: Address, authcookie: Path
+    ) -> None:
+        # Read per connection: tor rewrites the cookie when it restarts.
+        cookie = read_cookie_file(authcookie)
+        sock, leftover = await open_extorport(
+            extorport, cookie, self.name, _peer_address(accepted), timeout=self.connect_timeout
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: splice.b, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         if leftover:
             splice.b.data_received(leftover)
 

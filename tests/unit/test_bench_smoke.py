@@ -64,3 +64,24 @@ def test_goals_pass_fail_and_missing() -> None:
     assert dropped[0]["status"] == "FAIL" and "2 connections dropped" in dropped[0]["goal"]
     text = report.table(results) + report.goals_text(report.goals(results))
     assert "PASS" in text and "FAIL" in text
+
+
+def test_per_connection_goals_give_ratios_and_say_why_a_peer_is_missing() -> None:
+    results = [
+        {"row": "shadow ptd/ptd", "hs_per_cpu_s": 3000.0, "lat_median_ms": 1.0, "mib_cpu_s": 300.0},
+        {"row": "shadow ss/ss", "skipped": "ss-server not installed"},
+        {"row": "plain ptd/ptd", "hs_per_cpu_s": 3500.0, "lat_median_ms": 0.5, "mib_cpu_s": 900.0},
+        {"row": "shadow floor/floor", "hs_per_cpu_s": 4000.0, "lat_median_ms": 0.5},
+        {"row": "obfs4 ptd/ptd", "hs_per_cpu_s": 1000.0, "lat_median_ms": 2.0, "mib_cpu_s": 70.0},
+        {"row": "obfs4 o4p/o4p", "errors": ["start: BenchError: exited"]},
+    ]
+    goals = {g["goal"]: g for g in report.goals(results)}
+    plain = goals["#12 plain server setups per server CPU-s >= 0.8x the floor row"]
+    assert plain["status"] == "PASS" and plain["ratio"] == pytest.approx(0.875)
+    assert goals["#12 plain connect+1-byte echo median <= 1.1x the floor row"]["status"] == "PASS"
+    shadow = goals["#12 shadow server setups per server CPU-s >= 0.5x ss-libev"]
+    assert shadow["status"] == "n/a" and "ss-server not installed" in shadow["why"]
+    assert "exited" in goals["#12 obfs4 MiB per CPU-s >= 1.2x obfs4proxy"]["why"]
+    assert "not run" in goals["#12 plain MiB per CPU-s >= 1x socat -b262144"]["why"]
+    text = report.goals_text(list(goals.values()))
+    assert "ratio 0.88x" in text and "ss-server not installed" in text

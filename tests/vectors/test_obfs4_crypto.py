@@ -224,3 +224,23 @@ def test_pure_python_fallback_without_gmpy2(monkeypatch: pytest.MonkeyPatch) -> 
     assert elligator2.representative_to_public(bytes.fromhex(rep)).hex() == public
     _, public_b, rep_b = elligator2.generate_keypair(os.urandom)
     assert elligator2.representative_to_public(rep_b) == public_b
+
+
+def test_jacobi_shortcut_changes_nothing_but_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key generation refuses non-squares early with gmpy2.jacobi; the keys drawn are the same."""
+    import random
+
+    fast = [elligator2.generate_keypair(random.Random(seed).randbytes) for seed in range(12)]
+    monkeypatch.setattr(elligator2, "_jacobi", None)
+    slow = [elligator2.generate_keypair(random.Random(seed).randbytes) for seed in range(12)]
+    assert fast == slow
+
+
+def test_exchange_with_raw_private_key_matches_openssl() -> None:
+    """ntor.exchange takes a raw private key (libsodium) or a key object (OpenSSL) alike."""
+    for _ in range(10):
+        raw = os.urandom(32)
+        peer = _pub(X25519PrivateKey.generate())
+        assert ntor.exchange(raw, peer) == ntor.exchange(X25519PrivateKey.from_private_bytes(raw), peer)
+    for low_order in (bytes(32), (1).to_bytes(32, "little")):
+        assert ntor.exchange(os.urandom(32), low_order) is None

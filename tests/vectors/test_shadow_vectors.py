@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ptdispatch.net.addr import Address
@@ -90,3 +92,15 @@ def test_decrypts_ss_local_stream_byte_by_byte(cipher: str, host: str, port: int
     plain = b"".join(engine.receive_data(wire[i : i + 1]) for i in range(len(wire)))
     assert plain == b"hello from ss-local"
     assert engine.requested_destination == Address(host, port)
+
+
+@pytest.mark.parametrize("salt_size", [0, 16, 32, 64, 65, 100])
+def test_hkdf_sha1_matches_cryptography_for_any_salt(salt_size: int) -> None:
+    """The hashlib-built HKDF agrees with cryptography's, long salts (hashed as HMAC keys) included."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    for length in (16, 24, 32, 41):
+        ikm, salt, info = os.urandom(32), os.urandom(salt_size), b"ss-subkey"
+        ref = HKDF(algorithm=hashes.SHA1(), length=length, salt=salt or None, info=info).derive(ikm)
+        assert hkdf_sha1(ikm, salt, info, length) == ref

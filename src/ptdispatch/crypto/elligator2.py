@@ -7,7 +7,10 @@ the decoded keys cover the whole curve as a random point would; X25519's scalar 
 removes that point again, so Diffie-Hellman results are unchanged.
 
 Pure Python big-integer arithmetic; ``gmpy2.powmod`` is used for the exponentiations when it
-is installed (about ten times faster than :func:`pow`).
+is installed (about ten times faster than :func:`pow`), and ``gmpy2.jacobi`` then tells a point
+without a representative before any exponentiation is spent on it (about half the candidates of
+a key generation).  The clean public key comes from libsodium's fixed-base scalar multiplication
+(about 2.5 times faster than OpenSSL's, through ``cryptography``, on the machines measured).
 
 Conventions match Monocypher's ``crypto_elligator_map`` / ``crypto_elligator_rev`` and
 obfs4proxy's ``internal/x25519ell2``: representatives are little-endian with the top two bits
@@ -21,7 +24,7 @@ import hashlib
 import importlib
 from collections.abc import Callable
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+import nacl.bindings
 
 P = 2**255 - 19
 A = 486662
@@ -43,7 +46,22 @@ def _load_powmod() -> Callable[[int, int, int], int]:
     return powmod
 
 
+def _load_jacobi() -> Callable[[int, int], int] | None:
+    try:
+        module = importlib.import_module("gmpy2")
+    except ImportError:
+        return None
+    jacobi: Callable[[int, int], int] = module.jacobi
+    return jacobi
+
+
 _powmod = _load_powmod()
+_jacobi = _load_jacobi()
+
+
+def _nonsquare(x: int) -> bool:
+    """True when ``x`` (nonzero mod p) is certainly not a square; False when it is, or unknown."""
+    return _jacobi is not None and _jacobi(x, P) != 1
 
 
 def _inv(x: int) -> int:
@@ -180,7 +198,10 @@ def _dirty_representative(u: int, k: int, tweak: int) -> tuple[bytes, bytes] | N
     low = LOW_ORDER[k]
     if low is None:
         upa = (u + A) % P
-        rep = _rev(u, upa if tweak & 1 else u, _invsqrt((P - 2) * u % P * upa % P), tweak)
+        x = (P - 2) * u % P * upa % P
+        if x and _nonsquare(x):
+            return None
+        rep = _rev(u, upa if tweak & 1 else u, _invsqrt(x), tweak)
         return None if rep is None else (u.to_bytes(32, "little"), rep)
     ut, vt = low
     fu = (u * u % P * u + A * u % P * u + u) % P  # v^2
@@ -198,7 +219,7 @@ def _dirty_representative(u: int, k: int, tweak: int) -> tuple[bytes, bytes] | N
     npad2 = (n + A * d2) % P
     m = (P - 2) * n % P * npad2 % P
     t = m * d2 % P
-    if t == 0:
+    if t == 0 or _nonsquare(t):
         return None
     root, inv_t = _invsqrt_and_inverse(t)
     if root is None:
@@ -219,7 +240,7 @@ def generate_keypair(rng: Callable[[int], bytes]) -> tuple[bytes, bytes, bytes]:
     while True:
         digest = hashlib.sha512(rng(32)).digest()
         private = digest[:32]
-        clean = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+        clean: bytes = nacl.bindings.crypto_scalarmult_base(private)  # clamps, as X25519 does
         found = _dirty_representative(int.from_bytes(clean, "little"), private[0] & 7, digest[63])
         if found is not None:
             return private, found[0], found[1]

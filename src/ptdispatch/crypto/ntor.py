@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 
+import nacl.bindings
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 PROTO_ID = b"ntor-curve25519-sha256-1"
@@ -25,8 +26,18 @@ def _hmac(key: bytes, msg: bytes) -> bytes:
     return hmac.digest(key, msg, "sha256")
 
 
-def exchange(private: X25519PrivateKey, public: bytes) -> bytes | None:
-    """X25519, or ``None`` when the result is all zero (a low-order peer key)."""
+def exchange(private: X25519PrivateKey | bytes, public: bytes) -> bytes | None:
+    """X25519, or ``None`` when the result is all zero (a low-order peer key).
+
+    A raw 32-byte private key goes through libsodium (cheaper per call than building OpenSSL
+    key objects); both clamp the scalar and refuse the keys whose product is zero.
+    """
+    if isinstance(private, bytes):
+        try:
+            shared: bytes = nacl.bindings.crypto_scalarmult(private, public)
+        except RuntimeError:  # libsodium refuses low-order points (their product is all zero)
+            return None
+        return shared
     try:
         return private.exchange(X25519PublicKey.from_public_bytes(public))
     except ValueError:
@@ -43,7 +54,7 @@ def _common(secret: bytes, node_id: bytes, b: bytes, x: bytes, y: bytes) -> tupl
 
 
 def client_handshake(
-    x_private: X25519PrivateKey, x_public: bytes, y_public: bytes, b_public: bytes, node_id: bytes
+    x_private: X25519PrivateKey | bytes, x_public: bytes, y_public: bytes, b_public: bytes, node_id: bytes
 ) -> tuple[bytes, bytes] | None:
     """``(KEY_SEED, AUTH)`` from the client's view, or ``None`` if a DH result was zero."""
     s1 = exchange(x_private, y_public)
@@ -55,9 +66,9 @@ def client_handshake(
 
 def server_handshake(
     x_public: bytes,
-    y_private: X25519PrivateKey,
+    y_private: X25519PrivateKey | bytes,
     y_public: bytes,
-    b_private: X25519PrivateKey,
+    b_private: X25519PrivateKey | bytes,
     b_public: bytes,
     node_id: bytes,
 ) -> tuple[bytes, bytes] | None:

@@ -51,6 +51,7 @@ class ClientMethod:
     _clients: dict[str, ClientTransport] = field(default_factory=dict, repr=False)
     #: Source addresses for direct dials (PT 1.0's TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6).
     outbound: OutboundBind | None = None
+    _dialer: Dialer | None = field(default=None, repr=False, compare=False)
 
     def check_options(self, *, per_connection_allowed: bool) -> None:
         """Validate the -options at start-up (raises ``OptionsError``).
@@ -124,14 +125,22 @@ class ClientMethod:
         return {key: value for key, value in per_connection.items() if key not in unknown}
 
     def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
-        splice = Splice(on_done=closed_logger(self.log, self.tracker, label, role="client"), a_factory=a_factory)
+        on_done = self._on_done if label == self.name else closed_logger(self.log, self.tracker, label, role="client")
+        splice = Splice(on_done=on_done, a_factory=a_factory)
         self.tracker.add(splice)
         return splice
+
+    @functools.cached_property
+    def _on_done(self) -> Callable[[Splice, Exception | None], None]:
+        return closed_logger(self.log, self.tracker, self.name, role="client")  # built once, not per connection
 
     @property
     def dialer(self) -> Dialer:
         """How this method's outgoing connections are made (proxy, source address, timeout)."""
-        return Dialer(proxy=self.proxy, bind=self.outbound, timeout=self.connect_timeout)
+        made = self._dialer
+        if made is None or (made.proxy, made.bind, made.timeout) != (self.proxy, self.outbound, self.connect_timeout):
+            made = self._dialer = Dialer(proxy=self.proxy, bind=self.outbound, timeout=self.connect_timeout)
+        return made
 
     async def dial(self, route: Route, app_factory: AppFactory) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         """Connect ``app_factory()`` through the transport to ``route.server`` (TCP and UDP modes alike)."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 from ..errors import OptionsError, RemoteProtocolError, internal_error
 from ..logs import EventLog
 from .relay import RelayProtocol, Splice
 
-Dial = Callable[[Splice, asyncio.Transport], Awaitable[None]]
+Dial = Callable[[Splice, asyncio.Transport], Awaitable[object]]
 """Connect ``splice.b`` (reads from the accepted side are held back meanwhile)."""
 
 
@@ -25,10 +24,10 @@ class DialOnAccept(RelayProtocol):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        accepted = cast(asyncio.Transport, transport)
+        accepted: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        self.transport = accepted
         accepted.pause_reading()
-        self._task = asyncio.ensure_future(self._run(accepted))
+        self._task = asyncio.get_running_loop().create_task(self._run(accepted))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -25,6 +25,7 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
+from ..crypto.filler import padding
 from ..errors import OptionsError, RemoteProtocolError
 from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, Timeouts, TransportSpec
 
@@ -121,8 +122,13 @@ class Obfs2Engine(Engine):
         self._seed = seed = rng(SEED_LEN)
         pad_len = random_below(rng, MAX_PADDING + 1)
         label = INITIATOR_PAD if self._initiator else RESPONDER_PAD
-        body = _HEADER.pack(MAGIC, pad_len) + (rng(pad_len) if pad_len else b"")
-        self._out.append(seed + aes_ctr(mac(label, seed)).update(body))
+        stream = aes_ctr(mac(label, seed))
+        header = stream.update(_HEADER.pack(MAGIC, pad_len))
+        # Random padding encrypted is random padding: with the OS as source, skip the cipher and
+        # take cheap filler; an injected generator (tests) gets the very bytes obfs4proxy sends.
+        injected = stream.update(rng(pad_len)) if pad_len and rng is not os.urandom else b""
+        pad = padding(pad_len) if rng is os.urandom else injected
+        self._out.append(seed + header + pad)
 
     def receive_data(self, data: bytes) -> bytes:
         rx = self._rx

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import cast
 
 from ...config import LogLevel
 from ...errors import OptionsError, internal_error
@@ -31,7 +30,7 @@ class Socks5Frontend(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
         self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
@@ -53,7 +52,7 @@ class Socks5Frontend(asyncio.Protocol):
         elif isinstance(event, Request):
             assert self.transport is not None
             self.transport.pause_reading()
-            self._task = asyncio.ensure_future(self._connect(event))
+            self._task = asyncio.get_running_loop().create_task(self._connect(event))
 
     def eof_received(self) -> bool:
         if self._task is None:

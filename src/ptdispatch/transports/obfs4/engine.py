@@ -27,7 +27,7 @@ from .framing import (
     make_packet,
     padding_packets,
 )
-from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKey
+from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKey, SessionKeys
 from .probdist import GoRand, Sampler
 from .replay import ReplayFilter, StoreReplayFilter
 
@@ -182,9 +182,19 @@ class Obfs4Engine(Engine):
 class ClientEngine(Obfs4Engine):
     """obfs4 client: sends its handshake on :meth:`initiate`, nothing more until the reply."""
 
-    def __init__(self, node_id: bytes, server_public: bytes, iat_mode: int, rng: Rng, clock: Clock) -> None:
+    def __init__(
+        self,
+        node_id: bytes,
+        server_public: bytes,
+        iat_mode: int,
+        rng: Rng,
+        clock: Clock,
+        keys: SessionKeys | None = None,
+    ) -> None:
         super().__init__(iat_mode, rng, clock)
-        self._hs = ClientHandshake(node_id, server_public, SessionKey(rng), rng, clock())
+        self._keys = keys
+        session = keys.take() if keys is not None else SessionKey(rng)
+        self._hs = ClientHandshake(node_id, server_public, session, rng, clock())
 
     def initiate(self) -> None:
         self._raw.append(self._hs.message())
@@ -198,6 +208,8 @@ class ClientEngine(Obfs4Engine):
                 self._hs_buf = buf
                 return b""
             consumed, key_seed = result
+            if self._keys is not None:
+                self._keys.refill_soon()
             okm = ntor.kdf(key_seed, 144)
             self._encoder = Encoder(okm[:72])
             self._decoder = decoder = Decoder(okm[72:], self._rng)
@@ -237,13 +249,14 @@ class ServerShared:
 class ServerEngine(Obfs4Engine):
     """obfs4 server: validates the client handshake, replies with its own and the PRNG seed."""
 
-    def __init__(self, shared: ServerShared, rng: Rng, clock: Clock) -> None:
+    def __init__(self, shared: ServerShared, rng: Rng, clock: Clock, keys: SessionKeys | None = None) -> None:
         super().__init__(shared.iat_mode, rng, clock)
         self._shared = shared
         self._start = clock()
         self._failed = False
         self._jitter = -1.0  # drawn on the first failure only: good handshakes use no randomness for it
-        self._hs = ServerHandshake(shared.identity, SessionKey(rng), rng)
+        self._keys = keys
+        self._hs = ServerHandshake(shared.identity, keys.take() if keys is not None else SessionKey(rng), rng)
         self._set_seed(shared.drbg_seed)
 
     @property
@@ -292,4 +305,6 @@ class ServerEngine(Obfs4Engine):
         encoder = Encoder(okm[72:])
         self._raw.append(self._hs.reply() + encoder.packets([self._shared.seed_frame_packet]))
         self._encoder = encoder
+        if self._keys is not None:
+            self._keys.refill_soon()
         return b""

@@ -24,7 +24,7 @@ from ..base import (
 from ..options import get_int, get_str
 from . import state as st
 from .engine import CLIENT_TIMEOUTS, SERVER_TIMEOUTS, ClientEngine, ServerEngine, ServerShared
-from .handshake import ServerIdentity
+from .handshake import ServerIdentity, os_session_keys
 
 NAME = "obfs4"
 SERVER_KEYS = ("node-id", "private-key", "drbg-seed")
@@ -62,7 +62,8 @@ class Obfs4Client(EngineClientTransport):
     timeouts: Timeouts = CLIENT_TIMEOUTS
 
     def new_engine(self, destination: Address | None) -> Engine:
-        return ClientEngine(self.node_id, self.public_key, self.iat_mode, self.rng, self.clock)
+        keys = os_session_keys(self.rng)
+        return ClientEngine(self.node_id, self.public_key, self.iat_mode, self.rng, self.clock, keys)
 
 
 def parse_client(raw: RawOptions) -> Obfs4Client:
@@ -100,13 +101,14 @@ class Obfs4Server(EngineServerTransport):
         self.timeouts = timeouts
         identity = ServerIdentity(state.node_id, state.private_key)
         self.shared = ServerShared(identity, state.drbg_seed, state.iat_mode, replay, timeouts)
+        self._keys = os_session_keys(rng)
 
     @property
     def cert(self) -> str:
         return self.state.cert
 
     def new_engine(self) -> Engine:
-        return ServerEngine(self.shared, self._rng, self._clock)
+        return ServerEngine(self.shared, self._rng, self._clock, self._keys)
 
     def smethod_args(self) -> dict[str, str]:
         return {"cert": self.state.cert, "iat-mode": str(self.state.iat_mode)}

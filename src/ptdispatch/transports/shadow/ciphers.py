@@ -12,15 +12,13 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import nacl.bindings
 import nacl.exceptions
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 TAG_SIZE = 16
 SUBKEY_INFO = b"ss-subkey"
@@ -78,10 +76,11 @@ class CipherInfo:
     key_size: int
     nonce_size: int
     factory: Callable[[bytes], Aead]
+    #: As long as the key (a field, not a property: it is read for every connection).
+    salt_size: int = field(init=False)
 
-    @property
-    def salt_size(self) -> int:
-        return self.key_size
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "salt_size", self.key_size)
 
 
 CIPHERS: dict[str, CipherInfo] = {
@@ -137,9 +136,33 @@ def decode_key(text: str, key_size: int) -> bytes:
     return raw[:key_size]
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 def hkdf_sha1(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
-    """RFC 5869 HKDF with SHA-1."""
-    return HKDF(algorithm=hashes.SHA1(), length=length, salt=salt, info=info).derive(ikm)
+    """RFC 5869 HKDF with SHA-1.
+
+    The HMACs are written out over ``hashlib.sha1`` (RFC 2104: keys of at most 64 bytes are
+    padded, longer ones hashed first): it runs for every salt, twice per connection on each
+    side, and this is one Python call where ``cryptography``'s ``HKDF`` object costs several
+    (its argument checks call back into Python) for the same hashing.
+    """
+    if length > 255 * 20:
+        raise ValueError("HKDF-SHA1 output is limited to 5100 bytes")
+    sha1 = hashlib.sha1
+    key = salt or bytes(20)
+    block = (sha1(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    prk = sha1(block.translate(_OPAD) + sha1(block.translate(_IPAD) + ikm).digest()).digest()
+    block = prk.ljust(64, b"\0")
+    inner, outer = block.translate(_IPAD), block.translate(_OPAD)
+    out = t = b""
+    counter = 0
+    while len(out) < length:
+        counter += 1
+        t = sha1(outer + sha1(inner + t + info + bytes((counter,))).digest()).digest()
+        out += t
+    return out[:length]
 
 
 def derive_subkey(master_key: bytes, salt: bytes) -> bytes:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ...errors import RemoteProtocolError, ReplayDetected
 from ...net.addr import Address
 from ..base import Engine, Rng, Timeouts
-from .ciphers import Aead, CipherInfo, derive_subkey
+from .ciphers import SUBKEY_INFO, Aead, CipherInfo, hkdf_sha1
 from .framing import ChunkOpener, ChunkSealer
 from .header import decode_address
 from .replay import SaltFilter
@@ -36,13 +36,16 @@ class ShadowConfig:
     master_key: bytes
 
     def aead_for(self, salt: bytes) -> Aead:
-        return self.cipher.factory(derive_subkey(self.master_key, salt))
+        key = self.master_key
+        return self.cipher.factory(hkdf_sha1(key, salt, SUBKEY_INFO, len(key)))
 
 
-def _random_seconds(draw: bytes, low: float, high: float) -> float:
-    """A duration in ``[low, high]`` with 10 ms steps, drawn from the random bytes ``draw``."""
-    steps = round((high - low) * 100)
-    return low + (int.from_bytes(draw, "big") % (steps + 1)) / 100
+def _timings(draw: bytes, timeout: tuple[float, float], linger: tuple[float, float]) -> tuple[float, float]:
+    """The handshake timeout and the linger, from 8 random bytes (one call per connection)."""
+    low, high = timeout
+    first = low + (int.from_bytes(draw[:4], "big") % (round((high - low) * 100) + 1)) / 100
+    low, high = linger
+    return first, low + (int.from_bytes(draw[4:], "big") % (round((high - low) * 100) + 1)) / 100
 
 
 def _join(parts: list[bytes]) -> bytes:
@@ -57,7 +60,7 @@ class _Sender:
     Plaintext waits in a list until :meth:`take`, so everything written in between shares full chunks.
     """
 
-    __slots__ = ("_config", "_pending", "_prefix", "_rng", "_salts", "_sealer")
+    __slots__ = ("_config", "_prefix", "_rng", "_salts", "_sealer", "pending")
 
     def __init__(self, config: ShadowConfig, rng: Rng, salts: SaltFilter) -> None:
         self._config = config
@@ -65,7 +68,7 @@ class _Sender:
         self._salts = salts
         self._sealer: ChunkSealer | None = None
         self._prefix = b""
-        self._pending: list[bytes] = []
+        self.pending: list[bytes] = []
 
     def prepare(self) -> None:
         """Draw the salt and derive the subkey now (idempotent), so the first send costs less."""
@@ -78,13 +81,13 @@ class _Sender:
     def send(self, data: bytes) -> None:
         if self._sealer is None:
             self.prepare()
-        self._pending.append(data)
+        self.pending.append(data)
 
     def take(self) -> bytes:
-        pending = self._pending
+        pending = self.pending
         if not pending or self._sealer is None:
             return b""
-        self._pending = []
+        self.pending = []
         prefix, self._prefix = self._prefix, b""
         return self._sealer.seal(prefix, _join(pending))
 
@@ -116,7 +119,8 @@ class ShadowClientEngine(Engine):
             self._sender.send(data)
 
     def data_to_send(self) -> bytes:
-        return self._sender.take()
+        sender = self._sender
+        return sender.take() if sender.pending else b""
 
     def receive_data(self, data: bytes) -> bytes:
         return self._opener.feed(data)
@@ -158,9 +162,7 @@ class ShadowServerEngine(Engine):
         self._sender = _Sender(config, rng, salts)
         self._established = False
         self._salt = b""
-        draw = rng(8)
-        self.handshake_timeout = _random_seconds(draw[:4], *bounds.handshake)
-        self.linger = _random_seconds(draw[4:], *bounds.linger)
+        self.handshake_timeout, self.linger = _timings(rng(8), bounds.handshake, bounds.linger)
         #: Where the client asked to go (logged by the dispatcher; never obeyed).
         self.requested_destination: Address | None = None
         cipher = config.cipher
@@ -201,7 +203,8 @@ class ShadowServerEngine(Engine):
             self._sender.send(data)
 
     def data_to_send(self) -> bytes:
-        return self._sender.take()
+        sender = self._sender
+        return sender.take() if sender.pending else b""
 
     def _client_salt(self, salt: bytes) -> Aead:
         if salt in self._salts:

@@ -39,9 +39,13 @@ class SaltFilter:
 
     def check_and_add(self, salt: bytes) -> bool:
         """Remember ``salt``; ``False`` if it was already known (a replay)."""
-        if salt in self:
+        current = self._current
+        if salt in current or salt in self._previous:
             return False
-        self.add(salt)
+        if len(current) >= self._capacity:
+            self._previous, self._current = current, {salt}
+        else:
+            current.add(salt)
         return True
 
 
