@@ -16,7 +16,7 @@ from .logs import EventLog
 from .net.accept import DialOnAccept
 from .net.addr import Address
 from .net.relay import RelayProtocol, Splice
-from .net.tracker import ConnectionTracker, closed_logger
+from .net.tracker import ConnectionTracker, closed_logger, track_opened
 from .net.upstream import create_connection
 from .transports.base import ServerTransport
 
@@ -57,7 +57,7 @@ class ServerMethod:
     def accepted(self) -> RelayProtocol:
         """Protocol factory for connections whose transport handshake completed."""
         splice = Splice(on_done=self._on_done, a_factory=self._accepting)
-        self.tracker.add(splice)
+        track_opened(self.tracker, splice, self.name)
         return splice.a
 
     @functools.cached_property

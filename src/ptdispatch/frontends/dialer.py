@@ -14,7 +14,7 @@ from ..errors import OptionsError, RemoteProtocolError
 from ..logs import EventLog
 from ..net.addr import Address, parse_hostport
 from ..net.relay import RelayProtocol, Splice
-from ..net.tracker import ConnectionTracker, closed_logger
+from ..net.tracker import ConnectionTracker, closed_logger, track_opened
 from ..net.upstream import Dialer, OutboundBind, ProxyRefused, UpstreamProxy
 from ..transports.adapter import AppFactory
 from ..transports.base import ClientTransport, TransportSpec
@@ -127,7 +127,7 @@ class ClientMethod:
     def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
         on_done = self._on_done if label == self.name else closed_logger(self.log, self.tracker, label, role="client")
         splice = Splice(on_done=on_done, a_factory=a_factory)
-        self.tracker.add(splice)
+        track_opened(self.tracker, splice, label, role="client")
         return splice
 
     @functools.cached_property

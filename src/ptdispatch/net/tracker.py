@@ -55,10 +55,8 @@ class ConnectionTracker:
 def closed_logger(
     log: EventLog, tracker: ConnectionTracker, label: str, *, role: str = "server"
 ) -> Callable[[Splice, Exception | None], None]:
-    """An ``on_done`` callback for a splice: untrack it and log its byte counts.
-
-    Made once per connection, so it also counts the connection as opened in the metrics."""
-    metrics.opened(label, role)
+    """An ``on_done`` callback for the splices of one listener: untrack each and log its byte
+    counts (made once per listener; :func:`track_opened` counts each connection in)."""
 
     def done(splice: Splice, error: Exception | None) -> None:
         tracker.discard(splice)
@@ -70,3 +68,9 @@ def closed_logger(
             )
 
     return done
+
+
+def track_opened(tracker: ConnectionTracker, splice: Splice, label: str, *, role: str = "server") -> None:
+    """A new connection: track it (for shutdown) and count it as opened in the metrics."""
+    tracker.add(splice)
+    metrics.opened(label, role)
