@@ -74,8 +74,14 @@ async def _client_to_obfs4proxy(tmp_path: Path, iat_mode: int, size: int) -> Non
 
 async def _obfs4proxy_to_server(tmp_path: Path, iat_mode: int, size: int) -> None:
     binary = need_binary("obfs4proxy")
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        await _echo(reader, writer)
+
     server = await ptdispatch.start_server(
-        _echo, "obfs4", "127.0.0.1", 0, {"iat-mode": iat_mode}, state_dir=tmp_path / "ours"
+        echo, "obfs4", "127.0.0.1", 0, {"iat-mode": iat_mode}, state_dir=tmp_path / "ours"
     )
     port = server.sockets[0].getsockname()[1]
     state = json.loads((tmp_path / "ours" / "obfs4_state.json").read_text())
@@ -93,7 +99,10 @@ async def _obfs4proxy_to_server(tmp_path: Path, iat_mode: int, size: int) -> Non
             await asyncio.wait_for(_exchange(reader, writer, size), 60)
     finally:
         server.close()
+        for conn in accepted:  # iat-mode 1/2 may still be pacing its last writes: the data was checked
+            conn.transport.abort()
         await server.wait_closed()
+        await asyncio.sleep(0)  # let the aborted transports finish closing
 
 
 @pytest.mark.parametrize("iat_mode", [0, 1, 2])
