@@ -4,6 +4,11 @@ Each server transport runs in this process (so that its timeouts can be shrunk; 
 :func:`shrink_timeouts`) behind an echo application that counts the connections it was handed
 (the "target").  A probe connects, writes its bytes, and reads until the server closes:
 :class:`Seen` records what came back, how the connection ended (FIN, RST, or still open) and when.
+
+A new server transport (meek, DarkStar, Starbridge) joins every probing, replay and flood test by
+adding its name to :data:`TRANSPORTS`, its unprompted bytes to :data:`OWN_FLIGHT`, its latest close
+to :data:`LATEST_CLOSE`, its server options to :func:`server_options`, and its timeouts to
+:func:`shrink_timeouts`.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ def shrink_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ShadowServerEngine, "LINGER", (T, 2 * T))
 
 
+def server_options(name: str) -> dict[str, object]:
+    return dict(SHADOW_OPTIONS) if name == "shadow" else {}
+
+
 class Echo(asyncio.Protocol):
     """The target: echoes, and counts the connections that reached it."""
 
@@ -77,8 +86,7 @@ class Target:
 async def serving(name: str, state_dir: Path) -> AsyncIterator[Target]:
     """Run server transport ``name`` on 127.0.0.1 with an echo target."""
     target = Target()
-    options = SHADOW_OPTIONS if name == "shadow" else {}
-    target.server = api.server_transport(name, options, state_dir)
+    target.server = api.server_transport(name, server_options(name), state_dir)
     listener = await api.listen(target.server, "127.0.0.1", 0, lambda: Echo(target))
     target.port = listener.sockets[0].getsockname()[1]
     try:

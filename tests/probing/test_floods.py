@@ -20,7 +20,7 @@ import pytest
 import ptdispatch
 from tests.peers.dispatcher import Dispatcher, running
 
-from .harness import SHADOW_OPTIONS, TRANSPORTS
+from .harness import SHADOW_OPTIONS, TRANSPORTS, server_options
 
 FLOOD = 1000
 FD_MARGIN = 8
@@ -51,7 +51,7 @@ async def server_dispatcher(name: str, tmp_path: Path) -> AsyncIterator[tuple[Di
     """A ``ptdispatch -server`` for ``name`` in front of an echo target; yields it and the client options."""
     echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
     target = echo.sockets[0].getsockname()[1]
-    options = json.dumps(SHADOW_OPTIONS if name == "shadow" else {})
+    options = json.dumps(server_options(name))
     try:
         async with running(
             "-server", "-transport", name, "-bindaddr", f"{name}-127.0.0.1:0", "-target", f"127.0.0.1:{target}",

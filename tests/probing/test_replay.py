@@ -180,3 +180,14 @@ async def test_bit_flips_over_sockets_get_silence(name: str, tmp_path: Path) -> 
         for pos, s in zip(positions, seen, strict=True):
             _silent(s.ending, s.received, s.after_last_byte, f"{name} flip at byte {pos}")
         assert target.connections == 0
+
+
+def test_truncated_first_flight_gets_silence(tmp_path: Path) -> None:
+    """Every prefix of a good first flight (outline-ss-server's "client bytes truncated"): silence;
+    the server waits for the rest (and then times out), it does not fail at a byte count."""
+    for label, new_engine, flight in _flights(tmp_path):
+        for cut in range(len(flight)):
+            engine = new_engine()
+            assert engine.receive_data(flight[:cut]) == b"", f"{label}: prefix of {cut} bytes gave data"
+            assert engine.data_to_send() == b"", f"{label}: prefix of {cut} bytes got a reply"
+            assert not engine.established, f"{label}: prefix of {cut} bytes was accepted"
