@@ -5,10 +5,10 @@ Each server transport runs in this process (so that its timeouts can be shrunk; 
 (the "target").  A probe connects, writes its bytes, and reads until the server closes:
 :class:`Seen` records what came back, how the connection ended (FIN, RST, or still open) and when.
 
-A new server transport (meek, DarkStar, Starbridge) joins every probing, replay and flood test by
+A new server transport joins every probing, replay and flood test by
 adding its name to :data:`TRANSPORTS`, its unprompted bytes to :data:`OWN_FLIGHT`, its latest close
-to :data:`LATEST_CLOSE`, its server options to :func:`server_options`, and its timeouts to
-:func:`shrink_timeouts`.
+to :data:`LATEST_CLOSE`, its server options to :func:`server_options`; its timeouts shrink through
+``ServerContext.timeouts`` (:func:`make_server`), or :func:`shrink_timeouts` where that does not reach.
 """
 
 from __future__ import annotations
@@ -24,39 +24,70 @@ from pathlib import Path
 import pytest
 
 from ptdispatch import api
-from ptdispatch.transports import obfs2, obfs3
-from ptdispatch.transports.obfs4 import engine as obfs4_engine
-from ptdispatch.transports.shadow.engine import ShadowServerEngine
+from ptdispatch.api import get_spec
+from ptdispatch.transports import obfs2, obfs3, starburst
+from ptdispatch.transports.base import ServerContext, ServerTransport, Timeouts
+from ptdispatch.transports.darkstar.engine import DarkStarServerEngine
+from ptdispatch.transports.shadow import ServerTimeouts, ShadowServer
 
-TRANSPORTS = ("obfs2", "obfs3", "obfs4", "shadow")
+TRANSPORTS = ("obfs2", "obfs3", "obfs4", "shadow", "darkstar", "Starbridge")
+"""The silent servers (meek answers HTTP: tests/probing/test_meek_probing.py).  ``darkstar`` is
+``shadow`` with cipherName DarkStar (see :data:`TRANSPORT_OF`)."""
 SHADOW_OPTIONS = {"password": "probe-test", "cipherName": "aes-256-gcm"}
+DARKSTAR_OPTIONS = {"cipherName": "DarkStar"}
+TRANSPORT_OF = {"darkstar": "shadow"}
+"""Test names that are not transport names: the transport they run."""
 T = 1.0
 """The shrunk handshake timeout (seconds); every close bound below is in terms of it."""
-OWN_FLIGHT = {"obfs2": 16 + 8 + obfs2.MAX_PADDING, "obfs3": 192 + obfs3.PAD_MAX, "obfs4": 0, "shadow": 0}
-"""Bytes a server sends unprompted (obfs2 and obfs3 servers speak first: their own handshake)."""
-LATEST_CLOSE = {"obfs2": 2 * T, "obfs3": 2 * T, "obfs4": 3 * T, "shadow": 4 * T}
+OWN_FLIGHT = {
+    "obfs2": 16 + 8 + obfs2.MAX_PADDING,
+    "obfs3": 192 + obfs3.PAD_MAX,
+    "obfs4": 0,
+    "shadow": 0,
+    "darkstar": 0,
+    "Starbridge": len(starburst.BANNER),
+}
+"""Bytes a server sends unprompted (obfs2 and obfs3 servers speak first: their own handshake;
+Starbridge's Starburst speaks the SMTP banner first by design, then nothing more to a prober)."""
+LATEST_CLOSE = {"obfs2": 2 * T, "obfs3": 2 * T, "obfs4": 3 * T, "shadow": 4 * T, "darkstar": 4 * T, "Starbridge": 3 * T}
 """When each server must have closed a failed connection, at the latest, counted from the probe's last byte."""
 
 
-def shrink_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Handshake timeouts and close delays of seconds instead of minutes.
+def transport_of(name: str) -> str:
+    return TRANSPORT_OF.get(name, name)
 
-    These exist only as module constants and class attributes today (obfs2/obfs3
-    ``handshake_timeout``, obfs4 ``SERVER_HANDSHAKE_TIMEOUT``/``MAX_CLOSE_DELAY``/``MAX_CLOSE_JITTER``,
-    shadow ``HANDSHAKE_TIMEOUT``/``LINGER``), so tests patch them; per-server configuration is coming.
+
+SHRUNK = Timeouts(handshake=T, linger=T)
+"""Every server's ``ServerContext.timeouts``: obfs2/obfs3 wait T; obfs4 waits T, then its seeded
+close delay and jitter scaled to under T and T/2."""
+SHADOW_BOUNDS = ServerTimeouts(handshake=(T, 2 * T), linger=(T, 2 * T))
+"""shadow draws from bounds per connection (``ctx.timeouts`` would fix both figures: no spread)."""
+
+
+def shrink_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``ServerContext.timeouts`` does not reach: DarkStar's class-level bounds and
+    Starburst's per-step timeout.
+
+    DarkStar (shadow cipherName DarkStar, Starbridge, Replicant) draws a random handshake timeout
+    and a random linger after a failure; Starbridge's toneburst allows ``STEP_TIMEOUT`` per
+    listening step (its handshake timer is 3 x that), then DarkStar's linger.
     """
-    monkeypatch.setattr(obfs2.Obfs2Engine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs3.Obfs3Engine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs4_engine.ServerEngine, "handshake_timeout", T)
-    monkeypatch.setattr(obfs4_engine, "SERVER_HANDSHAKE_TIMEOUT", T)
-    monkeypatch.setattr(obfs4_engine, "MAX_CLOSE_DELAY", 2)  # the per-server delay: 0 or 1 s
-    monkeypatch.setattr(obfs4_engine, "MAX_CLOSE_JITTER", T)
-    monkeypatch.setattr(ShadowServerEngine, "HANDSHAKE_TIMEOUT", (T, 2 * T))
-    monkeypatch.setattr(ShadowServerEngine, "LINGER", (T, 2 * T))
+    monkeypatch.setattr(DarkStarServerEngine, "HANDSHAKE_TIMEOUT", (T, 2 * T))
+    monkeypatch.setattr(DarkStarServerEngine, "LINGER", (T, 2 * T))
+    monkeypatch.setattr(starburst, "STEP_TIMEOUT", T / 3)
+
+
+def make_server(name: str, state_dir: Path) -> ServerTransport:
+    """Server transport ``name`` with shrunk timeouts (see :data:`SHRUNK`)."""
+    ctx = ServerContext(state_dir=state_dir, timeouts=SHRUNK)
+    server = get_spec(transport_of(name)).make_server(server_options(name), ctx)
+    if isinstance(server, ShadowServer):
+        server.bounds = SHADOW_BOUNDS
+    return server
 
 
 def server_options(name: str) -> dict[str, object]:
-    return dict(SHADOW_OPTIONS) if name == "shadow" else {}
+    return dict({"shadow": SHADOW_OPTIONS, "darkstar": DARKSTAR_OPTIONS}.get(name, {}))
 
 
 class Echo(asyncio.Protocol):
@@ -79,14 +110,14 @@ class Echo(asyncio.Protocol):
 class Target:
     connections: int = 0
     port: int = 0
-    server: api.ServerTransport | None = None
+    server: ServerTransport | None = None
 
 
 @contextlib.asynccontextmanager
 async def serving(name: str, state_dir: Path) -> AsyncIterator[Target]:
     """Run server transport ``name`` on 127.0.0.1 with an echo target."""
     target = Target()
-    target.server = api.server_transport(name, server_options(name), state_dir)
+    target.server = make_server(name, state_dir)
     listener = await api.listen(target.server, "127.0.0.1", 0, lambda: Echo(target))
     target.port = listener.sockets[0].getsockname()[1]
     try:

@@ -51,11 +51,12 @@ async def test_random_probes_get_silence_and_a_timed_close(name: str, tmp_path: 
         assert len({len(s.received) > 0 for s in seen}) == 1
 
 
-@pytest.mark.parametrize("name", ["obfs4", "shadow"])
+@pytest.mark.parametrize("name", ["obfs4", "shadow", "darkstar", "Starbridge"])
 @pytest.mark.timeout(90)
 async def test_close_time_is_randomized(name: str, tmp_path: Path) -> None:
-    """obfs4 and shadow close a failed connection after a random delay: the close times of
-    identical probes spread out instead of fingerprinting the server."""
+    """obfs4, shadow and DarkStar (alone or behind Starbridge's toneburst) close a failed
+    connection after a random delay: the close times of identical probes spread
+    out instead of fingerprinting the server."""
     lengths = [0, 10, 50, 100, 221, 8192, 65536]
     payloads = [bytes(n) for n in lengths for _ in range(6)]
     async with serving(name, tmp_path) as target:
