@@ -1,7 +1,8 @@
-"""Replay and tampering (issue 13): a recorded obfs4 client handshake or shadow first flight,
-replayed from another source port, gets silence and no target connection while the original
-connection keeps working; a shadow server's own salt reflected back is refused; a bit flip in
-any byte of a good first flight gets the same silence."""
+"""Replay and tampering (issue 13): a recorded obfs4 client handshake, shadow first flight or
+DarkStar client hello (shadow cipherName DarkStar), replayed from another source port, gets
+silence and no target connection while the original connection keeps working; a shadow
+server's own salt reflected back is refused; a bit flip in any byte of a good first flight gets
+the same silence."""
 
 from __future__ import annotations
 
@@ -16,11 +17,22 @@ from ptdispatch import api
 from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.net.addr import Address
 from ptdispatch.transports.base import Engine
+from ptdispatch.transports.darkstar.transport import DarkStarClient, DarkStarServer
 from ptdispatch.transports.obfs4 import Obfs4Client, Obfs4Server
 from ptdispatch.transports.shadow import ShadowClient, ShadowServer, parse_config
 from ptdispatch.transports.shadow.ciphers import CIPHERS
 
-from .harness import LATEST_CLOSE, SHADOW_OPTIONS, T, Target, all_probes, probe, serving, shrink_timeouts
+from .harness import (
+    DARKSTAR_OPTIONS,
+    LATEST_CLOSE,
+    SHADOW_OPTIONS,
+    T,
+    Target,
+    all_probes,
+    probe,
+    serving,
+    shrink_timeouts,
+)
 
 DEST = Address("example.net", 443)
 
@@ -33,6 +45,10 @@ def _short_timeouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _client_engine(name: str, target: Target, rng: Callable[[int], bytes] = os.urandom) -> Engine:
     assert target.server is not None
+    if name == "darkstar":  # shadow cipherName DarkStar: what the server publishes, dialing where it listens
+        parsed = api.client_transport("shadow", target.server.smethod_args())
+        assert isinstance(parsed, DarkStarClient)
+        return parsed.engine_for(Address("127.0.0.1", target.port))
     if name == "obfs4":
         parsed = api.client_transport("obfs4", target.server.smethod_args())
         assert isinstance(parsed, Obfs4Client)
@@ -94,7 +110,7 @@ def _silent(seen_ending: str, received: bytes, after_last_byte: float, what: str
     assert after_last_byte >= 0.3 * T, f"{what}: closed {after_last_byte:.2f} s after its last byte"
 
 
-@pytest.mark.parametrize("name", ["obfs4", "shadow"])
+@pytest.mark.parametrize("name", ["obfs4", "shadow", "darkstar"])
 @pytest.mark.timeout(60)
 async def test_replayed_first_flight_gets_silence(name: str, tmp_path: Path) -> None:
     async with serving(name, tmp_path) as target:
@@ -140,6 +156,11 @@ def _flights(tmp_path: Path) -> list[tuple[str, Callable[[], Engine], bytes]]:
         shadow.initiate()
         shadow.send_data(b"GET / HTTP/1.1\r\n\r\n")
         out.append((f"shadow {cipher}", ShadowServer(config).new_engine, shadow.data_to_send()))
+    darkstar = api.server_transport("shadow", DARKSTAR_OPTIONS, tmp_path)
+    assert isinstance(darkstar, DarkStarServer)
+    hello = DarkStarClient(darkstar.key.public, None).engine_for(None)
+    hello.initiate()
+    out.append(("DarkStar", darkstar.new_engine, hello.data_to_send()))
     return out
 
 
@@ -161,7 +182,7 @@ def test_bit_flip_in_any_byte_gets_silence(tmp_path: Path) -> None:
             assert engine.data_to_send() == b"", f"{label}: flip at byte {pos} got a reply"
 
 
-@pytest.mark.parametrize("name", ["obfs4", "shadow"])
+@pytest.mark.parametrize("name", ["obfs4", "shadow", "darkstar"])
 @pytest.mark.timeout(60)
 async def test_bit_flips_over_sockets_get_silence(name: str, tmp_path: Path) -> None:
     async with serving(name, tmp_path) as target:
