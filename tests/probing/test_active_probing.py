@@ -20,6 +20,7 @@ def _short_timeouts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRANSPORTS)
 @pytest.mark.timeout(90)
 async def test_random_probes_get_silence_and_a_timed_close(name: str, tmp_path: Path) -> None:
@@ -51,6 +52,7 @@ async def test_random_probes_get_silence_and_a_timed_close(name: str, tmp_path: 
         assert len({len(s.received) > 0 for s in seen}) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["obfs4", "shadow", "darkstar", "Starbridge"])
 @pytest.mark.timeout(90)
 async def test_close_time_is_randomized(name: str, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ async def serving_meek(state_dir: Path) -> AsyncIterator[Target]:
         listener.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_random_probes_get_only_meek_server_answers(tmp_path: Path) -> None:
     payloads = random_payloads()
