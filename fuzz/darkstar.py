@@ -8,7 +8,7 @@ Starbridge/Replicant engines (Starburst toneburst, then DarkStar), client and se
 * ``starburst-client`` / ``starburst-server``: SMTP lines into the toneburst alone (its own
   error type is ``ValueError``, which the composed engine turns into ``RemoteProtocolError``);
 * ``starbridge-client`` / ``starbridge-server``: the composed engine as Starbridge and Replicant
-  (toneburst starburst) build it (the server through :class:`DarkStarServer`).
+  (toneburst starburst) build them, with deterministic keys.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from ptdispatch.transports.darkstar.framing import nonce
 from ptdispatch.transports.darkstar.handshake import server_identifier
 from ptdispatch.transports.darkstar.keys import PrivateKey, private_from_scalar
 from ptdispatch.transports.darkstar.replay import ReplayFilter
-from ptdispatch.transports.darkstar.transport import DarkStarServer
 from ptdispatch.transports.starburst import Starburst, TonedEngine, client_script, server_script
 
 from .engines import _edit
@@ -130,8 +129,10 @@ target("starburst-server")(_toneburst(server_script))
 
 
 def starbridge_server() -> Engine:
-    """What Starbridge (and Replicant with a starburst toneburst) serves; a fresh replay filter each time."""
-    return DarkStarServer(_SERVER, None, {}, toned=True, rng=det_rng(b"starbridge")).new_engine()
+    """What ``DarkStarServer(toned=True).new_engine()`` builds (Starbridge, and Replicant with a
+    starburst toneburst), with deterministic keys and a fresh replay filter each time."""
+    inner = darkstar_server()
+    return TonedEngine(Starburst(server_script()), inner, linger=inner.linger)
 
 
 def starbridge_client() -> Engine:
