@@ -57,7 +57,7 @@ def meek_seeds() -> dict[str, dict[str, bytes]]:
     chunked += b"5\r\nhello\r\n0\r\n\r\n"
     ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 5\r\n\r\nhello"
     big = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + bytes(2048) + b"\r\n0\r\n\r\n"
-    packed = gzip.compress(b"x" * 3000)
+    packed = gzip.compress(b"x" * 3000, mtime=0)
     zipped = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed) + packed
     return {
         "meek-server": {
