@@ -9,6 +9,7 @@ import json
 from ptdispatch.transports.obfs2 import Obfs2Engine
 from ptdispatch.transports.obfs3 import Obfs3Engine
 
+from .darkstar_seeds import darkstar_seeds, meek_seeds
 from .engines import _CIPHERS, _CONFIGS, _obfs4_client, _obfs4_server
 from .support import Input, det_rng
 from .targets import CORPUS, TARGETS
@@ -86,6 +87,8 @@ def _seeds() -> dict[str, dict[str, bytes]]:
         },
     }
     out.update(_engine_seeds())
+    out.update(darkstar_seeds())
+    out.update(meek_seeds())
     return out
 
 

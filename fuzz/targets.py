@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import engines, protocols  # noqa: F401 - importing registers their targets
+from . import darkstar, engines, meek, protocols  # noqa: F401 - importing registers their targets
 from .support import TARGETS, Target
 
 ROOT = Path(__file__).resolve().parent

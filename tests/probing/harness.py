@@ -1,9 +1,14 @@
 """What an active prober sees of our servers: a test harness over real loopback sockets.
 
-Each server transport runs in this process (with timeouts shrunk through its configuration:
-:data:`TIMEOUTS`) behind an echo application that counts the connections it was handed
+Each server transport runs in this process (its timeouts shrunk through its configuration:
+:data:`SHRUNK`) behind an echo application that counts the connections it was handed
 (the "target").  A probe connects, writes its bytes, and reads until the server closes:
 :class:`Seen` records what came back, how the connection ended (FIN, RST, or still open) and when.
+
+A new server transport joins every probing, replay and flood test by
+adding its name to :data:`TRANSPORTS`, its unprompted bytes to :data:`OWN_FLIGHT`, its latest close
+to :data:`LATEST_CLOSE`, its server options to :func:`server_options`; its timeouts shrink through
+``ServerContext.timeouts`` (:func:`make_server`), for every transport.
 """
 
 from __future__ import annotations
@@ -17,24 +22,60 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdispatch import api
-from ptdispatch.transports import obfs2, obfs3, registry
-from ptdispatch.transports.base import ServerContext, Timeouts
+from ptdispatch.api import get_spec
+from ptdispatch.transports import obfs2, obfs3, starburst
+from ptdispatch.transports.base import ServerContext, ServerTransport, Timeouts
 
-TRANSPORTS = ("obfs2", "obfs3", "obfs4", "shadow")
+TRANSPORTS = ("obfs2", "obfs3", "obfs4", "shadow", "darkstar", "Starbridge")
+"""The silent servers (meek answers HTTP: tests/probing/test_meek_probing.py).  ``darkstar`` is
+``shadow`` with cipherName DarkStar (see :data:`TRANSPORT_OF`)."""
 SHADOW_OPTIONS = {"password": "probe-test", "cipherName": "aes-256-gcm"}
+DARKSTAR_OPTIONS = {"cipherName": "DarkStar"}
+TRANSPORT_OF = {"darkstar": "shadow"}
+"""Test names that are not transport names: the transport they run."""
 T = 1.0
 """The shrunk handshake timeout (seconds); every close bound below is in terms of it."""
-OWN_FLIGHT = {"obfs2": 16 + 8 + obfs2.MAX_PADDING, "obfs3": 192 + obfs3.PAD_MAX, "obfs4": 0, "shadow": 0}
-"""Bytes a server sends unprompted (obfs2 and obfs3 servers speak first: their own handshake)."""
-LATEST_CLOSE = {"obfs2": 2 * T, "obfs3": 2 * T, "obfs4": 3 * T, "shadow": 4 * T}
+OWN_FLIGHT = {
+    "obfs2": 16 + 8 + obfs2.MAX_PADDING,
+    "obfs3": 192 + obfs3.PAD_MAX,
+    "obfs4": 0,
+    "shadow": 0,
+    "darkstar": 0,
+    "Starbridge": len(starburst.BANNER),
+}
+"""Bytes a server sends unprompted (obfs2 and obfs3 servers speak first: their own handshake;
+Starbridge's Starburst speaks the SMTP banner first by design, then nothing more to a prober)."""
+LATEST_CLOSE = {"obfs2": 2 * T, "obfs3": 2 * T, "obfs4": 3 * T, "shadow": 4 * T, "darkstar": 4 * T, "Starbridge": 5 * T}
 """When each server must have closed a failed connection, at the latest, counted from the probe's last byte."""
+EARLIEST_CLOSE = {"darkstar": T / 6 - 0.02, "Starbridge": T / 6 - 0.02}
+"""The soonest a failed connection may close (default 0.3 T): DarkStar's linger (Starbridge's too) is drawn down to
+1/6 of the configured figure (10 s of the default 60 s)."""
 
 
-TIMEOUTS = Timeouts(handshake=T, linger=T)
-"""Handshake timeouts and close delays of seconds instead of minutes, through the servers'
-configuration (``ServerContext.timeouts``): obfs2/obfs3 read and discard for the handshake timeout;
-obfs4 adds its seeded close delay and per-connection jitter, scaled to ``linger``; shadow draws each
-connection's from [T, 2T]."""
+def earliest_close(name: str) -> float:
+    return EARLIEST_CLOSE.get(name, 0.3 * T)
+
+
+def transport_of(name: str) -> str:
+    return TRANSPORT_OF.get(name, name)
+
+
+SHRUNK = Timeouts(handshake=T, linger=T)
+"""Every server's ``ServerContext.timeouts``: obfs2/obfs3 wait T; obfs4 waits T, then its seeded
+close delay and jitter scaled to under T and T/2; shadow draws each connection's from [T, 2T];
+DarkStar draws a handshake timeout in [T/2, T] and a linger in [T/6, T]; Starburst gives each
+listening step T."""
+
+
+def make_server(name: str, state_dir: Path) -> ServerTransport:
+    """Server transport ``name`` with shrunk timeouts (see :data:`SHRUNK`)."""
+    ctx = ServerContext(state_dir=state_dir, timeouts=SHRUNK)
+    server = get_spec(transport_of(name)).make_server(server_options(name), ctx)
+    return server
+
+
+def server_options(name: str) -> dict[str, object]:
+    return dict({"shadow": SHADOW_OPTIONS, "darkstar": DARKSTAR_OPTIONS}.get(name, {}))
 
 
 class Echo(asyncio.Protocol):
@@ -57,16 +98,14 @@ class Echo(asyncio.Protocol):
 class Target:
     connections: int = 0
     port: int = 0
-    server: api.ServerTransport | None = None
+    server: ServerTransport | None = None
 
 
 @contextlib.asynccontextmanager
 async def serving(name: str, state_dir: Path) -> AsyncIterator[Target]:
     """Run server transport ``name`` on 127.0.0.1 with an echo target."""
     target = Target()
-    options = SHADOW_OPTIONS if name == "shadow" else {}
-    context = ServerContext(state_dir=state_dir, timeouts=TIMEOUTS)
-    target.server = registry.lookup(name).make_server(options, context)  # type: ignore[union-attr]
+    target.server = make_server(name, state_dir)
     listener = await api.listen(target.server, "127.0.0.1", 0, lambda: Echo(target))
     target.port = listener.sockets[0].getsockname()[1]
     try:

@@ -1,7 +1,8 @@
-"""Replay and tampering (issue 13): a recorded obfs4 client handshake or shadow first flight,
-replayed from another source port, gets silence and no target connection while the original
-connection keeps working; a shadow server's own salt reflected back is refused; a bit flip in
-any byte of a good first flight gets the same silence."""
+"""Replay and tampering (issue 13): a recorded obfs4 client handshake, shadow first flight or
+DarkStar client hello (shadow cipherName DarkStar), replayed from another source port, gets
+silence and no target connection while the original connection keeps working; a shadow
+server's own salt reflected back is refused; a bit flip in any byte of a good first flight gets
+the same silence."""
 
 from __future__ import annotations
 
@@ -16,17 +17,32 @@ from ptdispatch import api
 from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.net.addr import Address
 from ptdispatch.transports.base import Engine
+from ptdispatch.transports.darkstar.transport import DarkStarClient, DarkStarServer
 from ptdispatch.transports.obfs4 import Obfs4Client, Obfs4Server
 from ptdispatch.transports.shadow import ShadowClient, ShadowServer, parse_config
 from ptdispatch.transports.shadow.ciphers import CIPHERS
 
-from .harness import LATEST_CLOSE, SHADOW_OPTIONS, T, Target, all_probes, probe, serving
+from .harness import (
+    DARKSTAR_OPTIONS,
+    LATEST_CLOSE,
+    SHADOW_OPTIONS,
+    T,
+    Target,
+    all_probes,
+    earliest_close,
+    probe,
+    serving,
+)
 
 DEST = Address("example.net", 443)
 
 
 def _client_engine(name: str, target: Target, rng: Callable[[int], bytes] = os.urandom) -> Engine:
     assert target.server is not None
+    if name == "darkstar":  # shadow cipherName DarkStar: what the server publishes, dialing where it listens
+        parsed = api.client_transport("shadow", target.server.smethod_args())
+        assert isinstance(parsed, DarkStarClient)
+        return parsed.engine_for(Address("127.0.0.1", target.port))
     if name == "obfs4":
         parsed = api.client_transport("obfs4", target.server.smethod_args())
         assert isinstance(parsed, Obfs4Client)
@@ -82,13 +98,13 @@ class Session:
         self.writer.transport.abort()
 
 
-def _silent(seen_ending: str, received: bytes, after_last_byte: float, what: str) -> None:
+def _silent(seen_ending: str, received: bytes, after_last_byte: float, what: str, earliest: float = 0.3 * T) -> None:
     assert received == b"", f"{what}: got {len(received)} bytes back"
     assert seen_ending == "eof", f"{what}: ended by {seen_ending}"
-    assert after_last_byte >= 0.3 * T, f"{what}: closed {after_last_byte:.2f} s after its last byte"
+    assert after_last_byte >= earliest, f"{what}: closed {after_last_byte:.2f} s after its last byte"
 
 
-@pytest.mark.parametrize("name", ["obfs4", "shadow"])
+@pytest.mark.parametrize("name", ["obfs4", "shadow", "darkstar"])
 @pytest.mark.timeout(60)
 async def test_replayed_first_flight_gets_silence(name: str, tmp_path: Path) -> None:
     async with serving(name, tmp_path) as target:
@@ -96,7 +112,7 @@ async def test_replayed_first_flight_gets_silence(name: str, tmp_path: Path) -> 
         assert await original.exchange(b"ping") == b"ping"
         assert target.connections == 1
         seen = await probe(target.port, original.first_flight, wait=LATEST_CLOSE[name] + 5)  # another source port
-        _silent(seen.ending, seen.received, seen.after_last_byte, f"{name} replay")
+        _silent(seen.ending, seen.received, seen.after_last_byte, f"{name} replay", earliest_close(name))
         assert target.connections == 1, "the replay reached the target"
         assert await original.exchange(b"still here") == b"still here"  # the original is unaffected
         original.close()
@@ -134,6 +150,11 @@ def _flights(tmp_path: Path) -> list[tuple[str, Callable[[], Engine], bytes]]:
         shadow.initiate()
         shadow.send_data(b"GET / HTTP/1.1\r\n\r\n")
         out.append((f"shadow {cipher}", ShadowServer(config).new_engine, shadow.data_to_send()))
+    darkstar = api.server_transport("shadow", DARKSTAR_OPTIONS, tmp_path)
+    assert isinstance(darkstar, DarkStarServer)
+    hello = DarkStarClient(darkstar.key.public, None).engine_for(None)
+    hello.initiate()
+    out.append(("DarkStar", darkstar.new_engine, hello.data_to_send()))
     return out
 
 
@@ -155,7 +176,7 @@ def test_bit_flip_in_any_byte_gets_silence(tmp_path: Path) -> None:
             assert engine.data_to_send() == b"", f"{label}: flip at byte {pos} got a reply"
 
 
-@pytest.mark.parametrize("name", ["obfs4", "shadow"])
+@pytest.mark.parametrize("name", ["obfs4", "shadow", "darkstar"])
 @pytest.mark.timeout(60)
 async def test_bit_flips_over_sockets_get_silence(name: str, tmp_path: Path) -> None:
     async with serving(name, tmp_path) as target:
@@ -172,5 +193,16 @@ async def test_bit_flips_over_sockets_get_silence(name: str, tmp_path: Path) -> 
             flipped.append(bytes(data))
         seen = await all_probes(target.port, flipped, wait=LATEST_CLOSE[name] + 5)
         for pos, s in zip(positions, seen, strict=True):
-            _silent(s.ending, s.received, s.after_last_byte, f"{name} flip at byte {pos}")
+            _silent(s.ending, s.received, s.after_last_byte, f"{name} flip at byte {pos}", earliest_close(name))
         assert target.connections == 0
+
+
+def test_truncated_first_flight_gets_silence(tmp_path: Path) -> None:
+    """Every prefix of a good first flight (outline-ss-server's "client bytes truncated"): silence;
+    the server waits for the rest (and then times out), it does not fail at a byte count."""
+    for label, new_engine, flight in _flights(tmp_path):
+        for cut in range(len(flight)):
+            engine = new_engine()
+            assert engine.receive_data(flight[:cut]) == b"", f"{label}: prefix of {cut} bytes gave data"
+            assert engine.data_to_send() == b"", f"{label}: prefix of {cut} bytes got a reply"
+            assert not engine.established, f"{label}: prefix of {cut} bytes was accepted"
