@@ -33,18 +33,35 @@ from tests.peers.managed import echo_handler as echo  # noqa: E402
 
 CLIENT_OPTIONS = {"shadow": {"password": "demo password", "cipherName": "chacha20-ietf-poly1305"}}
 SERVER_OPTIONS = CLIENT_OPTIONS
+CLIENT_ONLY = {"optimizer": "obfs4"}
+"""Client-only transports, and the server transport the demo runs under them."""
 CHUNK = 256 * 1024
 
 
-def available() -> list[str]:
-    names = []
+def available(*, aliases: bool = True) -> list[str]:
+    """Every transport name we have; without ``aliases``, each transport once (meek_lite and meek
+    are meeklite)."""
+    names, seen = [], set()
     for name in registry.names():
         try:
-            registry.lookup(name)
+            spec = registry.lookup(name)
         except ImportError:
             continue
-        names.append(name)
+        if spec is not None and (aliases or id(spec) not in seen):
+            seen.add(id(spec))
+            names.append(name)
     return names
+
+
+def client_options(name: str, server_args: dict[str, str], host: str, port: int) -> dict[str, object]:
+    """What a client of ``name`` needs: the server's SMETHOD ARGS and where it listens."""
+    spec = registry.lookup(name)
+    if spec is not None and spec.name == "meeklite":  # meek: the url names the server
+        return {"url": f"http://{host}:{port}/"}
+    options: dict[str, object] = {**CLIENT_OPTIONS.get(name, {}), **server_args, "serverAddress": f"{host}:{port}"}
+    if name in CLIENT_ONLY:  # Optimizer over one child, the server's own transport
+        return {"strategy": "first", "transports": [{"name": CLIENT_ONLY[name], "config": options}]}
+    return options
 
 
 class Progress:
@@ -106,13 +123,14 @@ async def push(port: int, size: int, label: str) -> tuple[float, bool]:
 
 
 async def demo_one(name: str, size: int, state: Path, echo_port: int) -> tuple[str, float, bool]:
-    server_opts = json.dumps({name: SERVER_OPTIONS.get(name, {})})
+    served = CLIENT_ONLY.get(name, name)
+    server_opts = json.dumps({served: SERVER_OPTIONS.get(served, {})})
     async with running(
-        "-server", "-transport", name, "-bindaddr", f"{name}-127.0.0.1:0", "-target", f"127.0.0.1:{echo_port}",
+        "-server", "-transport", served, "-bindaddr", f"{served}-127.0.0.1:0", "-target", f"127.0.0.1:{echo_port}",
         "-state", str(state / "server"), "-options", server_opts,
     ) as server:  # fmt: skip
-        host, sport = server.method("SMETHOD", name)
-        options = {**CLIENT_OPTIONS.get(name, {}), **server.smethod_args(name), "serverAddress": f"{host}:{sport}"}
+        host, sport = server.method("SMETHOD", served)
+        options = client_options(name, server.smethod_args(served), host, sport)
         async with running("-transport", name, "-options", json.dumps(options), "-state", str(state / "client")) as c:
             for line in (*server.lines, *c.lines):
                 if line.startswith(("SMETHOD ", "CMETHOD ")):
@@ -149,14 +167,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--transport", type=transport_list, action="extend", metavar="NAME[,NAME]",
-        help=f"transport(s) to demo, comma-separated or repeated (default: every one: {', '.join(available())})",
+        help="transport(s) to demo, comma-separated or repeated (default: every one: "
+        + ", ".join(available(aliases=False)) + ")",
     )  # fmt: skip
     parser.add_argument("--size", type=mebibytes, default=64, help="MiB to push through each transport (default 64)")
     return parser.parse_args(argv)
 
 
 async def main(args: argparse.Namespace) -> int:
-    names = list(dict.fromkeys(args.transport or available()))
+    names = list(dict.fromkeys(args.transport or available(aliases=False)))
     size = args.size * 2**20
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = server.sockets[0].getsockname()[1]
