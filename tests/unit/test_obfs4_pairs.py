@@ -378,7 +378,8 @@ def padded_length(burst: int, target: int) -> int:
 def test_iat0_bursts_are_padded_to_the_seeded_length(tmp_path: Path) -> None:
     """Each write is one burst padded to a length drawn from the server's seeded distribution."""
     c, s, server = pair(tmp_path, 0)
-    seed = server.state.drbg_seed
+    # A fixed seed (the server's is random per run, and some seeds' distributions have few values).
+    seed = bytes(range(len(server.state.drbg_seed)))
     c._len = Sampler(seed, 0, MAX_SEGMENT, random.Random(7).randbytes)  # type: ignore[attr-defined]
     twin = Sampler(seed, 0, MAX_SEGMENT, random.Random(7).randbytes)
     lengths = set()
@@ -389,4 +390,4 @@ def test_iat0_bursts_are_padded_to_the_seeded_length(tmp_path: Path) -> None:
         assert len(out) == padded_length(framed_length(size), twin.sample())
         lengths.add(len(out))
         assert s.receive_data(out) == data
-    assert len(lengths) > 6  # the four 1-byte writes are padded to different lengths (odds of a tie: small)
+    assert len(lengths) > 6  # the four 1-byte writes are padded to different lengths (with this seed and draws)
