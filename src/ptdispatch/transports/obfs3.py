@@ -15,6 +15,7 @@ Spec: obfsproxy ``doc/obfs3/obfs3-protocol-spec.txt``; behaviour matched to obfs
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import os
@@ -42,11 +43,19 @@ def _hmac(key: bytes, message: bytes) -> bytes:
     return hmac.digest(key, message, hashlib.sha256)
 
 
+class HandshakeState(enum.Enum):
+    """What an obfs3 engine is reading from its peer."""
+
+    KEY = "public key"
+    MAGIC = "padding and magic"
+    DATA = "data"
+
+
 class Obfs3Engine(Engine):
     """One obfs3 connection; ``initiator`` is the side that dialled.
 
-    :attr:`established` turns true once the peer's public key is in; the peer's magic is looked
-    for in what follows, and only the bytes after it are data.
+    :attr:`established` turns true once the peer's public key is in (state ``MAGIC``); the peer's
+    magic is looked for in what follows, and only the bytes after it are data (state ``DATA``).
     """
 
     __slots__ = (
@@ -60,6 +69,7 @@ class Obfs3Engine(Engine):
         "_rx_magic",
         "_rx_secret",
         "_scan_from",
+        "_state",
         "_tx",
         "_tx_magic",
     )
@@ -67,6 +77,7 @@ class Obfs3Engine(Engine):
     def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
         self._initiator = initiator
         self._rng = rng
+        self._state = HandshakeState.KEY
         self._key: uniformdh.PrivateKey | None = None
         self._buf = bytearray()
         self._scan_from = 0
@@ -75,12 +86,12 @@ class Obfs3Engine(Engine):
         self._rx_magic = b""  # empty until the shared secret is known
         self._rx_secret = b""
         self._tx_magic = b""  # our magic, until it has been sent
-        self._rx: CipherContext | None = None  # set once the peer's magic has been found
-        self._tx: CipherContext | None = None
+        self._rx: CipherContext | None = None  # set on entering DATA
+        self._tx: CipherContext | None = None  # set on leaving KEY
 
     @property
     def established(self) -> bool:
-        return self._tx is not None
+        return self._state is not HandshakeState.KEY
 
     def initiate(self) -> None:
         if self._key is not None:
@@ -91,12 +102,12 @@ class Obfs3Engine(Engine):
         self._out.append(key.public + rng(pad_len) if pad_len else key.public)
 
     def receive_data(self, data: bytes) -> bytes:
-        rx = self._rx
-        if rx is not None:
-            return rx.update(data)
+        state = self._state
+        if state is HandshakeState.DATA and self._rx is not None:
+            return self._rx.update(data)
         buf = self._buf
         buf += data
-        if self._tx is None:
+        if state is HandshakeState.KEY:
             if len(buf) < uniformdh.SIZE:
                 self.initiate()
                 return b""
@@ -106,7 +117,7 @@ class Obfs3Engine(Engine):
 
     def send_data(self, data: bytes) -> None:
         tx = self._tx
-        if tx is None:
+        if self._state is HandshakeState.KEY or tx is None:
             self._pending.append(data)
             return
         if self._tx_magic:
@@ -141,6 +152,7 @@ class Obfs3Engine(Engine):
         else:
             self._tx_magic, self._rx_magic, self._rx_secret = resp_magic, init_magic, init_secret
             self._tx = aes_ctr(resp_secret)
+        self._state = HandshakeState.MAGIC
         if self._pending:
             pending, self._pending = self._pending, []
             self.send_data(join(pending))
@@ -158,6 +170,7 @@ class Obfs3Engine(Engine):
         rest = bytes(buf[pos + MAGIC_LEN :])
         buf.clear()
         self._rx = rx = aes_ctr(self._rx_secret)
+        self._state = HandshakeState.DATA
         return rx.update(rest) if rest else b""
 
 

@@ -16,6 +16,7 @@ fractions at birth; :meth:`DarkStarServerEngine.start` turns them into its hands
 
 from __future__ import annotations
 
+import enum
 import hmac
 import os
 from collections.abc import Callable
@@ -38,6 +39,16 @@ def new_ephemeral() -> PrivateKey:
 
 #: The server's upper bounds (handshake timeout, linger after a failure), in seconds.
 SERVER_TIMEOUTS = Timeouts(handshake=60.0, linger=60.0)
+
+
+class ClientState(enum.Enum):
+    """Where a DarkStar client is in its handshake."""
+
+    NEW = "not started"
+    SENT = "hello sent, waiting for the server's"
+    OPEN = "keys agreed"
+
+
 #: The client gives the server as long as our other clients do.
 CLIENT_TIMEOUTS = Timeouts(handshake=60.0)
 #: The lower bound of each draw, as a fraction of its upper bound (Operator: 30-60 s, 10-60 s).
@@ -105,19 +116,19 @@ class DarkStarClientEngine(_Session, Engine):
         self._sid = sid
         self._make_key = make_key
         self._buffer = b""
-        self._state = "new"  # new -> sent -> open
+        self._state = ClientState.NEW
         self._ephemeral: PrivateKey | None = None
         self._e_static = b""
         self._client_x = b""
 
     @property
     def established(self) -> bool:
-        return self._state == "open"
+        return self._state is ClientState.OPEN
 
     def initiate(self) -> None:
-        if self._state != "new":
+        if self._state is not ClientState.NEW:
             return
-        self._state = "sent"
+        self._state = ClientState.SENT
         c = self._ephemeral = self._make_key()
         self._client_x = x_of(c.public_key())
         self._e_static = ecdh(c, self._server_key)
@@ -126,9 +137,9 @@ class DarkStarClientEngine(_Session, Engine):
         self._out.append(self._client_x + code)
 
     def receive_data(self, data: bytes) -> bytes:
-        if self._state == "open":
+        if self._state is ClientState.OPEN:
             return self.open(data)
-        if self._state == "new":
+        if self._state is ClientState.NEW:
             raise RemoteProtocolError("DarkStar: the server spoke before our hello")
         self._buffer += data
         if len(self._buffer) < HELLO_SIZE:
@@ -144,7 +155,7 @@ class DarkStarClientEngine(_Session, Engine):
         c2s, s2c = session_keys(e_ephem, self._e_static, self._sid, self._client_x, server_x)
         self._start(c2s, s2c)
         self._ephemeral = None
-        self._state = "open"
+        self._state = ClientState.OPEN
         return self.open(rest)
 
     def receive_eof(self) -> None:

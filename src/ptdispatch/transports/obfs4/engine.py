@@ -254,7 +254,7 @@ class ServerEngine(Obfs4Engine):
         self._shared = shared
         self._start = clock()
         self._failed = False
-        self._jitter = -1.0  # drawn on the first failure only: good handshakes use no randomness for it
+        self._jitter: float | None = None  # drawn on the first failure only: good handshakes use no randomness
         self._keys = keys
         self._hs = ServerHandshake(shared.identity, keys.take() if keys is not None else SessionKey(rng), rng)
         self._set_seed(shared.drbg_seed)
@@ -264,7 +264,7 @@ class ServerEngine(Obfs4Engine):
         """Seconds left before a failed connection is closed: the handshake timeout (30 s) + the
         server's seeded close delay (as obfs4proxy) + this connection's random jitter (up to
         :data:`MAX_CLOSE_JITTER`)."""
-        if self._jitter < 0:  # scaled like the close delay when the server's timeouts are configured
+        if self._jitter is None:  # scaled like the close delay when the server's timeouts are configured
             steps = round(MAX_CLOSE_JITTER * self._shared.timeouts.linger / MAX_CLOSE_DELAY * 100)
             self._jitter = int.from_bytes(self._rng(4), "big") % (steps + 1) / 100
         deadline = self._start + self._shared.timeouts.handshake + self._shared.close_delay + self._jitter

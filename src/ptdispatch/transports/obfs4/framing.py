@@ -152,7 +152,7 @@ class Decoder:
         self._rng = rng
         self._buf = b""  # the incomplete frame: its length-field bytes, or (length known) its box so far
         self._scratch = bytearray(0)  # reused output buffer
-        self._next = -1  # box length of the frame being received, -1 before its length field
+        self._next: int | None = None  # box length of the frame being received, once its length field is in
         self._invalid = False
         #: Whether to keep PRNG seed packets (only clients use them).
         self.keep_seed = False
@@ -162,7 +162,7 @@ class Decoder:
     @property
     def pending(self) -> bool:
         """Part of a frame has been received (a stream ending now would cut it)."""
-        return bool(self._buf) or self._next >= 0
+        return bool(self._buf) or self._next is not None
 
     def _bad_length(self) -> int:
         # As obfs4proxy: pretend the length was a random valid one and fail once that much came.
@@ -184,7 +184,7 @@ class Decoder:
         w = start = 0
         if self._buf:
             carried = self._buf
-            need = (self._next if self._next >= 0 else 2) - len(carried)
+            need = (2 if self._next is None else self._next) - len(carried)
             if len(data) < need:
                 self._buf = carried + data
                 return b""
@@ -206,7 +206,7 @@ class Decoder:
         key, prefix, counter = self._key, self._prefix, self._counter
         update, digest, ofb = self._hash.update, self._hash.digest, self._ofb
         while True:
-            if length < 0:
+            if length is None:
                 if end - pos < 2:
                     break
                 update(ofb)
@@ -233,7 +233,7 @@ class Decoder:
                     w += plen
             elif kind == TYPE_PRNG_SEED and plen == SEED_PAYLOAD and self.keep_seed:
                 self.seed = bytes(out[w + 3 : w + 3 + plen])
-            length = -1
+            length = None
         self._counter, self._ofb, self._next = counter, ofb, length
         return pos, w
 
