@@ -19,7 +19,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ptdispatch.transports.base import Engine
-from ptdispatch.transports.darkstar.engine import DarkStarClientEngine, DarkStarServerEngine, ServerKey
+from ptdispatch.transports.darkstar.engine import ClientState, DarkStarClientEngine, DarkStarServerEngine, ServerKey
 from ptdispatch.transports.darkstar.framing import nonce
 from ptdispatch.transports.darkstar.handshake import server_identifier
 from ptdispatch.transports.darkstar.keys import PrivateKey, private_from_scalar
@@ -83,11 +83,12 @@ def darkstar_frames(data: bytes) -> None:
         engine = darkstar_client()
         engine.initiate()
         engine.data_to_send()
-        engine._state = "open"  # the handshake's outcome, without the handshake
+        engine._state = ClientState.OPEN  # the handshake's outcome, without the handshake
     else:
         engine = darkstar_server()
         engine._open = True
     engine._start(_KEYS[0], _KEYS[1])
+    assert engine.established, "darkstar-frames: the engine must start past its handshake"
     sealer, counter = AESGCM(_KEYS[1]), 0
     wire = []
     while inp.pos < len(inp.data):

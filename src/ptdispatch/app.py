@@ -21,7 +21,7 @@ from .frontends.dialer import ClientMethod
 from .frontends.socks.server import Socks5Frontend
 from .ipc.args import format_smethod_args
 from .ipc.reporter import Reporter
-from .logs import EventLog
+from .logs import EventLog, library_logs
 from .net.accept import DialOnAccept
 from .net.addr import Address, format_hostport
 from .net.relay import Splice
@@ -282,13 +282,14 @@ async def run(config: Config, reporter: Reporter, setup: ProcessSetup | None = N
 
     loop.set_exception_handler(on_loop_error)
     _install_signals(dispatcher, loop)
-    await dispatcher.start()
-    if config.exit_on_stdin_close:
-        _watch_stdin(dispatcher, loop)
-    watcher = asyncio.ensure_future(_watch_parent(dispatcher))
-    await dispatcher.stop.wait()
-    watcher.cancel()
-    await dispatcher.shutdown()
+    with library_logs(dispatcher.log):
+        await dispatcher.start()
+        if config.exit_on_stdin_close:
+            _watch_stdin(dispatcher, loop)
+        watcher = asyncio.ensure_future(_watch_parent(dispatcher))
+        await dispatcher.stop.wait()
+        watcher.cancel()
+        await dispatcher.shutdown()
     return ExitCode.OK
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
 
 from .config import LogLevel
 from .errors import InternalError
@@ -49,3 +52,42 @@ class EventLog:
         if isinstance(name, tuple) and len(name) >= 2:
             return format_hostport(str(name[0]), int(name[1]))
         return "[unknown]"
+
+
+_LEVELS = ((logging.ERROR, LogLevel.ERROR), (logging.WARNING, LogLevel.WARN), (logging.INFO, LogLevel.INFO))
+LIBRARY_LOGGER = "ptdispatch"
+"""The library's own loggers (``ptdispatch.meek``...): what they say reaches the parent as LOG lines."""
+
+
+class LibraryLogHandler(logging.Handler):
+    """Python logging records of the library as LOG lines (used as a library, it just logs)."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__()
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = next((ours for theirs, ours in _LEVELS if record.levelno >= theirs), LogLevel.DEBUG)
+        if not self._log.enabled(level):
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string in a log call: logging's own report, on stderr
+            self.handleError(record)
+            return
+        self._log.reporter.log(level, message)
+
+
+@contextlib.contextmanager
+def library_logs(log: EventLog) -> Iterator[None]:
+    """Forward the library's log records to ``log`` while the dispatcher runs."""
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    handler = LibraryLogHandler(log)
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if log.enabled(LogLevel.DEBUG) else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)

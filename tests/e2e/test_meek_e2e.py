@@ -191,3 +191,18 @@ async def test_socks5_json_parameter_block(tmp_path: Path) -> None:
             writer.close()
     finally:
         echo.close()
+
+
+async def test_ignored_utls_is_a_log_warning(tmp_path: Path) -> None:
+    """The library's own warnings (Python logging) reach the parent as LOG lines."""
+    options = {"url": "http://127.0.0.1:9/", "utls": "HelloChrome_Auto"}
+    client = await spawn(
+        "-client", "-transport", "meeklite", "-mode", "socks5", "-ipcLogLevel", "WARN",
+        "-options", json.dumps(options), "-state", str(tmp_path),
+    )  # fmt: skip
+    try:
+        await client.read_until("CMETHODS DONE")
+        warning = "LOG WARN meek: option utls=HelloChrome_Auto is ignored"
+        assert any(line.startswith(warning) for line in client.lines), client.lines
+    finally:
+        await client.stop()
