@@ -1,12 +1,9 @@
 """The meek client (meek_lite): a session of HTTP POSTs, handed to the application as a stream.
 
-Requests and poll schedule as obfs4proxy 0.0.14 (sections 1.3-1.5 of the wire notes): the stream is
-handed over as soon as a connection to the server (or front) is open, and the first request carries
-the first write, or is an empty poll 100 ms later.  Better than obfs4proxy where safe: a server that
-cannot be reached fails the dial (a SOCKS error, where obfs4proxy answers success, then closes); a
-request that fails on a reused keep-alive connection before any answer is sent again once on a fresh
-connection; a non-200 other than 500 is retried after a short backoff, up to 10 times (sections
-1.6-1.7).  A 500 is meek-server's "this session is over" (its upstream ended or
+Requests and poll schedule as obfs4proxy 0.0.14 (sections 1.3-1.5 of the wire notes); better than it
+where safe (section 1.6-1.7): a request that fails on a reused keep-alive connection before any
+answer is sent again once on a fresh connection, and a non-200 other than 500 is retried after a
+short backoff, up to 10 times.  A 500 is meek-server's "this session is over" (its upstream ended or
 could not be dialled; a retry would open a new upstream connection): the stream ends.
 """
 
@@ -43,20 +40,12 @@ class ClientSession:
         self.sid = wire.new_session_id(rng)
         self._conn: HttpClientConnection | None = None
 
-    async def connect(self) -> HttpClientConnection:
-        """The connection for the next request: the one taken already, else an idle kept-alive one,
-        else a new one (a server that cannot be reached fails here, before any request)."""
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = await pool().get(self.options, self.dialer)
-        return conn
-
     async def exchange(self, body: bytes) -> bytes:
         """POST ``body``; the response's bytes.  Raises ``SessionEnded`` on 500, ``OSError`` else."""
         request = wire.request(self.options.url, self.sid, len(body))
         policy = wire.RetryPolicy()
         while True:
-            conn = await self.connect()
+            conn = self._conn = await pool().get(self.options, self.dialer)
             try:
                 async with asyncio.timeout(EXCHANGE_TIMEOUT):
                     reply = await conn.round_trip(request, body)
@@ -102,12 +91,12 @@ class MeekClientTransport(asyncio.Transport):
         self._writing_paused = False
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, app: asyncio.BaseProtocol) -> None:
-        """Hand the stream to ``app``; the first request goes with its first write, or as an empty
-        poll after ``INIT_POLL`` (as obfs4proxy: no request before the stream is handed over)."""
+    def start(self, app: asyncio.BaseProtocol, first: bytes) -> None:
         self.app = app
         app.connection_made(self)
-        self._task = asyncio.ensure_future(self._run(wire.INIT_POLL))
+        if first:
+            app.data_received(first)  # type: ignore[attr-defined]
+        self._task = asyncio.ensure_future(self._run(0.0 if first else wire.INIT_POLL))
 
     # --- asyncio.Transport ---------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -230,12 +219,15 @@ class MeekClient(ClientTransport):
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         session = ClientSession(self.options, dialer, self._rng)
         try:
-            async with asyncio.timeout(dialer.timeout):
-                await session.connect()  # a server that cannot be reached fails the dial (a SOCKS error)
+            async with asyncio.timeout(dialer.timeout + EXCHANGE_TIMEOUT):
+                first = await session.exchange(b"")  # a dead server fails the dial (a SOCKS error)
+        except SessionEnded:
+            session.drop()
+            raise RemoteProtocolError("the meek server could not connect the session (500)") from None
         except BaseException:
             session.drop()
             raise
         transport = MeekClientTransport(session, address)
         app = app_factory()
-        transport.start(app)
+        transport.start(app, first)
         return transport, app
