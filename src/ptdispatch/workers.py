@@ -232,7 +232,7 @@ class Supervisor:
     def _line(self, worker: Worker, line: str) -> None:
         keyword, _, rest = line.partition(" ")
         if keyword == "LOG":
-            self.reporter.line("LOG", rest)
+            self.reporter.forward_log(rest)
         elif not worker.ready:
             worker.startup.append(line)
             worker.ready = line in _DONE

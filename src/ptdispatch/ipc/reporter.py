@@ -7,6 +7,10 @@ tests pass buffers).
 
 from __future__ import annotations
 
+import io
+import os
+import select
+import stat
 from typing import TextIO
 
 from ..config import LogLevel
@@ -20,13 +24,32 @@ _PT1_SEVERITY = {
 }
 
 
+MAX_LOG = 2000
+"""Characters of a LOG message kept: a LOG line stays under PIPE_BUF (4096 bytes), so writing it to
+a pipe with room never blocks."""
+
+
+def _pipe(stream: TextIO) -> int | None:
+    """The descriptor of ``stream`` when it is a pipe (whose reader may stop reading), else None."""
+    try:
+        fd = stream.fileno()
+        return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
 def _clean(text: str) -> str:
     """A line argument may not contain NUL or newlines."""
     return text.replace("\x00", " ").replace("\r", " ").replace("\n", " ")
 
 
 class Reporter:
-    """Writes VERSION/CMETHOD/SMETHOD/.../LOG lines."""
+    """Writes VERSION/CMETHOD/SMETHOD/.../LOG lines.
+
+    LOG lines never block the process: when stdout is a pipe the parent has stopped reading (it
+    is full), a LOG line is dropped and counted, and the count is reported in a WARN line once
+    there is room again.  Other lines (the start-up protocol) are written whatever it takes.
+    """
 
     def __init__(
         self,
@@ -40,6 +63,9 @@ class Reporter:
         self._err = err
         self.level = level
         self.pt_version = pt_version
+        self._out_pipe = _pipe(out)
+        #: LOG lines dropped since the last one written (the parent was not reading).
+        self.dropped = 0
 
     def line(self, keyword: str, *args: str) -> None:
         """A protocol line on stdout."""
@@ -57,11 +83,26 @@ class Reporter:
         """A LOG line if ``level`` is at or above the configured -ipcLogLevel."""
         if level == LogLevel.NONE or level > self.level:
             return
+        self.forward_log(self._log_args(level, message))
+
+    def forward_log(self, args: str) -> None:
+        """Write ``LOG args`` (built by :meth:`log`, here or in a worker), or drop it while the
+        parent is not reading."""
+        if self._out_pipe is not None and not select.select([], [self._out_pipe], [], 0)[1]:
+            self.dropped += 1
+            return
+        if self.dropped:
+            dropped, self.dropped = self.dropped, 0
+            note = f"{dropped} LOG line(s) dropped: the parent was not reading stdout"
+            self.line("LOG", self._log_args(LogLevel.WARN, note))
+        self.line("LOG", args)
+
+    def _log_args(self, level: LogLevel, message: str) -> str:
+        message = _clean(message[:MAX_LOG])
         if self.pt_version == "1":
-            escaped = escape(_clean(message), '"')
-            self.line("LOG", f"SEVERITY={_PT1_SEVERITY[level]}", f'MESSAGE="{escaped}"')
-        else:
-            self.line("LOG", level.name, message)
+            quoted = escape(message, '"')
+            return f'SEVERITY={_PT1_SEVERITY[level]} MESSAGE="{quoted}"'
+        return f"{level.name} {message}"
 
     def enabled(self, level: LogLevel) -> bool:
         return level != LogLevel.NONE and level <= self.level
