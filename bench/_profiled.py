@@ -13,7 +13,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
-from ptdispatch import cli
+from ptdispatch import cli, launch
 
 
 def _wrap(original: Any) -> Any:
@@ -41,5 +41,5 @@ def _wrap(original: Any) -> Any:
 
 
 if __name__ == "__main__":
-    cli.run = _wrap(cli.run)  # type: ignore[attr-defined]
+    launch.run = _wrap(launch.run)  # the dispatcher's coroutine, as launch() starts it
     cli.entry()
