@@ -41,5 +41,5 @@ def _wrap(original: Any) -> Any:
 
 
 if __name__ == "__main__":
-    launch.run = _wrap(launch.run)  # the dispatcher's coroutine, as launch() starts it
+    launch.run = _wrap(launch.run)  # type: ignore[attr-defined]  # the coroutine launch() starts
     cli.entry()
