@@ -85,3 +85,12 @@ def test_per_connection_goals_give_ratios_and_say_why_a_peer_is_missing() -> Non
     assert "not run" in goals["#12 plain MiB per CPU-s >= 1x socat -b262144"]["why"]
     text = report.goals_text(list(goals.values()))
     assert "ratio 0.88x" in text and "ss-server not installed" in text
+
+
+@pytest.mark.timeout(120)
+def test_bench_profile_runs_with_the_profiler(tmp_path: Path) -> None:
+    """``bench.profile`` starts ptdispatch under its cProfile switch and reports the phases."""
+    argv = [sys.executable, "-m", "bench.profile", "--only", "shadow ptd/ptd", "--count", "20", "--top", "3"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "server profiled" in done.stdout and "handshake" in done.stdout, done.stdout
