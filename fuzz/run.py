@@ -167,14 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     parser.add_argument("--jobs", type=int, default=1, help="targets run side by side (default 1)")
     parser.add_argument("--json", type=Path, help="append one JSON line per target to this file")
-    parser.add_argument("--table", type=Path, help="print a --json file as a Markdown table and exit")
+    parser.add_argument(
+        "--table", type=Path, nargs="+", metavar="FILE", help="print --json files as one Markdown table (summed) and exit"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
     if args.child:
         child(args.child, args.seconds, extra)
         return 0
     if args.table:
-        rows = [{"spurious": [], **json.loads(line)} for line in args.table.read_text().splitlines() if line]
+        lines = [line for path in args.table for line in path.read_text().splitlines() if line]
+        rows = [{"spurious": [], **json.loads(line)} for line in lines]
         print(table([Result(**row) for row in rows]))
         return 0
     from fuzz.targets import TARGETS
