@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_operator_e2e import roundtrip
-from tests.interop._obfs4proxy_pt import socks5_connect
 from tests.peers.dispatcher import run_once, running
 from tests.peers.managed import echo_server
+from tests.peers.obfs4proxy import socks5_connect
 
 
 def free_port() -> int:

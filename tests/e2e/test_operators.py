@@ -16,7 +16,8 @@ import pytest
 from ptdispatch import api
 from tests.peers.dispatcher import Dispatcher, run_once, running
 from tests.peers.managed import echo_server
-from tests.peers.scrape import free_port, scrape, value
+from tests.peers.procs import free_port
+from tests.peers.scrape import scrape, value
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -260,7 +261,7 @@ def _alive(pid: int) -> bool:
 
 
 async def test_client_workers_share_the_socks_port(tmp_path: Path) -> None:
-    from tests.interop._obfs4proxy_pt import socks5_connect
+    from tests.peers.obfs4proxy import socks5_connect
 
     echo, eport = await echo_server()
     async with obfs4_server(tmp_path, eport) as server:
