@@ -21,8 +21,7 @@ import pytest
 from ptdispatch import api
 from ptdispatch.net.addr import Address
 from tests.conftest import need_binary
-from tests.e2e.test_operators import client_hello, send_raw
-from tests.peers.dispatcher import Dispatcher, running, stop
+from tests.peers.dispatcher import Dispatcher, client_hello, running, send_raw, stop
 from tests.peers.managed import echo_server
 from tests.peers.procs import free_port, stop_process
 from tests.peers.redis import redis_server

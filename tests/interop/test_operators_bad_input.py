@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_operators import client_hello, obfs4_roundtrip, obfs4_server
+from tests.peers.dispatcher import client_hello, obfs4_roundtrip, obfs4_server
 from tests.peers.managed import echo_server
 from tests.peers.procs import free_port
 from tests.peers.redis import RedisServer

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_binary
-from tests.e2e.test_operators import obfs4_roundtrip, obfs4_server
+from tests.peers.dispatcher import obfs4_roundtrip, obfs4_server
 from tests.peers.managed import echo_server
 from tests.peers.procs import free_port, stop_process
 
