@@ -194,6 +194,16 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` alone (VmRSS), 0 once it is gone; read by scripts/soak.py and the flood tests."""
+    return _status_kib(pid, "VmRSS:")
+
+
+def open_fds(pid: int) -> int:
+    """How many descriptors ``pid`` holds open (entries of /proc/PID/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def memory_kib(pids: Iterable[int]) -> tuple[int, int, int]:
     """(RSS, PSS, process count) summed over the processes and their live descendants."""
     rss = pss = count = 0

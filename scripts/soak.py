@@ -16,6 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.procs import open_fds, rss_kib  # noqa: E402
+
 SHADOW = {"password": "soak", "cipherName": "chacha20-ietf-poly1305"}
 COMMAND = [sys.executable, "-m", "ptdispatch"]
 
@@ -30,11 +34,7 @@ class Counters:
 
 def _proc(pid: int) -> tuple[int, int]:
     """(RSS in KiB, open descriptors) of ``pid``."""
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    return rss_kib(pid), open_fds(pid)
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_operator_e2e import roundtrip
-from tests.interop._obfs4proxy_pt import socks5_connect
 from tests.peers.dispatcher import run_once, running
 from tests.peers.managed import echo_server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.peers.obfs4proxy import socks5_connect
+from tests.peers.procs import free_port
 
 
 @pytest.mark.parametrize(("flag", "name", "prefix"), [

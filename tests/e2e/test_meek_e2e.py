@@ -21,8 +21,8 @@ from tests.e2e.test_udp_e2e import (
     udp_echo,
     until_connected,
 )
-from tests.interop._obfs4proxy_pt import echo_roundtrip, socks5_connect
 from tests.peers.managed import echo_server
+from tests.peers.obfs4proxy import echo_roundtrip, socks5_connect
 
 pytestmark = pytest.mark.timeout(90)
 

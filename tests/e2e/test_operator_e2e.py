@@ -16,9 +16,9 @@ import pytest
 from python_socks import ProxyError, ProxyTimeoutError
 
 from tests.e2e.test_udp_e2e import exchange, source, spawn, udp_echo, until_connected
-from tests.interop._obfs4proxy_pt import socks5_connect
 from tests.peers.dispatcher import Dispatcher, running
 from tests.peers.managed import echo_server
+from tests.peers.obfs4proxy import socks5_connect
 
 CASES: dict[str, tuple[str, dict[str, object]]] = {
     "shadow-darkstar": ("shadow", {"cipherName": "DarkStar"}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -14,45 +13,12 @@ from pathlib import Path
 import pytest
 
 from ptdispatch import api
-from tests.peers.dispatcher import Dispatcher, run_once, running
+from tests.peers.dispatcher import client_hello, obfs4_roundtrip, obfs4_server, run_once, running, send_raw
 from tests.peers.managed import echo_server
-from tests.peers.scrape import free_port, scrape, value
+from tests.peers.procs import free_port
+from tests.peers.scrape import scrape, value
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def obfs4_server(tmp: Path, target: int, *extra: str, level: str = "INFO"):  # type: ignore[no-untyped-def]
-    """(The test must read the LOG lines it asks for: a full stdout pipe stops the server.)"""
-    return running(
-        "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0", "-target", f"127.0.0.1:{target}",
-        "-state", str(tmp / "state"), "-ipcLogLevel", level, *extra,
-    )  # fmt: skip
-
-
-async def obfs4_roundtrip(server: Dispatcher, size: int = 20_000) -> None:
-    reader, writer = await api.open_connection("obfs4", server.method("SMETHOD", "obfs4"), server.smethod_args("obfs4"))
-    blob = os.urandom(size)
-    writer.write(blob)
-    assert await asyncio.wait_for(reader.readexactly(size), 20) == blob
-    writer.close()
-
-
-def client_hello(server: Dispatcher) -> bytes:
-    """One obfs4 client handshake, as bytes to send (and to replay)."""
-    engine = api.client_transport("obfs4", server.smethod_args("obfs4")).new_engine(None)  # type: ignore[attr-defined]
-    engine.initiate()
-    return bytes(engine.data_to_send())
-
-
-async def send_raw(address: tuple[str, int], data: bytes, wait: float = 1.0) -> bytes:
-    """Send ``data`` on a fresh connection and return what comes back within ``wait`` seconds."""
-    reader, writer = await asyncio.open_connection(*address)
-    writer.write(data)
-    got = b""
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        got = await asyncio.wait_for(reader.read(65536), wait)
-    writer.transport.abort()
-    return got
 
 
 async def test_metrics_single_process(tmp_path: Path) -> None:
@@ -260,7 +226,7 @@ def _alive(pid: int) -> bool:
 
 
 async def test_client_workers_share_the_socks_port(tmp_path: Path) -> None:
-    from tests.interop._obfs4proxy_pt import socks5_connect
+    from tests.peers.obfs4proxy import socks5_connect
 
     echo, eport = await echo_server()
     async with obfs4_server(tmp_path, eport) as server:

@@ -20,9 +20,9 @@ import pytest
 from python_socks import ProxyError
 
 from tests.conftest import need_binary
-from tests.interop._obfs4proxy_pt import socks5_connect
-from tests.interop.test_upstream_proxy import free_port, process
 from tests.peers.dispatcher import Dispatcher, running, stop
+from tests.peers.obfs4proxy import socks5_connect
+from tests.peers.procs import free_port, process
 
 SHADOW = {"password": "optimizer e2e", "cipherName": "aes-256-gcm"}
 STRATEGIES = ["first", "random", "rotate", "track", "minimizeDialDuration"]

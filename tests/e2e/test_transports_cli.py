@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from ptdispatch.transports import registry
-from tests.interop._obfs4proxy_pt import obfs4proxy_client, obfs4proxy_server, socks5_connect
 from tests.peers.dispatcher import running
 from tests.peers.managed import echo_server
+from tests.peers.obfs4proxy import obfs4proxy_client, obfs4proxy_server, socks5_connect
 
 OBFS = ["obfs4", "obfs2", "obfs3"]
 SHADOW = {"password": "e2e password", "cipherName": "chacha20-ietf-poly1305"}

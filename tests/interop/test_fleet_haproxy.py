@@ -21,10 +21,10 @@ import pytest
 from ptdispatch import api
 from ptdispatch.net.addr import Address
 from tests.conftest import need_binary
-from tests.e2e.test_operators import client_hello, send_raw
-from tests.peers.dispatcher import Dispatcher, running, stop
+from tests.peers.dispatcher import Dispatcher, client_hello, running, send_raw, stop
 from tests.peers.managed import echo_server
-from tests.peers.redis import free_port, redis_server
+from tests.peers.procs import free_port, stop_process
+from tests.peers.redis import redis_server
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 SHADOW = {"password": "fleet password", "cipherName": "chacha20-ietf-poly1305"}
@@ -62,14 +62,7 @@ async def haproxy(config: Path) -> AsyncIterator[None]:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_process(proc)
 
 
 async def roundtrip(transport: str, address: tuple[str, int], options: dict[str, str]) -> None:

@@ -9,11 +9,11 @@ import pytest
 
 import ptdispatch
 from ptdispatch.extorport import COOKIE_HEADER
-from tests.interop._obfs4proxy_pt import echo_roundtrip
 from tests.peers.certs import make_test_ca
 from tests.peers.dispatcher import running
 from tests.peers.fake_tor import COOKIE, FakeTor, fake_tor
 from tests.peers.nginx import nginx_front
+from tests.peers.obfs4proxy import echo_roundtrip
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 

@@ -16,9 +16,9 @@ import pytest
 from ptdispatch.net.addr import Address
 from ptdispatch.transports.meek import MeekServer, ServerOptions
 from tests.conftest import need_binary
-from tests.interop._obfs4proxy_pt import echo_roundtrip
 from tests.peers.certs import make_test_ca
 from tests.peers.managed import echo_handler, run_managed
+from tests.peers.obfs4proxy import echo_roundtrip
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 

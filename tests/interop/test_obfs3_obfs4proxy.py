@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop._obfs4proxy_pt import echo_roundtrip, via_obfs4proxy_client, via_obfs4proxy_server
+from tests.peers.obfs4proxy import echo_roundtrip, via_obfs4proxy_client, via_obfs4proxy_server
 
 TRANSPORT = "obfs3"
 pytestmark = pytest.mark.interop

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_operators import client_hello, obfs4_roundtrip, obfs4_server
+from tests.peers.dispatcher import client_hello, obfs4_roundtrip, obfs4_server
 from tests.peers.managed import echo_server
+from tests.peers.procs import free_port
 from tests.peers.redis import RedisServer
-from tests.peers.scrape import free_port, scrape, value
+from tests.peers.scrape import scrape, value
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(300)]
 

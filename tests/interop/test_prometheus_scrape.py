@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_binary
-from tests.e2e.test_operators import obfs4_roundtrip, obfs4_server
+from tests.peers.dispatcher import obfs4_roundtrip, obfs4_server
 from tests.peers.managed import echo_server
-from tests.peers.scrape import free_port
+from tests.peers.procs import free_port, stop_process
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -59,10 +59,5 @@ async def test_prometheus_scrapes_and_answers(tmp_path: Path) -> None:
             up = await asyncio.to_thread(query, pport, 'up{job="ptdispatch"}')
             assert up and float(up[0]["value"][1]) == 1  # type: ignore[index]
         finally:
-            prom.terminate()
-            try:
-                prom.wait(10)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
+            stop_process(prom, timeout=10)
     echo.close()

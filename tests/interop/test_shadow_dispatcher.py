@@ -21,9 +21,10 @@ import pytest
 from python_socks.async_.asyncio import Proxy
 
 from tests.conftest import need_binary
-from tests.interop.test_shadow_ss_libev import free_port, ss_process
+from tests.interop.test_shadow_ss_libev import ss_process
 from tests.peers.dispatcher import running
 from tests.peers.managed import echo_server
+from tests.peers.procs import free_port
 
 pytestmark = pytest.mark.interop
 

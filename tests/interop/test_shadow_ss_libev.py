@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -27,19 +26,13 @@ from ptdispatch.transports.shadow import ServerTimeouts, ShadowServer, parse_con
 from tests.conftest import need_binary
 from tests.peers.managed import echo_handler as echo
 from tests.peers.managed import echo_server
+from tests.peers.procs import free_port
 
 pytestmark = pytest.mark.interop
 
 SS_CIPHERS = ["chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm", "aes-192-gcm", "xchacha20-ietf-poly1305"]
 PASSWORD = "interop-pw"
 BIG = 64 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_port(port: int, timeout: float = 10.0) -> None:

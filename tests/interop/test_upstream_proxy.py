@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,37 +15,7 @@ from python_socks.async_.asyncio import Proxy
 from tests.conftest import need_binary
 from tests.peers.dispatcher import running
 from tests.peers.managed import echo_server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def process(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a proxy and wait until it accepts on ``port``; stop it by PID."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(100):
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited: {proc.stderr.read() if proc.stderr else b''!r}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+from tests.peers.procs import free_port, process
 
 
 @contextlib.contextmanager

@@ -9,6 +9,9 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ptdispatch import api
 
 COMMAND = [sys.executable, "-m", "ptdispatch"]
 
@@ -116,3 +119,41 @@ async def stop(proc: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+# --- an obfs4 server command, and clients for it (operators' tests: metrics, workers, fleets) ---
+
+
+def obfs4_server(tmp: Path, target: int, *extra: str, level: str = "INFO"):  # type: ignore[no-untyped-def]
+    """An obfs4 server command in front of 127.0.0.1:``target`` (the test must read the LOG lines it asks
+    for: a full stdout pipe stops the server)."""
+    return running(
+        "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0", "-target", f"127.0.0.1:{target}",
+        "-state", str(tmp / "state"), "-ipcLogLevel", level, *extra,
+    )  # fmt: skip
+
+
+async def obfs4_roundtrip(server: Dispatcher, size: int = 20_000) -> None:
+    reader, writer = await api.open_connection("obfs4", server.method("SMETHOD", "obfs4"), server.smethod_args("obfs4"))
+    blob = os.urandom(size)
+    writer.write(blob)
+    assert await asyncio.wait_for(reader.readexactly(size), 20) == blob
+    writer.close()
+
+
+def client_hello(server: Dispatcher) -> bytes:
+    """One obfs4 client handshake, as bytes to send (and to replay)."""
+    engine = api.client_transport("obfs4", server.smethod_args("obfs4")).new_engine(None)  # type: ignore[attr-defined]
+    engine.initiate()
+    return bytes(engine.data_to_send())
+
+
+async def send_raw(address: tuple[str, int], data: bytes, wait: float = 1.0) -> bytes:
+    """Send ``data`` on a fresh connection and return what comes back within ``wait`` seconds."""
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(data)
+    got = b""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        got = await asyncio.wait_for(reader.read(65536), wait)
+    writer.transport.abort()
+    return got

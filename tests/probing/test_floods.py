@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from bench.procs import open_fds, rss_kib
 
 import ptdispatch
 from tests.peers.dispatcher import Dispatcher, running
@@ -27,17 +28,6 @@ FLOODED = (*TRANSPORTS, "meek")
 FLOOD = 1000
 FD_MARGIN = 8
 RSS_MARGIN_KIB = 16 * 1024  # measured: +3.4 to +4.2 MiB (allocator retention)
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,17 +1,21 @@
-"""Properties of the DarkStar, Starbridge and Replicant engines: chunking never matters; garbage
-only raises RemoteProtocolError."""
+"""What only the DarkStar family (shadow's DarkStar, Starbridge, Replicant) needs beyond the conformance suite.
+
+tests/conformance runs every transport's chunking and garbage properties, these three included
+(rows shadow-darkstar, starbridge, replicant, replicant-none): data cut anywhere after a whole
+handshake, garbage into a server, into a client and after the handshake.  What it does not cut is
+the handshake itself, nor messages longer than one DarkStar frame (16383 bytes of payload): here
+the handshake flights (DarkStar's key and confirmation, Starbridge's SMTP toneburst lines,
+Replicant's toneburst) are split at the same arbitrary points as messages of up to 20,000 bytes.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.transports.base import Engine
 from tests.unit.test_darkstar_pairs import make_client, make_server
 
@@ -55,7 +59,9 @@ def _run(c: Engine, s: Engine, cuts: list[int]) -> None:
     messages=st.lists(st.binary(min_size=1, max_size=20000), min_size=1, max_size=4),
     cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=12),
 )
-def test_any_chunking_gives_the_same_plaintext(name: str, messages: list[bytes], cuts: list[int]) -> None:
+def test_cut_handshakes_and_long_messages_give_the_same_plaintext(
+    name: str, messages: list[bytes], cuts: list[int]
+) -> None:
     server = SERVERS[name]
     c, s = make_client(name, server).new_engine(None), server.new_engine()
     _run(c, s, cuts)
@@ -65,41 +71,3 @@ def test_any_chunking_gives_the_same_plaintext(name: str, messages: list[bytes],
     for m in messages:
         s.send_data(m)
     assert _feed(c, _split(s.data_to_send(), cuts)) == b"".join(messages)
-
-
-@settings(max_examples=150, deadline=None)
-@given(name=NAMES, chunks=st.lists(st.binary(max_size=3000), max_size=6))
-def test_garbage_into_server_only_raises_remote_error(name: str, chunks: list[bytes]) -> None:
-    engine = SERVERS[name].new_engine()
-    engine.initiate()
-    try:
-        for chunk in chunks:
-            engine.receive_data(chunk)
-        engine.receive_data(os.urandom(1000))
-    except RemoteProtocolError as exc:
-        assert exc.linger > 0
-    else:
-        assert not engine.established
-
-
-@settings(max_examples=100, deadline=None)
-@given(name=NAMES, chunks=st.lists(st.binary(max_size=3000), min_size=1, max_size=6), to_server=st.booleans())
-def test_garbage_after_handshake_only_raises_remote_error(name: str, chunks: list[bytes], to_server: bool) -> None:
-    server = SERVERS[name]
-    c, s = make_client(name, server).new_engine(None), server.new_engine()
-    _run(c, s, [])
-    target = s if to_server else c
-    try:
-        for chunk in chunks:
-            assert target.receive_data(chunk) == b""
-    except RemoteProtocolError:
-        pass
-
-
-@settings(max_examples=100, deadline=None)
-@given(name=NAMES, garbage=st.binary(min_size=1, max_size=9000))
-def test_garbage_into_client_only_raises_remote_error(name: str, garbage: bytes) -> None:
-    c = make_client(name, SERVERS[name]).new_engine(None)
-    c.initiate()
-    with contextlib.suppress(RemoteProtocolError):
-        c.receive_data(garbage)

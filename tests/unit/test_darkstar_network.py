@@ -21,7 +21,7 @@ from ptdispatch.transports.base import Timeouts
 from ptdispatch.transports.darkstar.engine import DarkStarClientEngine
 from ptdispatch.transports.darkstar.handshake import server_identifier
 from ptdispatch.transports.darkstar.transport import DarkStarServer
-from tests.interop.test_obfs4_interop import _exchange
+from tests.peers.managed import exchange
 
 OPTIONS = {"shadow": {"cipherName": "DarkStar"}, "Starbridge": {}}
 
@@ -46,7 +46,7 @@ class Served:
         reader, writer = await asyncio.wait_for(
             ptdispatch.open_connection(self.name, ("127.0.0.1", self.port), self.options), 10
         )
-        await asyncio.wait_for(_exchange(reader, writer, 50_000), 10)
+        await asyncio.wait_for(exchange(reader, writer, 50_000), 10)
 
     def hello(self) -> bytes:
         """A valid DarkStar client hello for this server."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
+
 from ptdispatch.crypto import filler
 from ptdispatch.transports.obfs2 import HEADER_LEN, SEED_LEN, Obfs2Engine
 
@@ -18,11 +20,23 @@ def test_filler_lengths_and_no_repeats() -> None:
     assert pad(64) != pad(64)
 
 
-def test_filler_rekeys_when_its_budget_is_spent() -> None:
+def test_filler_rekeys_from_the_os_when_its_budget_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys: list[int] = []
+    real = os.urandom
+
+    def urandom(n: int) -> bytes:
+        keys.append(n)
+        return real(n)
+
+    monkeypatch.setattr(filler, "REKEY_BYTES", 1000)
+    monkeypatch.setattr(filler.os, "urandom", urandom)
     pad = filler.Filler()
-    pad._left = 10
-    pad(100)  # more than is left: a fresh key first
-    assert pad._left == filler.REKEY_BYTES - 100
+    assert keys == [32, 16]  # a ChaCha20 key and nonce from the OS
+    pad(600)
+    pad(400)  # exactly the budget: the same keystream
+    assert keys == [32, 16]
+    pad(1)  # one byte more: a fresh key first
+    assert keys == [32, 16, 32, 16]
 
 
 def test_pad_source_only_replaces_the_os() -> None:

@@ -19,19 +19,27 @@ def test_without_a_loop_keys_are_made_on_demand() -> None:
 
 
 async def test_refill_runs_after_what_the_callback_queued() -> None:
-    keys = SessionKeys(os.urandom)
-    order: list[str] = []
+    drawn: list[int] = []
+
+    def rng(n: int) -> bytes:
+        drawn.append(n)
+        return os.urandom(n)
+
+    keys = SessionKeys(rng)
     loop = asyncio.get_running_loop()
     keys.refill_soon()
-    loop.call_soon(order.append, "reply")  # queued by the same callback, after the refill request
+    replied_after: list[int] = []
+    loop.call_soon(lambda: replied_after.append(len(drawn)))  # the reply, queued after the refill request
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    assert order == ["reply"]
-    ready = keys._ready
-    assert ready is not None
+    assert replied_after == [0]  # the reply went out before any key was made
+    made = len(drawn)
+    assert made > 0  # then the next key was made, in spare time
+    ready = keys.take()
+    assert len(drawn) == made  # taken ready-made
     assert elligator2.representative_to_public(ready.representative) == ready.public
-    assert keys.take() is ready
-    assert keys._ready is None  # used once
+    assert keys.take().public != ready.public
+    assert len(drawn) > made  # used once: the next one is made on demand
 
 
 def test_only_the_os_gets_a_pool_and_each_thread_its_own() -> None:

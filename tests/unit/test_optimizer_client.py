@@ -307,11 +307,16 @@ def test_route_needs_no_server_address_and_keeps_one_client() -> None:
     assert m.route({"strategy": "first"}, dest).client is per_connection.client is not route.client
 
 
-def test_route_cache_is_bounded() -> None:
+def test_route_cache_keeps_the_most_recent_clients_only() -> None:
     m = method(options(("plain", {"serverAddress": "127.0.0.1:1"})))
-    for i in range(dialer.CLIENT_CACHE_SIZE + 10):
-        m.route({"serverAddress": f"127.0.0.1:{i + 1}"}, None)
-    assert len(m._clients) == dialer.CLIENT_CACHE_SIZE
+
+    def client(i: int) -> object:
+        return m.route({"serverAddress": f"127.0.0.1:{i + 1}"}, None).client
+
+    first = [client(i) for i in range(dialer.CLIENT_CACHE_SIZE + 10)]
+    oldest_kept = 10
+    assert client(oldest_kept) is first[oldest_kept]  # still cached (and now the most recent)
+    assert client(oldest_kept - 1) is not first[oldest_kept - 1]  # evicted: parsed again
 
 
 async def test_in_process_failover_between_two_real_servers() -> None:

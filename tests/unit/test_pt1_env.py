@@ -184,8 +184,7 @@ BAD_SERVER = [
 def test_bad_client_variable(extra: dict[str, str], variable: str) -> None:
     with pytest.raises(EnvError) as info:
         build_config(client_env(**extra))
-    assert info.value.variable == variable
-    assert str(info.value).startswith(variable + ": ")
+    assert str(info.value).startswith(variable + ": ")  # the ENV-ERROR message names the variable
 
 
 @pytest.mark.parametrize(("extra", "variable"), BAD_SERVER)
@@ -195,7 +194,7 @@ def test_bad_server_variable(extra: dict[str, str], variable: str | None) -> Non
         return
     with pytest.raises(EnvError) as info:
         build_config(server_env(**extra))
-    assert info.value.variable == variable
+    assert str(info.value).startswith(variable + ": ")  # the ENV-ERROR message names the variable
 
 
 def test_missing_state_location() -> None:

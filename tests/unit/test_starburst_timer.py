@@ -118,6 +118,13 @@ def test_darkstar_handshake_timeout_fires_with_the_drawn_linger() -> None:
     assert info.value.linger == engine.failure_linger()
 
 
-def test_client_engine_has_no_timeout_attributes() -> None:
+def test_client_handshake_deadline_is_the_configured_one() -> None:
+    """The client's timeout is configuration given to ``start`` (no class attribute to patch)."""
     client = DarkStarClientEngine(KEY.public, SID)
-    assert not hasattr(client, "handshake_timeout") and not hasattr(client, "timeout_linger")
+    client.start(10.0, Timeouts(handshake=2.0, linger=0.5))
+    client.initiate()
+    assert client.get_timer() == 12.0
+    client.handle_timer(11.9)  # not yet
+    with pytest.raises(HandshakeTimeout) as info:
+        client.handle_timer(12.0)
+    assert info.value.linger == 0.5

@@ -132,15 +132,20 @@ async def echo_roundtrip(
 Exercise = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def _banner_echo_server(banner: bytes) -> tuple[asyncio.Server, int]:
-    """A loopback echo server (the ORPort) that first sends ``banner``, if any."""
+def _banner_echo(banner: bytes) -> Exercise:
+    """An echo handler (the ORPort) that first sends ``banner``, if any."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if banner:
             writer.write(banner)
         await echo_handler(reader, writer)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return handle
+
+
+async def _banner_echo_server(banner: bytes) -> tuple[asyncio.Server, int]:
+    """A loopback echo server (the ORPort) that first sends ``banner``, if any."""
+    server = await asyncio.start_server(_banner_echo(banner), "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
 
 
@@ -187,13 +192,8 @@ async def via_obfs4proxy_client(
     (state_dir / "server").mkdir(exist_ok=True)
     (state_dir / "client").mkdir(exist_ok=True)
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if banner:
-            writer.write(banner)
-        await echo_handler(reader, writer)
-
     server = await ptdispatch.start_server(
-        handle, transport, "127.0.0.1", 0, server_options, state_dir=state_dir / "server"
+        _banner_echo(banner), transport, "127.0.0.1", 0, server_options, state_dir=state_dir / "server"
     )
     try:
         port = server.sockets[0].getsockname()[1]
