@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="targets run side by side (default 1)")
     parser.add_argument("--json", type=Path, help="append one JSON line per target to this file")
     parser.add_argument(
-        "--table", type=Path, nargs="+", metavar="FILE", help="print --json files as one Markdown table (summed) and exit"
+        "--table", type=Path, nargs="+", metavar="FILE", help="print --json files as one table (summed per target)"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args(argv)
