@@ -112,8 +112,7 @@ def test_data_waits_for_initiate_then_header_first() -> None:
 
 
 def test_registered() -> None:
-    # That the destination travels in the stream (TransportSpec.carries_destination, read by no code) is
-    # test_shadow_api.py::test_requested_destination_through_get_extra_info.
+    # That the destination travels in the stream: test_shadow_api.py::test_requested_destination_through_get_extra_info.
     assert registry.lookup("shadow") is SPEC
 
 

@@ -291,8 +291,6 @@ class TransportSpec:
     name: str
     client: Callable[[RawOptions], ClientTransport]
     server: Callable[[RawOptions, ServerContext], ServerTransport]
-    #: Whether the transport carries the application's destination itself (shadow).
-    carries_destination: bool = False
     #: The option keys each side accepts, including keys it documents as ignored (None: not
     #: declared, nothing is checked).  The dispatcher's own keys (:data:`DISPATCHER_KEYS`) are
     #: always allowed and need not be listed.

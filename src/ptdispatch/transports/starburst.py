@@ -106,7 +106,6 @@ class Starburst:
         self._deadline = 0.0
         #: Seconds each listening step may take.
         self.step_timeout = step_timeout
-        self.listen_steps = sum(1 for step in script if not isinstance(step, bytes))
 
     @property
     def done(self) -> bool:

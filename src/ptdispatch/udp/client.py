@@ -59,8 +59,6 @@ class UdpListener(asyncio.DatagramProtocol):
         self._draining = False
         #: Counters, for logs and tests.
         self.not_stun = 0
-        self.sent = 0
-        self.replies = 0
 
     # --- the UDP socket ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,9 +96,7 @@ class UdpListener(asyncio.DatagramProtocol):
         writer = session.handle
         if not isinstance(writer, BatchWriter):
             return
-        if writer.add(datagram if self.stun else encode_frame(datagram)):
-            self.sent += 1
-        elif self.pool.write_failed(session):
+        if not writer.add(datagram if self.stun else encode_frame(datagram)) and self.pool.write_failed(session):
             self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: write failure")
             self._discard(session)
 
@@ -117,7 +113,6 @@ class UdpListener(asyncio.DatagramProtocol):
             elif self.sock is not None:  # asyncio's sendto() skips empty datagrams
                 with contextlib.suppress(OSError):
                     self.sock.sendto(b"", addr)
-        self.replies += len(datagrams)
 
     def _dial(self, session: ClientSession) -> None:
         self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: connecting")

@@ -116,11 +116,9 @@ class TargetSession(asyncio.Protocol):
         self.udp: asyncio.DatagramTransport | None = None
         self.sock: socket.socket | None = None
         self.pending: list[bytes] = []
-        self.opening: asyncio.Task[None] | None = None
+        self.opening: asyncio.Task[None] | None = None  # held: the loop keeps only weak references to tasks
         self.done = False
         #: Counters, for logs and tests.
-        self.forwarded = 0
-        self.replies = 0
         self.dropped = 0
         self.unreachable = 0
 
@@ -228,7 +226,6 @@ class TargetSession(asyncio.Protocol):
                     self.sock.send(b"")
                 except OSError as exc:
                     self.target_error(exc)
-        self.forwarded += len(datagrams)
 
     def reply(self, datagram: bytes) -> None:
         """A datagram from the target: frame it onto the transport connection."""
@@ -248,7 +245,6 @@ class TargetSession(asyncio.Protocol):
             self.dropped += 1
             self.shutdown()
             return
-        self.replies += 1
         method.pool.touch(session)
 
     def target_error(self, exc: Exception) -> None:

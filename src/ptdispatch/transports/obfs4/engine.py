@@ -240,7 +240,9 @@ class ServerShared:
         self.iat_mode = iat_mode
         self.replay = ReplayFilter() if store is None else StoreReplayFilter(store)
         go = GoRand(HashDrbg(drbg_seed))
-        self.close_delay_bytes = go.intn(MAX_CLOSE_DELAY_BYTES)
+        # obfs4proxy's closeDelayBytes (it also closes once that many bytes came): drawn so that
+        # close_delay is obfs4proxy's, not used (a close at a byte count would fingerprint us).
+        go.intn(MAX_CLOSE_DELAY_BYTES)
         # obfs4proxy draws whole seconds below 60; timeouts.linger scales that bound.
         self.close_delay = go.intn(MAX_CLOSE_DELAY) * timeouts.linger / MAX_CLOSE_DELAY
         self.seed_frame_packet = make_packet(TYPE_PRNG_SEED, drbg_seed)

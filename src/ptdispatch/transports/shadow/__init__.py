@@ -178,7 +178,6 @@ SPEC = TransportSpec(
     name=NAME,
     client=_client,
     server=_server,
-    carries_destination=True,
     client_keys=_COMMON | {"target", "serverPublicKey"},
     server_keys=_COMMON | {"serverPrivateKey"},
 )
