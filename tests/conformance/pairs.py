@@ -114,6 +114,7 @@ def _optimizer(args: dict[str, object], port: int | None) -> Mapping[str, object
     return {"transports": [{"name": OPTIMIZER_CHILD, "config": config}], "strategy": "first"}
 
 
+PLAIN_OWNS = "plain hands the application the socket's own transport: no engine (nothing to parse or to fail)"
 MEEK_OWNS = "meek owns its connections (HTTP requests over connections it opens and reopens): no engine"
 MEEK_NO_HALF_CLOSE = "meek's requests carry no end of stream (as meek-client and meek-server): write_eof is refused"
 MEEK_ALIAS = "an alias of meeklite (the same module and spec): the meeklite row runs this test"
@@ -131,7 +132,12 @@ MEEK_ALIAS_SKIPS = {
 }
 
 PAIRS: dict[str, Pair] = {
-    "plain": Pair("plain", handshake=False),
+    "plain": Pair(
+        "plain",
+        handshake=False,
+        owns_connections=PLAIN_OWNS,
+        not_applicable={"test_an_engine_bug_still_lingers": PLAIN_OWNS},
+    ),
     "obfs2": Pair("obfs2", server_speaks_first=True),
     "obfs3": Pair("obfs3", server_speaks_first=True),
     "obfs4": Pair("obfs4", framed=True, probe_lingers=True),
