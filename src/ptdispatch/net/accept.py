@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 
 from ..errors import OptionsError, RemoteProtocolError, internal_error
 from ..logs import EventLog
+from .addr import Address
 from .relay import RelayProtocol, Splice
 
 Dial = Callable[[Splice, asyncio.Transport], Awaitable[object]]
@@ -53,3 +55,11 @@ class DialOnAccept(RelayProtocol):
             splice.fail(ConnectionAbortedError("accepted side went away"))
             return
         splice.join()
+
+
+async def create_server(factory: Callable[[], asyncio.BaseProtocol], where: Address | socket.socket) -> asyncio.Server:
+    """Listen on ``where``: an address, or a bound listening socket (the one all workers share)."""
+    loop = asyncio.get_running_loop()
+    if isinstance(where, socket.socket):
+        return await loop.create_server(factory, sock=where)
+    return await loop.create_server(factory, where.host, where.port)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import InternalError, RemoteProtocolError
+from ..net.accept import create_server
 from ..net.addr import Address
 from .timing import DEFAULT_TIMEOUTS, Timeouts
 
@@ -387,11 +388,8 @@ async def serve_engines(
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> asyncio.Server:
     """Accept TCP connections on ``where``, each driven by a fresh ``new_engine()``."""
-    loop = asyncio.get_running_loop()
 
     def factory() -> EngineProtocol:
         return EngineProtocol(new_engine(), app_factory, on_error=on_error, timeouts=timeouts)
 
-    if isinstance(where, socket.socket):
-        return await loop.create_server(factory, sock=where)
-    return await loop.create_server(factory, where.host, where.port)
+    return await create_server(factory, where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from ..net.accept import create_server
 from ..net.addr import Address
 from ..net.upstream import DIRECT, Dialer
 from .adapter import AppFactory, ErrorCallback
@@ -36,10 +37,7 @@ class PlainServer(ServerTransport):
         *,
         on_error: ErrorCallback | None = None,
     ) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
-        if isinstance(where, socket.socket):
-            return await loop.create_server(app_factory, sock=where)
-        return await loop.create_server(app_factory, where.host, where.port)
+        return await create_server(app_factory, where)
 
 
 def _client(raw: RawOptions) -> PlainClient:
