@@ -63,6 +63,38 @@ def test_established_on_the_peer_key_before_any_magic() -> None:
     assert server.receive_data(c_hello[uniformdh.SIZE :]) == b""  # padding: still scanning
 
 
+def test_bytes_after_the_key_start_a_deadline_for_the_magic() -> None:
+    """Any 192 bytes are a key: once more bytes follow it, the magic must come within the
+    handshake timeout (obfs4proxy waits for ever); a key alone sets no deadline."""
+    now = [100.0]
+    server = Obfs3Engine(False, clock=lambda: now[0])
+    server.start(now[0], Timeouts(handshake=5.0, linger=7.0))
+    assert server.receive_data(os.urandom(uniformdh.SIZE)) == b""
+    assert server.established and server.get_timer() is None  # an idle client is not a prober
+    now[0] = 160.0
+    assert server.receive_data(os.urandom(100)) == b""  # padding, no magic
+    assert server.get_timer() == 165.0
+    server.handle_timer(164.9)  # not yet
+    with pytest.raises(HandshakeTimeout, match="no peer magic within 5 s"):
+        server.handle_timer(165.0)
+
+
+def test_the_magic_clears_its_deadline() -> None:
+    now = [0.0]
+    client, server = Obfs3Engine(True, clock=lambda: now[0]), Obfs3Engine(False, clock=lambda: now[0])
+    for engine in (client, server):
+        engine.start(0.0, Timeouts(handshake=5.0))
+        engine.initiate()
+    pump(client, server)
+    client.send_data(b"hello")
+    sent = client.data_to_send()
+    cut = len(sent) - len(b"hello") - 16  # inside the magic, whatever the padding's length
+    assert server.receive_data(sent[:cut]) == b""  # padding and half the magic
+    assert server.get_timer() == 5.0
+    assert server.receive_data(sent[cut:]) == b"hello"
+    assert server.get_timer() is None
+
+
 def test_handshake_and_data_in_one_chunk() -> None:
     client, server = pair()
     client.receive_data(server.data_to_send())

@@ -9,6 +9,9 @@ Spec: obfsproxy ``doc/obfs3/obfs3-protocol-spec.txt``; behaviour matched to obfs
   [0, 4097]; a side that never writes never sends its magic;
 * the receiver discards what follows the peer's key up to and including the peer's magic, which
   must start within 8194 bytes (obfs4proxy gives up once 8194 + 32 bytes hold no magic);
+* better than obfs4proxy, which then waits for the magic with no deadline: once any byte after the
+  key has come (a peer sends its padding and magic in one write), the magic must follow within the
+  handshake timeout (any 192 bytes are a key, so a prober is otherwise kept forever);
 * ``X_SECRET = HMAC-SHA256(SHARED, "Initiator/Responder obfuscated data")``: key ``[:16]``, initial
   counter block ``[16:32]``; ``X_MAGIC = HMAC-SHA256(SHARED, "Initiator/Responder magic")``.
 """
@@ -19,12 +22,13 @@ import enum
 import hashlib
 import hmac
 import os
+import time
 
 from cryptography.hazmat.primitives.ciphers import CipherContext
 
 from ..crypto import uniformdh
-from ..errors import RemoteProtocolError
-from .base import Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, Timeouts, TransportSpec
+from ..errors import HandshakeTimeout, RemoteProtocolError
+from .base import Clock, Engine, RawOptions, Rng, RoleClient, RoleServer, ServerContext, Timeouts, TransportSpec
 from .obfs2 import aes_ctr, join, random_below
 
 NAME = "obfs3"
@@ -60,8 +64,10 @@ class Obfs3Engine(Engine):
 
     __slots__ = (
         "_buf",
+        "_clock",
         "_initiator",
         "_key",
+        "_magic_deadline",
         "_out",
         "_pending",
         "_rng",
@@ -74,9 +80,11 @@ class Obfs3Engine(Engine):
         "_tx_magic",
     )
 
-    def __init__(self, initiator: bool, rng: Rng = os.urandom) -> None:
+    def __init__(self, initiator: bool, rng: Rng = os.urandom, clock: Clock = time.monotonic) -> None:
         self._initiator = initiator
         self._rng = rng
+        self._clock = clock
+        self._magic_deadline: float | None = None  # set by the first byte after the peer's key
         self._state = HandshakeState.KEY
         self._key: uniformdh.PrivateKey | None = None
         self._buf = bytearray()
@@ -166,12 +174,29 @@ class Obfs3Engine(Engine):
                 message = f"obfs3: no peer magic within {MAX_PADDING} bytes of padding"
                 raise RemoteProtocolError(message, linger=self._timeouts.handshake)  # no close at a byte count
             self._scan_from = max(0, len(buf) - MAGIC_LEN + 1)
+            if buf and self._magic_deadline is None:
+                self._magic_deadline = self._clock() + self._timeouts.handshake
             return b""
         rest = bytes(buf[pos + MAGIC_LEN :])
         buf.clear()
         self._rx = rx = aes_ctr(self._rx_secret)
         self._state = HandshakeState.DATA
+        self._magic_deadline = None
         return rx.update(rest) if rest else b""
+
+    # --- time ----------------------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        if self._magic_deadline is not None:
+            return self._magic_deadline
+        return super().get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        deadline = self._magic_deadline
+        if deadline is not None and now >= deadline:
+            self._magic_deadline = None
+            message = f"obfs3: no peer magic within {self._timeouts.handshake:g} s of its padding"
+            raise HandshakeTimeout(message, linger=0.0)  # the handshake timeout has passed already
+        super().handle_timer(now)
 
 
 def _client(raw: RawOptions) -> RoleClient:
