@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.transports.base import Engine, EngineClientTransport, EngineServerTransport
+from tests.chunking import split
 from tests.conformance.pairs import PAIRS, TIMEOUTS, pair_ids, shared_server
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
@@ -44,16 +45,6 @@ def wire(engine: Engine) -> bytes:
         engine.handle_timer(when)
         out.append(engine.data_to_send())
     return b"".join(out)
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points:
-        pieces.append(data[last:p])
-        last = p
-    pieces.append(data[last:])
-    return pieces
 
 
 def feed(engine: Engine, pieces: list[bytes]) -> bytes:

@@ -17,21 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptdispatch.transports.base import Engine
+from tests.chunking import split
 from tests.unit.test_darkstar_pairs import make_client, make_server
 
 _DIR = Path(tempfile.mkdtemp(prefix="darkstar-props-"))
 SERVERS = {name: make_server(name, _DIR / name) for name in ("shadow", "Starbridge", "Replicant")}
 NAMES = st.sampled_from(sorted(SERVERS))
-
-
-def _split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points:
-        pieces.append(data[last:p])
-        last = p
-    pieces.append(data[last:])
-    return pieces
 
 
 def _feed(engine: Engine, pieces: list[bytes]) -> bytes:
@@ -45,9 +36,9 @@ def _run(c: Engine, s: Engine, cuts: list[int]) -> None:
     for _ in range(8):
         to_s, to_c = c.data_to_send(), s.data_to_send()
         if to_s:
-            assert _feed(s, _split(to_s, cuts)) == b""
+            assert _feed(s, split(to_s, cuts)) == b""
         if to_c:
-            assert _feed(c, _split(to_c, cuts)) == b""
+            assert _feed(c, split(to_c, cuts)) == b""
         if c.established and s.established and not to_s and not to_c:
             return
     raise AssertionError("no handshake")
@@ -67,7 +58,7 @@ def test_cut_handshakes_and_long_messages_give_the_same_plaintext(
     _run(c, s, cuts)
     for m in messages:
         c.send_data(m)
-    assert _feed(s, _split(c.data_to_send(), cuts)) == b"".join(messages)
+    assert _feed(s, split(c.data_to_send(), cuts)) == b"".join(messages)
     for m in messages:
         s.send_data(m)
-    assert _feed(c, _split(s.data_to_send(), cuts)) == b"".join(messages)
+    assert _feed(c, split(s.data_to_send(), cuts)) == b"".join(messages)

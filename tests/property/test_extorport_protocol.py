@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptdispatch.errors import LocalProtocolError
 from ptdispatch.extorport import ExtOrClient, ExtOrPortError, State
+from tests import chunking
 
 COOKIE = b"C" * 32
 CLIENT_NONCE = b"n" * 32
@@ -30,8 +30,7 @@ def new_client() -> ExtOrClient:
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+    return [piece for piece in chunking.split(data, cuts) if piece]
 
 
 def run(chunks: list[bytes]) -> tuple[str, bytes, bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from typing import Any
 
 from hypothesis import given, settings
@@ -16,14 +15,10 @@ from ptdispatch.transports.meek.http import ExchangeFailed, HttpClientConnection
 from ptdispatch.transports.meek.options import MeekUrl
 from ptdispatch.transports.meek.server import HttpConnection
 from ptdispatch.transports.meek.session import SessionTable
+from tests.chunking import split
 from tests.unit._meek_raw import DATE, post
 
 cuts = st.lists(st.integers(min_value=0), max_size=20)
-
-
-def split(data: bytes, points: list[int]) -> list[bytes]:
-    edges = [0, *sorted({p % (len(data) + 1) for p in points}), len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 class FakeTransport:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,17 +10,12 @@ from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.net.addr import Address
 from ptdispatch.transports.shadow import ShadowClient, ShadowServer, parse_config
 from ptdispatch.transports.shadow.ciphers import CIPHERS
+from tests.chunking import split
 
 CONFIGS = {name: parse_config({"password": "prop", "cipherName": name}) for name in CIPHERS}
 ciphers = st.sampled_from(sorted(CIPHERS))
 writes = st.lists(st.binary(min_size=0, max_size=40_000), min_size=0, max_size=6)
 DEST = Address("example.net", 443)
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def client_stream(cipher: str, messages: list[bytes]) -> bytes:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.udp.framing import STUN_MAGIC, Decoder, LengthPrefixDecoder, StunDecoder, encode_frame, is_stun
+from tests.chunking import split
 
 datagrams = st.lists(st.binary(max_size=3000), max_size=20)
 
@@ -23,8 +22,7 @@ def stun_messages(draw: st.DrawFn) -> bytes:
 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
-    edges = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
-    return [data[a:b] for a, b in itertools.pairwise(edges)]
+    return [piece for piece in split(data, points) if piece]
 
 
 def run(decoder: Decoder, chunks: list[bytes]) -> list[bytes]:
