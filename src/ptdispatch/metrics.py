@@ -18,7 +18,7 @@ import tempfile
 from typing import Any
 
 from . import __version__
-from .errors import ConfigError, HandshakeTimeout, RemoteProtocolError, ReplayDetected
+from .errors import ClosedEmpty, ConfigError, HandshakeTimeout, RemoteProtocolError, ReplayDetected
 from .net.addr import Address
 
 HANDSHAKE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
@@ -58,7 +58,7 @@ class Metrics:
         )
         self.failures = Counter(
             "ptdispatch_handshake_failures",
-            "Server handshakes that failed: probe (or bad handshake), replay, timeout",
+            "Server handshakes that failed: probe (or bad handshake), replay, timeout, empty (closed before a byte)",
             ["transport", "reason"],
             **r,
         )
@@ -89,6 +89,30 @@ class Metrics:
         self.workers = Gauge("ptdispatch_workers", "Worker processes running", multiprocess_mode="livemax", **r)
         info = Gauge("ptdispatch_build_info", "Build information", ["version"], multiprocess_mode="max", **r)
         info.labels(__version__).set(1)
+        self._listeners: dict[tuple[str, str], _Children] = {}
+
+    def children(self, transport: str, role: str) -> _Children:
+        """The labelled values of one transport and role, looked up once (``labels()`` validates
+        and locks on every call: 2-3 µs each, ten of them per connection)."""
+        found = self._listeners.get((transport, role))
+        if found is None:
+            found = self._listeners[(transport, role)] = _Children(self, transport, role)
+        return found
+
+
+class _Children:
+    """What one connection of a transport and role updates, resolved once."""
+
+    __slots__ = ("closed", "down", "handshake", "open", "opened", "up", "worker_opened")
+
+    def __init__(self, m: Metrics, transport: str, role: str) -> None:
+        self.opened = m.opened.labels(transport, role)
+        self.open = m.open.labels(transport, role)
+        self.up = m.bytes.labels(transport, "upstream")
+        self.down = m.bytes.labels(transport, "downstream")
+        self.handshake = m.handshake.labels(transport)
+        self.worker_opened = m.worker_opened.labels(WORKER) if WORKER is not None else None
+        self.closed = {status: m.closed.labels(transport, role, status) for status in CLOSE_STATUSES}
 
 
 ACTIVE: Metrics | None = None
@@ -105,6 +129,9 @@ def install(registry: Any = None, *, redis: bool = False) -> Metrics:
     if redis:
         ACTIVE.replay_up.labels("redis").set(1)
     return ACTIVE
+
+
+CLOSE_STATUSES = ("ok", "timeout", "protocol_error", "refused", "reset", "error")
 
 
 def close_status(error: BaseException | None) -> str:
@@ -124,6 +151,8 @@ def close_status(error: BaseException | None) -> str:
 def failure_reason(error: BaseException) -> str:
     if isinstance(error, ReplayDetected):
         return "replay"
+    if isinstance(error, ClosedEmpty):
+        return "empty"
     if isinstance(error, HandshakeTimeout | TimeoutError):
         return "timeout"
     return "probe"
@@ -133,19 +162,23 @@ def failure_reason(error: BaseException) -> str:
 def opened(transport: str, role: str) -> None:
     m = ACTIVE
     if m is not None:
-        m.opened.labels(transport, role).inc()
-        m.open.labels(transport, role).inc()
-        if WORKER is not None:
-            m.worker_opened.labels(WORKER).inc()
+        c = m.children(transport, role)
+        c.opened.inc()
+        c.open.inc()
+        if c.worker_opened is not None:
+            c.worker_opened.inc()
 
 
 def closed(transport: str, role: str, error: BaseException | None, upstream: int, downstream: int) -> None:
     m = ACTIVE
     if m is not None:
-        m.closed.labels(transport, role, close_status(error)).inc()
-        m.open.labels(transport, role).dec()
-        m.bytes.labels(transport, "upstream").inc(upstream)
-        m.bytes.labels(transport, "downstream").inc(downstream)
+        c = m.children(transport, role)
+        c.closed[close_status(error)].inc()
+        c.open.dec()
+        if upstream:
+            c.up.inc(upstream)
+        if downstream:
+            c.down.inc(downstream)
 
 
 def handshake_failed(transport: str, error: BaseException) -> None:
@@ -157,7 +190,7 @@ def handshake_failed(transport: str, error: BaseException) -> None:
 def handshake_done(transport: str, seconds: float | None) -> None:
     m = ACTIVE
     if m is not None and seconds is not None:
-        m.handshake.labels(transport).observe(seconds)
+        m.children(transport, "server").handshake.observe(seconds)
 
 
 def udp_session(transport: str, delta: int) -> None:
