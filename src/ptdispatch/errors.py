@@ -50,6 +50,11 @@ class HandshakeTimeout(RemoteProtocolError):
     """The peer did not finish the transport handshake in time."""
 
 
+class ClosedEmpty(RemoteProtocolError):
+    """The peer closed before sending a byte: a load balancer's TCP check, a port scan.  Nothing was
+    learnt and nothing is told: counted apart from probes (metrics reason ``empty``, logged at DEBUG)."""
+
+
 class ReplayDetected(RemoteProtocolError):
     """The peer repeated a handshake or salt seen before (a replayed connection)."""
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 
 from .config import LogLevel
-from .errors import InternalError
+from .errors import ClosedEmpty, InternalError
 from .ipc.reporter import Reporter
 from .net.addr import format_hostport
 
@@ -38,9 +38,12 @@ class EventLog:
 
     def failure(self, label: str, what: str, exc: BaseException) -> None:
         """A failed connection: a bug (``InternalError``) at ERROR, anything else (the peer's or
-        the network's fault) at INFO as ``label: what: exc``."""
+        the network's fault) at INFO as ``label: what: exc``; a peer that sent nothing at DEBUG."""
         if isinstance(exc, InternalError):
             self.error(f"{label}: {exc}")
+        elif isinstance(exc, ClosedEmpty):  # a load balancer's check every few seconds: not news
+            if self.enabled(LogLevel.DEBUG):
+                self.debug(f"{label}: {what}: {exc}")
         elif self.enabled(LogLevel.INFO):
             self.info(f"{label}: {what}: {type(exc).__name__}: {exc}" if not str(exc) else f"{label}: {what}: {exc}")
 

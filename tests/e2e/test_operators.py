@@ -31,6 +31,8 @@ async def test_metrics_single_process(tmp_path: Path) -> None:
         hello = client_hello(server)
         assert await send_raw(server.method("SMETHOD", "obfs4"), hello)
         assert not await send_raw(server.method("SMETHOD", "obfs4"), hello, wait=0.3)  # the replay
+        _reader, writer = await asyncio.open_connection(*server.method("SMETHOD", "obfs4"))
+        writer.close()  # a FIN before any byte: a health check, not a probe
         await asyncio.sleep(0.3)
         samples = await scrape(mport)
     echo.close()
@@ -40,6 +42,7 @@ async def test_metrics_single_process(tmp_path: Path) -> None:
     assert value(samples, "ptdispatch_data_bytes_total", transport="obfs4", dir="downstream") == 60_000
     assert value(samples, "ptdispatch_handshake_failures_total", reason="probe") == 1
     assert value(samples, "ptdispatch_handshake_failures_total", reason="replay") == 1
+    assert value(samples, "ptdispatch_handshake_failures_total", reason="empty") == 1
     assert value(samples, "ptdispatch_handshake_duration_seconds_count", transport="obfs4") == 4
     assert value(samples, "ptdispatch_open_connections", transport="obfs4") == 0
     assert value(samples, "ptdispatch_build_info") == 1

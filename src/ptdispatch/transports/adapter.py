@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import InternalError, RemoteProtocolError
+from ..errors import ClosedEmpty, InternalError, RemoteProtocolError
 from ..net.accept import create_server
 from ..net.addr import Address
 from .timing import DEFAULT_TIMEOUTS, Timeouts
@@ -149,6 +149,7 @@ class EngineProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._discarding = False
+        self._heard = False  # a byte came from the peer
         self._error: Exception | None = None
         self._wire_paused = False
         self._app_paused = False
@@ -176,6 +177,7 @@ class EngineProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return
+        self._heard = True
         try:
             plain = self.engine.receive_data(data)
             established = self.app is not None or self.engine.established
@@ -193,6 +195,9 @@ class EngineProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._discarding:
             self._stop_discarding()
+            return True
+        if self.app is None and not self._heard:
+            self.fail(ClosedEmpty("closed before sending anything"))  # no linger: nothing to hide
             return True
         try:
             self.engine.receive_eof()  # a stream cut inside a handshake or a frame is an error
