@@ -25,6 +25,7 @@ PEERS=(obfs4proxy:obfs4proxy ss-server:shadowsocks-libev tor:tor turnserver:cotu
        microsocks:microsocks tinyproxy:tinyproxy danted:dante-server stun:stun-client unshare:util-linux
        ip:iproute2)
 PEERS+=(systemd-analyze:systemd groff:groff-base)  # checks of contrib/ptdispatch-server.service and the man page
+PEERS+=(valgrind:valgrind)  # bench/instructions.py (instruction counts per connection) and its test
 install_peers() {
     local missing=()
     for pair in "${PEERS[@]}"; do
