@@ -103,16 +103,24 @@ class Metrics:
 class _Children:
     """What one connection of a transport and role updates, resolved once."""
 
-    __slots__ = ("closed", "down", "handshake", "open", "opened", "up", "worker_opened")
+    __slots__ = ("_closed", "_key", "_metrics", "down", "handshake", "open", "opened", "up", "worker_opened")
 
     def __init__(self, m: Metrics, transport: str, role: str) -> None:
+        self._metrics = m
+        self._key = (transport, role)
         self.opened = m.opened.labels(transport, role)
         self.open = m.open.labels(transport, role)
         self.up = m.bytes.labels(transport, "upstream")
         self.down = m.bytes.labels(transport, "downstream")
         self.handshake = m.handshake.labels(transport)
         self.worker_opened = m.worker_opened.labels(WORKER) if WORKER is not None else None
-        self.closed = {status: m.closed.labels(transport, role, status) for status in CLOSE_STATUSES}
+        self._closed: dict[str, Any] = {}
+
+    def closed(self, status: str) -> Any:
+        found = self._closed.get(status)
+        if found is None:
+            found = self._closed[status] = self._metrics.closed.labels(*self._key, status)
+        return found
 
 
 ACTIVE: Metrics | None = None
@@ -129,9 +137,6 @@ def install(registry: Any = None, *, redis: bool = False) -> Metrics:
     if redis:
         ACTIVE.replay_up.labels("redis").set(1)
     return ACTIVE
-
-
-CLOSE_STATUSES = ("ok", "timeout", "protocol_error", "refused", "reset", "error")
 
 
 def close_status(error: BaseException | None) -> str:
@@ -173,7 +178,7 @@ def closed(transport: str, role: str, error: BaseException | None, upstream: int
     m = ACTIVE
     if m is not None:
         c = m.children(transport, role)
-        c.closed[close_status(error)].inc()
+        c.closed(close_status(error)).inc()
         c.open.dec()
         if upstream:
             c.up.inc(upstream)
