@@ -1,14 +1,15 @@
 """``python -m bench.instructions``: user-space instructions per server connection, counted by callgrind.
 
 CPU seconds on a shared 2-core VM move by 10-30% from one run to the next; instruction counts
-move by a few percent at most.  So this is the measure to compare two versions of a server's
-per-connection path, or a server with the floor: the server runs under ``valgrind
---tool=callgrind`` (which follows ``fork``, so ``-workers`` counts every worker), its client
-outside it; after a warm-up, ``--count`` fresh connections (each proven by a one-byte echo) are
-made one at a time.  The counts of a second run without them are subtracted (start-up, warm-up
-and exit cancel out).  Printed per connection: instructions (Ir) in all, and by object file (the
-interpreter, crypto, uvloop, libc...); ``--top`` adds the functions.  ``--bytecodes`` counts
-instead the Python bytecodes each function of a ptdispatch server executes (``bench/_opcodes.py``).
+over a few hundred connections move by a few percent at most (fewer let start-up differences
+in).  So this is the measure to compare two versions of a server's per-connection path, or a
+server with the floor: the server runs under ``valgrind --tool=callgrind`` (which follows
+``fork``, so ``-workers`` counts every worker), its client outside it; after a warm-up,
+``--count`` fresh connections (each proven by a one-byte echo) are made one at a time.  The
+counts of a second run without them are subtracted (start-up, warm-up and exit cancel out).
+Printed per connection: instructions (Ir) in all, and by object file (the interpreter, crypto,
+uvloop, libc...); ``--top`` adds the functions.  ``--bytecodes`` counts instead the Python
+bytecodes each function of a ptdispatch server executes (``bench/_opcodes.py``).
 
 What it cannot see: the kernel (system calls, loopback TCP: a third to a half of a server's CPU
 time here) and cache misses.  Servers: ``floor`` (bench/floor.py), ``ss`` (ss-server),
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import re
 import shutil
 import sys
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import peers
 from .load import Entry, Socks, via_entry
-from .procs import Proc, free_port, start, stop, wait_listening
+from .procs import Proc, stop
 
 START_TIMEOUT = 300.0
 """Seconds a server under callgrind may take to start (the interpreter's imports run 50x slower)."""
@@ -121,51 +121,50 @@ def start_pair(spec: str, target: peers.Side, workdir: Path, out: Path, bytecode
     """The server of ``spec`` under callgrind (or, a ptdispatch server with ``bytecodes``, under
     the opcode tracer), and a client for it (not measured)."""
     vg = _valgrind(out)
+    to_target = Socks((target.host, target.port))
     if spec == "floor":
-        server = start("floor-server", [*vg, sys.executable, str(Path(__file__).with_name("floor.py")), "server",
-                                        str(target.port)], workdir)  # fmt: skip
-        port = int(server.wait_line("PORT ", timeout=START_TIMEOUT)[0].split()[1])
-        client = peers.floor("client", port, workdir)
-        return Started(server, Entry(client.host, client.port, Socks((target.host, target.port))), [client.proc])
+        server = peers.floor("server", target.port, workdir, prefix=vg, timeout=START_TIMEOUT)
+        client = peers.floor("client", server.port, workdir)
+        return Started(server.proc, Entry(client.host, client.port, to_target), [client.proc])
     if spec == "ss":
-        port = free_port()
         binary = workdir / "ss-server"  # a copy: valgrind refuses the packaged one (it has file capabilities)
         shutil.copyfile(shutil.which("ss-server") or "ss-server", binary)
         binary.chmod(0o755)
-        argv = [*vg, str(binary), "-s", "127.0.0.1", "-p", str(port), "-k", peers.SS_PASSWORD, "-m", peers.SS_CIPHER]
-        server = start("ss-server", argv, workdir)
-        wait_listening(port, server, timeout=START_TIMEOUT)
-        client = peers.ss_local(port, workdir)
-        return Started(server, Entry(client.host, client.port, Socks((target.host, target.port))), [client.proc])
+        server = peers.ss_server(workdir, program=[*vg, str(binary)], timeout=START_TIMEOUT)
+        client = peers.ss_local(server.port, workdir)
+        return Started(server.proc, Entry(client.host, client.port, to_target), [client.proc])
     kind, _, rest = spec.partition(":")
     transport, _, workers = rest.partition(":")
     if kind != "ptd" or not transport or (workers and not re.fullmatch(r"w\d+", workers)):
         raise SystemExit(f"unknown server {spec!r}: give floor, ss, ptd:TRANSPORT or ptd:TRANSPORT:wN")
     options = SHADOW if transport == "shadow" else {}
     program = [*vg, *peers.PTD]
-    extra = {"PTDISPATCH_SHUTDOWN_GRACE": str(STOP_GRACE / 2)}
+    # The workers must have time to exit on their own (SIGKILLed, they would write no counts).
+    env = {"PTDISPATCH_SHUTDOWN_GRACE": str(STOP_GRACE / 2)}
     if bytecodes:
         program = [sys.executable, str(Path(__file__).with_name("_opcodes.py"))]
-        extra["PTD_BENCH_OPCODES"] = str(out / "opcodes.txt")
-    argv = [*program, "-server", "-transport", transport, "-bindaddr", f"{transport}-127.0.0.1:0"]
-    argv += ["-target", f"127.0.0.1:{target.port}", "-state", str(workdir / f"state-{transport}")]
-    if options:
-        argv += ["-options", json.dumps(options)]
-    if workers:
-        argv += ["-workers", workers[1:]]
-    # The workers must have time to exit on their own (SIGKILLed, they would write no counts).
-    server = start(f"ptd-{transport}-server", argv, workdir, env=peers._env(extra))
-    words = server.wait_line("SMETHOD ", timeout=START_TIMEOUT, done="SMETHODS DONE")[0].split(" ")
-    host, port = peers._hostport(words[2])
-    client_options = {**options, **peers._smethod_args(words)}
+        env["PTD_BENCH_OPCODES"] = str(out / "opcodes.txt")
+    extra = ["-workers", workers[1:]] if workers else []
+    server = peers.ptd_server(
+        transport,
+        target.port,
+        workdir,
+        options,
+        extra=extra,
+        program=program,
+        env=env,
+        state=workdir / f"state-{transport}",
+        timeout=START_TIMEOUT,
+    )
+    client_options = {**options, **server.args}
     if "iat-mode" in client_options:
         client_options["iat-mode"] = "0"
-    dest = (host, port)  # the obfs clients dial the SOCKS address; shadow's its serverAddress
+    socks = Socks((server.host, server.port))  # the obfs clients dial the SOCKS address; shadow its serverAddress
     if transport == "shadow":
-        client_options["serverAddress"] = f"{host}:{port}"
-        dest = (target.host, target.port)
+        client_options["serverAddress"] = f"{server.host}:{server.port}"
+        socks = to_target
     client = peers.ptd_client(transport, "socks5", client_options, workdir)
-    return Started(server, Entry(client.host, client.port, Socks(dest)), [client.proc])
+    return Started(server.proc, Entry(client.host, client.port, socks), [client.proc])
 
 
 def parse_bytecodes(path: Path, into: Counts) -> None:
@@ -251,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=200, help="connections measured per server (default 200)")
     p.add_argument("--warmup", type=int, default=30, help="connections made in both runs (default 30)")
     p.add_argument("--top", type=int, default=0, help="also list the N functions with most own instructions")
-    p.add_argument("--bytecodes", action="store_true",
-                   help="ptd servers only: count Python bytecodes by function (sys.settrace) instead")  # fmt: skip
+    p.add_argument(
+        "--bytecodes",
+        action="store_true",
+        help="ptd servers only: count Python bytecodes by function (sys.settrace) instead",
+    )
     args = p.parse_args(argv)
     if args.bytecodes:
         specs = [s.strip() for s in args.servers.split(",") if s.strip()]

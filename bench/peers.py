@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,14 +62,28 @@ def target(workdir: Path) -> Side:
 # --- ptdispatch ----------------------------------------------------------------------------------
 
 
-def ptd_server(transport: str, target_port: int, workdir: Path, options: dict[str, str] | None = None) -> Side:
-    state = workdir / f"ptd-{transport}-server-state"
-    argv = [*PTD, "-server", "-transport", transport, "-bindaddr", f"{transport}-127.0.0.1:0"]
+def ptd_server(
+    transport: str,
+    target_port: int,
+    workdir: Path,
+    options: dict[str, str] | None = None,
+    *,
+    extra: Sequence[str] = (),
+    program: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    state: Path | None = None,
+    name: str = "",
+    timeout: float = 20.0,
+) -> Side:
+    """``ptdispatch -server`` (``program``: the command if not ``PTD``, under a profiler for
+    instance) with ``extra`` flags and ``env`` added to the benchmark's environment."""
+    state = state or workdir / f"ptd-{transport}-server-state"
+    argv = [*(program or PTD), "-server", "-transport", transport, "-bindaddr", f"{transport}-127.0.0.1:0"]
     argv += ["-target", f"127.0.0.1:{target_port}", "-state", str(state)]
     if options:
         argv += ["-options", json.dumps(options)]
-    proc = start(f"ptd-{transport}-server", argv, workdir, env=_env())
-    words = proc.wait_line("SMETHOD ", done="SMETHODS DONE")[0].split(" ")
+    proc = start(name or f"ptd-{transport}-server", [*argv, *extra], workdir, env=_env(env))
+    words = proc.wait_line("SMETHOD ", timeout=timeout, done="SMETHODS DONE")[0].split(" ")
     host, port = _hostport(words[2])
     return Side(proc, host, port, _smethod_args(words))
 
@@ -131,10 +146,10 @@ def _ss_common() -> list[str]:
     return ["-k", SS_PASSWORD, "-m", SS_CIPHER, "-n", "65535"]
 
 
-def ss_server(workdir: Path) -> Side:
+def ss_server(workdir: Path, program: Sequence[str] = ("ss-server",), timeout: float = 15.0) -> Side:
     port = free_port()
-    proc = start("ss-server", ["ss-server", "-s", "127.0.0.1", "-p", str(port), *_ss_common()], workdir)
-    wait_listening(port, proc)
+    proc = start("ss-server", [*program, "-s", "127.0.0.1", "-p", str(port), *_ss_common()], workdir)
+    wait_listening(port, proc, timeout=timeout)
     return Side(proc, "127.0.0.1", port, {})
 
 
@@ -149,10 +164,11 @@ def ss_local(server_port: int, workdir: Path) -> Side:
 # --- the Python floor (bench/floor.py) -----------------------------------------------------------
 
 
-def floor(role: str, port: int, workdir: Path) -> Side:
+def floor(role: str, port: int, workdir: Path, prefix: Sequence[str] = (), timeout: float = 20.0) -> Side:
     """A minimal uvloop relay: ``client`` (SOCKS5 in, to ``port``) or ``server`` (to ``port``)."""
-    proc = start(f"floor-{role}", [sys.executable, str(Path(__file__).with_name("floor.py")), role, str(port)], workdir)
-    line = proc.wait_line("PORT ")[0]
+    argv = [*prefix, sys.executable, str(Path(__file__).with_name("floor.py")), role, str(port)]
+    proc = start(f"floor-{role}", argv, workdir)
+    line = proc.wait_line("PORT ", timeout=timeout)[0]
     return Side(proc, "127.0.0.1", int(line.split()[1]), {})
 
 

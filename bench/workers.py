@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import peers
 from .load import Entry, Socks, handshakes, open_through, recv_exact, via_entry
-from .procs import Proc, cpu_seconds, free_port, memory_kib, raise_fd_limit, start, stop
+from .procs import Proc, cpu_seconds, free_port, memory_kib, raise_fd_limit, stop
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -58,14 +58,14 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def server(workers: int, target_port: int, workdir: Path, mport: int) -> peers.Side:
-    state = workdir / "ptd-obfs4-workers-state"  # one identity for every run
-    argv = [*peers.PTD, "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0"]
-    argv += ["-target", f"127.0.0.1:{target_port}", "-state", str(state)]
-    argv += ["-workers", str(workers), "-metrics", f"127.0.0.1:{mport}"]
-    proc = start(f"ptd-obfs4-server-w{workers}", argv, workdir, env=peers._env())
-    words = proc.wait_line("SMETHOD ", done="SMETHODS DONE")[0].split(" ")
-    host, port = peers._hostport(words[2])
-    return peers.Side(proc, host, port, peers._smethod_args(words))
+    return peers.ptd_server(
+        "obfs4",
+        target_port,
+        workdir,
+        extra=["-workers", str(workers), "-metrics", f"127.0.0.1:{mport}"],
+        state=workdir / "ptd-obfs4-workers-state",  # one identity for every run
+        name=f"ptd-obfs4-server-w{workers}",
+    )
 
 
 def bulk(entry: Entry, size: int, pids: list[int], parallel: int = 4) -> float:
