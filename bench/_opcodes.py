@@ -10,10 +10,11 @@ from __future__ import annotations
 import atexit
 import collections
 import os
-import runpy
 import sys
 from types import CodeType, FrameType
 from typing import Any
+
+from ptdispatch import cli
 
 
 def main() -> None:
@@ -36,9 +37,8 @@ def main() -> None:
                 f.write(f"{count}\t{calls[code]}\t{code.co_filename}:{code.co_firstlineno}:{code.co_name}\n")
 
     atexit.register(write)
-    sys.argv = ["ptdispatch", *sys.argv[1:]]
     sys.settrace(tracer)
-    runpy.run_module("ptdispatch", run_name="__main__", alter_sys=True)
+    cli.entry()  # as bench/_profiled.py starts it
 
 
 if __name__ == "__main__":
