@@ -22,7 +22,7 @@ from .frontends.socks.server import Socks5Frontend
 from .ipc.args import format_smethod_args
 from .ipc.reporter import Reporter
 from .logs import EventLog, library_logs
-from .net.accept import DialOnAccept
+from .net.accept import LISTEN_BACKLOG, DialOnAccept
 from .net.addr import Address, format_hostport
 from .net.relay import Splice
 from .net.tracker import ConnectionTracker
@@ -112,7 +112,7 @@ class Dispatcher:
             else:
                 port = self.setup.ports.get(name.lower(), listen.port)
                 server = await asyncio.get_running_loop().create_server(
-                    factory, listen.host, port, reuse_port=self.setup.reuse_port or None
+                    factory, listen.host, port, reuse_port=self.setup.reuse_port or None, backlog=LISTEN_BACKLOG
                 )
                 self.listeners.append(server)
                 where = _bound(server)

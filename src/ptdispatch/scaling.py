@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .net.accept import LISTEN_BACKLOG
 from .net.addr import parse_hostport
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
-        sock.listen(socket.SOMAXCONN)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()

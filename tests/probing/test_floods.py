@@ -98,8 +98,8 @@ async def _connect(port: int, payload: bytes) -> socket.socket | None:
 
 
 async def reach(pid: int, fds: int, timeout: float = 20.0) -> int:
-    """Wait until the process holds at least ``fds`` descriptors (the listen backlog is 100: the
-    rest of a flood is accepted as the queue drains); return the count."""
+    """Wait until the process holds at least ``fds`` descriptors (the whole flood fits in the
+    listen backlog, net.core.somaxconn; the server accepts it as its loop gets to it); return the count."""
     deadline = time.monotonic() + timeout
     while (now := open_fds(pid)) < fds and time.monotonic() < deadline:
         await asyncio.sleep(0.2)

@@ -11,6 +11,11 @@ from ..logs import EventLog
 from .addr import Address
 from .relay import RelayProtocol, Splice
 
+LISTEN_BACKLOG = 65535
+"""The listen backlog of every listener: the kernel caps it at ``net.core.somaxconn`` (4096 by
+default since Linux 5.4), as Go's listeners and ss-libev's ask.  asyncio's default of 100 drops the
+SYNs of a burst past it, and those clients wait out TCP's retransmission backoff (1 s, 3 s, ...)."""
+
 Dial = Callable[[Splice, asyncio.Transport], Awaitable[object]]
 """Connect ``splice.b`` (reads from the accepted side are held back meanwhile)."""
 
@@ -61,5 +66,5 @@ async def create_server(factory: Callable[[], asyncio.BaseProtocol], where: Addr
     """Listen on ``where``: an address, or a bound listening socket (the one all workers share)."""
     loop = asyncio.get_running_loop()
     if isinstance(where, socket.socket):
-        return await loop.create_server(factory, sock=where)
-    return await loop.create_server(factory, where.host, where.port)
+        return await loop.create_server(factory, sock=where, backlog=LISTEN_BACKLOG)
+    return await loop.create_server(factory, where.host, where.port, backlog=LISTEN_BACKLOG)

@@ -17,6 +17,7 @@ from typing import cast
 
 import h11
 
+from ...net.accept import LISTEN_BACKLOG
 from ...net.addr import Address
 from ..adapter import AppFactory, ErrorCallback
 from ..base import ServerTransport
@@ -225,7 +226,7 @@ class MeekServer(ServerTransport):
             finally:
                 connections.discard(writer)
 
-        kwargs: dict[str, object] = {"ssl": tls, "limit": 1 << 18}
+        kwargs: dict[str, object] = {"ssl": tls, "limit": 1 << 18, "backlog": LISTEN_BACKLOG}
         if tls is not None:
             kwargs["ssl_handshake_timeout"] = self.tuning.read_timeout
         if isinstance(where, socket.socket):
