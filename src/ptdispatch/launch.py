@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import shutil
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -40,6 +41,16 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     except ImportError:
         return int(asyncio.run(main))
     return int(uvloop.run(main))
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard limit, as Go's runtime does for obfs4proxy:
+    every relayed connection holds two descriptors, so the usual soft limit of 1024 would cap a
+    server started from a shell at about 500 clients ("too many open files")."""
+    with contextlib.suppress(OSError, ValueError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if resource.RLIM_INFINITY not in (soft, hard) and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def launch(
@@ -71,6 +82,7 @@ def launch(
         announce()
     reporter.level = config.log_level
     malloc.tune()
+    raise_open_files_limit()
     try:
         if config.workers > 1:
             from .workers import supervise

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,28 @@ def test_no_traceback_on_stdout_for_bad_input() -> None:
     assert proc.returncode == 64
     assert proc.stdout.decode().splitlines() == ["VERSION 3.0"]
     assert sys.platform != "win32"
+
+
+def _open_files_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no 'Max open files' in /proc/PID/limits")
+
+
+async def test_raises_its_open_files_soft_limit_to_the_hard_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Started with the usual soft limit of 1024, it serves more than 500 relayed connections (two
+    descriptors each), as obfs4proxy does (Go's runtime raises the soft limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"the hard limit on open files is {hard}: nothing to raise to")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # inherited by the child
+    try:
+        async with running("-transport", "plain", "-state", str(tmp_path)) as disp:
+            child_soft, child_hard = _open_files_limits(disp.process.pid)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (child_soft, child_hard) == (hard, hard)
