@@ -4,13 +4,21 @@ A :class:`Splice` owns two :class:`RelayProtocol` halves.  Each half forwards wh
 reads to the other half's transport, pauses reading while the other side's write buffer is full,
 passes EOF through as a half-close, and when both directions are done (or either side fails)
 closes both.  Either side can be a plain socket or a transport connection's
-:class:`~ptdispatch.transports.adapter.EngineTransport`.
+:class:`~ptdispatch.transports.adapter.EngineTransport`.  Between two plain TCP sockets, a
+direction that has carried :data:`~ptdispatch.net.kernel.SWITCH_AFTER` bytes moves the whole
+connection into the kernel (:mod:`ptdispatch.net.kernel`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
+
+from . import kernel
+
+RETRY_AFTER = 64 * 1024
+"""When a switch to the kernel finds a write buffer not empty, the bytes to relay before trying again."""
 
 
 class RelayProtocol(asyncio.Protocol):
@@ -34,6 +42,8 @@ class RelayProtocol(asyncio.Protocol):
         peer_transport = self.peer.transport
         if peer_transport is not None:
             peer_transport.write(data)
+            if self.bytes_in > self.splice.switch_at:
+                self.splice.to_kernel()
         else:
             self.pending.append(data)
             if self.transport is not None:
@@ -83,6 +93,9 @@ class Splice:
         self._on_done = on_done
         self.error: Exception | None = None
         self._lost = 0
+        #: Bytes a direction relays in Python before :meth:`to_kernel` is tried (inf: never).
+        self.switch_at: float = kernel.SWITCH_AFTER if kernel.available() else math.inf
+        self.kernel: kernel.KernelRelay | None = None
 
     def attach(self, side: RelayProtocol, transport: asyncio.Transport, early: bytes = b"") -> None:
         """Give ``side`` its transport (switching that transport's protocol to it).
@@ -115,6 +128,42 @@ class Splice:
             else:
                 one.transport.resume_reading()
 
+    def to_kernel(self) -> None:
+        """Relay in the kernel from now on, if both sides are plain TCP sockets and nothing is
+        in flight in user space (else try again later, or never)."""
+        a, b = self.a, self.b
+        ta, tb = a.transport, b.transport
+        self.switch_at = math.inf
+        if ta is None or tb is None or a.eof or b.eof or a.pending or b.pending:
+            return
+        if ta.is_closing() or tb.is_closing() or not (kernel.eligible(ta) and kernel.eligible(tb)):
+            return
+        if ta.get_write_buffer_size() or tb.get_write_buffer_size():
+            self.switch_at = max(a.bytes_in, b.bytes_in) + RETRY_AFTER
+            return
+        try:
+            self.kernel = kernel.KernelRelay(ta, tb, self._count_a, self._count_b, self._kernel_ended)
+        except OSError:  # no descriptor left to duplicate: stay in Python
+            return
+
+    def _count_a(self, n: int) -> None:
+        self.a.bytes_in += n
+
+    def _count_b(self, n: int) -> None:
+        self.b.bytes_in += n
+
+    def _kernel_ended(self, error: Exception | None) -> None:
+        if error is None:
+            self.close()
+        else:
+            if self.error is None:
+                self.error = error
+            self.abort()
+
+    def _stop_kernel(self) -> None:
+        if self.kernel is not None:
+            self.kernel.stop()
+
     @property
     def bytes_a_to_b(self) -> int:
         return self.a.bytes_in
@@ -124,11 +173,13 @@ class Splice:
         return self.b.bytes_in
 
     def close(self) -> None:
+        self._stop_kernel()
         for side in (self.a, self.b):
             if side.transport is not None and not side.transport.is_closing():
                 side.transport.close()
 
     def abort(self) -> None:
+        self._stop_kernel()
         for side in (self.a, self.b):
             if side.transport is not None:
                 side.transport.abort()
@@ -150,6 +201,7 @@ class Splice:
             return
         side.lost = True
         self._lost += 1
+        self._stop_kernel()
         if exc is not None and self.error is None:
             self.error = exc
         other = side.peer.transport
