@@ -74,6 +74,9 @@ class _Pool:
     def __init__(self) -> None:
         self._free: list[tuple[int, int]] = []
 
+    def __len__(self) -> int:
+        return len(self._free)
+
     def take(self) -> tuple[int, int]:
         if self._free:
             return self._free.pop()
@@ -91,6 +94,11 @@ class _Pool:
 
 
 _POOL = _Pool()
+
+
+def pooled_pipes() -> int:
+    """Empty pipes kept for reuse in this process (two descriptors each)."""
+    return len(_POOL)
 
 
 class _Direction:
