@@ -19,6 +19,7 @@ from . import kernel
 
 RETRY_AFTER = 64 * 1024
 """When a switch to the kernel finds a write buffer not empty, the bytes to relay before trying again."""
+_SWITCH_AT: float = kernel.SWITCH_AFTER if kernel.available() else math.inf
 
 
 class RelayProtocol(asyncio.Protocol):
@@ -94,7 +95,7 @@ class Splice:
         self.error: Exception | None = None
         self._lost = 0
         #: Bytes a direction relays in Python before :meth:`to_kernel` is tried (inf: never).
-        self.switch_at: float = kernel.SWITCH_AFTER if kernel.available() else math.inf
+        self.switch_at = _SWITCH_AT
         self.kernel: kernel.KernelRelay | None = None
 
     def attach(self, side: RelayProtocol, transport: asyncio.Transport, early: bytes = b"") -> None:
