@@ -2,7 +2,7 @@
 
 A :class:`~ptdispatch.net.relay.Splice` between two plain TCP transports (the ``plain`` transport's
 client and server, transparent TCP over plain) relays in Python at first; once one direction has
-carried :data:`SWITCH_AFTER` bytes, :func:`start` hands both sockets to a :class:`KernelRelay`, so a
+carried :data:`SWITCH_AFTER` bytes, ``Splice.to_kernel`` hands both sockets to a :class:`KernelRelay`, so a
 long transfer's bytes never reach user space: each readable event moves up to a pipe's worth from
 one socket into a pipe and on into the other socket, two system calls and no copy through Python
 (socat, the benchmark's reference, reads into and writes from its own buffer).
@@ -15,7 +15,9 @@ is full, the sending one is no longer read until the pipe has drained.  A half-c
 as ``shutdown(SHUT_WR)`` once the pipe of that direction is empty.
 
 Pipes come from a small per-process pool and go back to it empty, so an idle connection holds no
-pipe: only connections with bytes in flight do.
+pipe: only connections with bytes in flight do.  A process that is not root and has many bulk
+connections in flight at once can exceed its pipe budget (``fs.pipe-user-pages-soft``, 64 MiB): its
+further pipes keep the default size or get smaller, which costs speed, not bytes.
 """
 
 from __future__ import annotations
