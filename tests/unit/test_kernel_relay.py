@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -217,3 +218,42 @@ def test_only_the_loops_own_tcp_transports_are_eligible() -> None:
 
     uvloop.run(check())
     asyncio.run(check())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_no_descriptor_to_duplicate_keeps_the_relay_in_python(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def exhausted(transport: asyncio.Transport) -> socket.socket:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(kernel, "_dup", exhausted)
+
+    async def test(relayed: Relayed) -> None:
+        (app_r, app_w), (tgt_r, tgt_w) = relayed.app, relayed.target
+        up = os.urandom(BIG)
+        await asyncio.wait_for(asyncio.gather(_send(app_w, up), _send(tgt_w, b"")), 30)
+        assert await asyncio.wait_for(tgt_r.read(), 30) == up
+        assert await asyncio.wait_for(app_r.read(), 10) == b""
+        assert relayed.splice.kernel is None
+        assert await asyncio.wait_for(relayed.done, 10) is None
+
+    run(loop, test)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_no_descriptor_for_a_pipe_ends_that_connection(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def exhausted() -> tuple[int, int]:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    async def test(relayed: Relayed) -> None:
+        (app_r, app_w), (tgt_r, _) = relayed.app, relayed.target
+        await _send(app_w, os.urandom(kernel.SWITCH_AFTER + 1), eof=False)  # switches after this
+        await asyncio.wait_for(tgt_r.readexactly(kernel.SWITCH_AFTER + 1), 30)
+        monkeypatch.setattr(kernel._POOL, "take", exhausted)
+        app_w.write(b"more")
+        error = await asyncio.wait_for(relayed.done, 10)
+        assert isinstance(error, OSError) and error.errno == errno.EMFILE
+        for reader in (app_r, tgt_r):  # both closed: a reset where the relay left bytes unread
+            with contextlib.suppress(ConnectionResetError):
+                assert await asyncio.wait_for(reader.read(), 10) == b""
+
+    run(loop, test)
