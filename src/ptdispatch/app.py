@@ -22,7 +22,7 @@ from .frontends.socks.server import Socks5Frontend
 from .ipc.args import format_smethod_args
 from .ipc.reporter import Reporter
 from .logs import EventLog, library_logs
-from .net.accept import LISTEN_BACKLOG, DialOnAccept
+from .net.accept import DialOnAccept, create_server
 from .net.addr import Address, format_hostport
 from .net.relay import Splice
 from .net.tracker import ConnectionTracker
@@ -111,9 +111,7 @@ class Dispatcher:
                 where = str(udp.address)
             else:
                 port = self.setup.ports.get(name.lower(), listen.port)
-                server = await asyncio.get_running_loop().create_server(
-                    factory, listen.host, port, reuse_port=self.setup.reuse_port or None, backlog=LISTEN_BACKLOG
-                )
+                server = await create_server(factory, Address(listen.host, port), reuse_port=self.setup.reuse_port)
                 self.listeners.append(server)
                 where = _bound(server)
         except OSError as exc:

@@ -62,9 +62,14 @@ class DialOnAccept(RelayProtocol):
         splice.join()
 
 
-async def create_server(factory: Callable[[], asyncio.BaseProtocol], where: Address | socket.socket) -> asyncio.Server:
-    """Listen on ``where``: an address, or a bound listening socket (the one all workers share)."""
+async def create_server(
+    factory: Callable[[], asyncio.BaseProtocol], where: Address | socket.socket, *, reuse_port: bool = False
+) -> asyncio.Server:
+    """Listen on ``where``: an address (shared with other processes under ``reuse_port``), or a
+    bound listening socket (the one all workers share)."""
     loop = asyncio.get_running_loop()
     if isinstance(where, socket.socket):
         return await loop.create_server(factory, sock=where, backlog=LISTEN_BACKLOG)
-    return await loop.create_server(factory, where.host, where.port, backlog=LISTEN_BACKLOG)
+    return await loop.create_server(
+        factory, where.host, where.port, reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG
+    )
