@@ -1,6 +1,6 @@
 """Fuzz targets for meek's HTTP handling, on both sides.
 
-* ``meek-server``: raw bytes (in chunks chosen by the input) into one accepted connection's h11
+* ``meek-server``: raw bytes (in chunks chosen by the input) into one accepted connection's HTTP
   handling and the session table behind it (keep-alive, pipelining, ``X-Session-Id``, bodies,
   ``Expect: 100-continue``, HEAD...).  The connection must end on its own, raising nothing, and
   every byte it writes must be one of meek-server's answers (section 2.2 of the wire notes): HTTP
@@ -143,7 +143,7 @@ async def _client(pieces: list[bytes], exchanges: int) -> None:
         body = bytes(i % 3) * 10
         try:
             async with asyncio.timeout(LIMIT):
-                await conn.round_trip(wire.request(_URL, "fuzzsession0", len(body)), body)
+                await conn.round_trip(wire.Requests(_URL, "fuzzsession0").post(body))
         except (ExchangeFailed, RemoteProtocolError):
             return
         if not conn.reusable:

@@ -111,7 +111,7 @@ async def client_read(chunks: list[bytes]) -> bytes:
     conn = HttpClientConnection(reader, writer)  # type: ignore[arg-type]
     feeder = asyncio.ensure_future(_feed(reader, chunks))
     try:
-        reply = await conn.round_trip(wire.request(URL, "0" * 32, 0), b"")
+        reply = await conn.round_trip(wire.Requests(URL, "0" * 32).post(b""))
     finally:
         await feeder
     return reply.body

@@ -38,17 +38,18 @@ class ClientSession:
         self.options = options
         self.dialer = dialer
         self.sid = wire.new_session_id(rng)
+        self.requests = wire.Requests(options.url, self.sid)
         self._conn: HttpClientConnection | None = None
 
     async def exchange(self, body: bytes) -> bytes:
         """POST ``body``; the response's bytes.  Raises ``SessionEnded`` on 500, ``OSError`` else."""
-        request = wire.request(self.options.url, self.sid, len(body))
+        request = self.requests.post(body)
         policy = wire.RetryPolicy()
         while True:
             conn = self._conn = await pool().get(self.options, self.dialer)
             try:
                 async with asyncio.timeout(EXCHANGE_TIMEOUT):
-                    reply = await conn.round_trip(request, body)
+                    reply = await conn.round_trip(request)
             except ExchangeFailed as exc:
                 self.drop()
                 if policy.resend_after_failure(conn.used, exc.answered):

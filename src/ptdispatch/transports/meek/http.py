@@ -1,4 +1,4 @@
-"""The client's HTTP/1.1 exchanges: one keep-alive connection, one request at a time (h11)."""
+"""The client's HTTP/1.1 exchanges: one keep-alive connection, one request at a time."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import weakref
 import zlib
 from dataclasses import dataclass
 
-import h11
-
 from ...errors import RemoteProtocolError
 from ...net.upstream import Dialer
-from . import wire
+from . import h1, wire
 from .options import ClientOptions, client_context
 
 MAX_RESPONSE_BODY = 16 * wire.MAX_PAYLOAD
@@ -38,7 +36,6 @@ class HttpClientConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT)
         self.used = False  # completed one exchange: a failure before any answer may be the keep-alive trap
         self.reusable = True
         self._answered = False  # a response byte arrived in the current exchange
@@ -57,58 +54,44 @@ class HttpClientConnection:
             transport, _ = await dialer.create_connection(lambda: protocol, front)
         return cls(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
-    async def round_trip(self, request: h11.Request, body: bytes) -> Reply:
-        """Send one request, read its whole response."""
-        h = self.h11
-        try:
-            out = [h.send(request), h.send(h11.Data(data=body)) if body else b"", h.send(h11.EndOfMessage())]
-        except h11.LocalProtocolError as exc:
-            raise ExchangeFailed(f"cannot send: {exc}", answered=False) from None
+    async def round_trip(self, request: bytes) -> Reply:
+        """Send one whole request (``wire.Requests.post``), read its whole response."""
+        if not self.reusable:
+            raise ExchangeFailed("the connection cannot carry another request", answered=False)
+        self.reusable = False  # until this exchange completes
         self._answered = False
         try:
-            self.writer.write(b"".join(part or b"" for part in out))
-            reply = await self._read_response()
-        except (h11.RemoteProtocolError, OSError, zlib.error) as exc:
-            if isinstance(exc, RemoteProtocolError):
-                raise
+            self.writer.write(request)
+            reply, reusable = await self._read_response()
+        except (OSError, zlib.error) as exc:
             raise ExchangeFailed(f"{type(exc).__name__}: {exc}", answered=self._answered) from None
         self.used = True
-        if h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
-        else:
-            self.reusable = False
+        self.reusable = reusable
         return reply
 
-    async def _next_event(self) -> h11.Event:
-        h = self.h11
-        while True:
-            event = h.next_event()
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
+    async def _read_response(self) -> tuple[Reply, bool]:
+        parser = h1.ResponseReader(2 * MAX_RESPONSE_BODY)  # a gzip body may be a little longer
+        while parser.response is None:
             data = await self.reader.read(1 << 18)
-            self._answered = self._answered or bool(data)
-            h.receive_data(data)
-
-    async def _read_response(self) -> Reply:
-        status, decoder, chunks, size = 0, None, [], 0
-        while True:
-            event = await self._next_event()
-            if isinstance(event, h11.Response):
-                status = event.status_code
-                if wire.header(event.headers, b"content-encoding") == b"gzip":
-                    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            elif isinstance(event, h11.Data):
-                data = bytes(event.data)
-                if decoder is not None:
-                    data = decoder.decompress(data, MAX_RESPONSE_BODY - size + 1)
-                size += len(data)
-                if size > MAX_RESPONSE_BODY:
-                    raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
-                chunks.append(data)
-            elif isinstance(event, h11.EndOfMessage):
-                return Reply(status, b"".join(chunks))
-            elif isinstance(event, h11.ConnectionClosed):
+            if not data:
+                if parser.eof():
+                    break
                 raise ExchangeFailed("connection closed before the response", answered=self._answered)
+            self._answered = True
+            try:
+                parser.feed(data)
+            except ValueError as exc:
+                raise ExchangeFailed(str(exc), answered=True) from None
+            except h1.ResponseTooLarge:
+                raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes") from None
+        response = parser.response
+        assert response is not None
+        body = response.body
+        if h1.header(response.headers, b"content-encoding") == b"gzip":
+            body = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, MAX_RESPONSE_BODY + 1)
+        if len(body) > MAX_RESPONSE_BODY:
+            raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
+        return Reply(response.status, body), parser.reusable
 
     @property
     def alive(self) -> bool:

@@ -1,4 +1,4 @@
-"""The meek server: HTTP/1.1 (h11) in front of a :class:`~.session.SessionTable`.
+"""The meek server: HTTP/1.1 (:mod:`.h1`) in front of a :class:`~.session.SessionTable`.
 
 Answers exactly as meek-server v0.38.0 does (section 2.2 of the wire notes): the root page, 404,
 400, 500, 200 with Content-Length up to 2048 bytes and chunked above, ``Date`` and no ``Server``.
@@ -15,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-import h11
-
 from ...net.accept import LISTEN_BACKLOG
 from ...net.addr import Address
 from ..adapter import AppFactory, ErrorCallback
 from ..base import ServerTransport
-from . import wire
+from . import h1, wire
 from .options import ServerOptions
 from .session import SessionTable
 
@@ -50,10 +48,6 @@ class Tuning:
     dial_wait: float = DIAL_WAIT
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class HttpConnection:
     """One accepted HTTP connection: read a request, answer it, repeat (keep-alive)."""
 
@@ -63,7 +57,7 @@ class HttpConnection:
         self.table = table
         self.reader = reader
         self.writer = writer
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.requests = h1.RequestReader(max_header_bytes=MAX_HEADER_BYTES, max_body=wire.MAX_REQUEST_BODY)
         peer = writer.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else None
 
@@ -81,27 +75,26 @@ class HttpConnection:
         timeout = self.server.tuning.read_timeout
         try:
             async with asyncio.timeout(timeout):
-                got = await self._read_request()
-        except h11.RemoteProtocolError as exc:
-            self._write(wire.canned_error(exc.error_status_hint))
+                request = await self._read_request()
+        except h1.HttpError as exc:
+            if exc.handler:  # a method llhttp does not know: the handler's 400, as Go answers
+                date = wire.http_date(time.time())
+                self._write(h1.response(400, wire.text_reply(wire.BAD_REQUEST_BODY, date), wire.BAD_REQUEST_BODY,
+                                        close=True))  # fmt: skip
+            else:
+                self._write(wire.canned_error(exc.status))
             return False
-        if got is None:
+        if request is None:
             return False
-        request, body, too_large = got
-        events = await self._answer(request, body, too_large)
-        if request.method == b"HEAD":  # Go counts the body into Content-Length but sends none
-            events = [e for e in events if not isinstance(e, h11.Data)]
-        if not self._write(b"".join(self.h11.send(e) or b"" for e in events)):
+        status, headers, body = await self._answer(request)
+        keep = request.keep_alive and not request.too_large and not (self.requests.stopped and not self.requests.ready)
+        answer = h1.response(status, headers, body, head_only=request.method == b"HEAD", close=not keep,
+                             http10=request.http10)  # fmt: skip
+        if not self._write(answer):
             return False
         async with asyncio.timeout(timeout):
             await self.writer.drain()
-        if too_large or self.h11.our_state is not h11.DONE:
-            return False
-        try:
-            self.h11.start_next_cycle()
-        except h11.LocalProtocolError:
-            return False  # the client said Connection: close, or the body was not read
-        return True
+        return keep
 
     def _write(self, data: bytes) -> bool:
         if self.writer.transport.is_closing():  # closed meanwhile (the listener, the peer)
@@ -109,49 +102,35 @@ class HttpConnection:
         self.writer.write(data)
         return True
 
-    async def _read_request(self) -> tuple[h11.Request, bytes, bool] | None:
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                if self.h11.they_are_waiting_for_100_continue:  # as Go does when the body is read
-                    self._write(
-                        self.h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b""
-                    )
-                data = await self.reader.read(1 << 17)
-                self.h11.receive_data(data)
-                continue
-            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+    async def _read_request(self) -> h1.Request | None:
+        requests = self.requests
+        while not requests.ready:
+            if requests.stopped:
                 return None
-            if isinstance(event, h11.Request):
-                if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > MAX_HEADER_BYTES:
-                    raise h11.RemoteProtocolError("headers too large", error_status_hint=431)
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > wire.MAX_REQUEST_BODY:
-                    assert request is not None
-                    return request, bytes(body[: wire.MAX_REQUEST_BODY]), True
-            elif isinstance(event, h11.EndOfMessage):
-                assert request is not None
-                return request, bytes(body), False
+            data = await self.reader.read(1 << 17)
+            if not data:
+                return None  # the client left (mid-request or between requests): nothing to answer
+            requests.feed(data)
+            if requests.continue_due:  # as Go does when the handler reads the body
+                self._write(h1.CONTINUE)
+        return requests.ready.popleft()
 
-    async def _answer(self, request: h11.Request, body: bytes, too_large: bool) -> list[h11.Event]:
+    async def _answer(self, request: h1.Request) -> tuple[int, h1.Headers, bytes]:
         date = wire.http_date(time.time())
         method = request.method
-        sid = (wire.header(request.headers, b"x-session-id") or b"").decode("latin-1")
+        sid = (h1.header(request.headers, b"x-session-id") or b"").decode("latin-1")
         if method == b"GET":
             if wire.clean_path(request.target) == "/":
-                return self._text(200, wire.ROOT_BODY, date, nosniff=False)
-            return self._text(404, wire.NOT_FOUND_BODY, date)
+                return 200, wire.text_reply(wire.ROOT_BODY, date, nosniff=False), wire.ROOT_BODY
+            return 404, wire.text_reply(wire.NOT_FOUND_BODY, date), wire.NOT_FOUND_BODY
         if method != b"POST" or len(sid) < wire.MIN_SESSION_ID:
-            self._log(method, sid, len(body), 400)
-            return self._text(400, wire.BAD_REQUEST_BODY, date)
-        return await self._transact(request, sid, body, too_large, date)
+            self._log(method, sid, len(request.body), 400)
+            return 400, wire.text_reply(wire.BAD_REQUEST_BODY, date), wire.BAD_REQUEST_BODY
+        return await self._transact(request, sid, date)
 
-    async def _transact(self, request: h11.Request, sid: str, body: bytes, too_large: bool,
-                        date: bytes) -> list[h11.Event]:  # fmt: skip
+    async def _transact(self, request: h1.Request, sid: str, date: bytes) -> tuple[int, h1.Headers, bytes]:
+        body = request.body
+
         def peer() -> tuple[str, int] | None:
             ip = wire.user_ip(request.headers, self.peer_ip)
             return (ip, 1) if ip is not None else None
@@ -159,12 +138,12 @@ class HttpConnection:
         session = self.table.get(sid, peer)
         if session is None:
             self.table.warn_full()
-            return self._text(500, wire.INTERNAL_ERROR_BODY, date, method=b"POST", sid=sid, size=len(body))
+            return self._error(500, sid, len(body), date)
         session.deliver(body)
-        if too_large:
+        if request.too_large:
             self.table.delete(session)
             self._log(b"POST", sid, len(body), 200)
-            return [wire.too_large_reply(date), h11.EndOfMessage()]
+            return 200, wire.too_large_reply(date), b""
         opening = session.new and not body
         await session.wait_ready(self.server.tuning.dial_wait)
         # A new session's empty opening poll is answered as soon as its upstream is connected,
@@ -172,20 +151,13 @@ class HttpConnection:
         payload = await session.take(0.0 if opening else self.server.tuning.turnaround)
         if payload is None:
             self.table.delete(session)
-            return self._text(500, wire.INTERNAL_ERROR_BODY, date, method=b"POST", sid=sid, size=len(body))
+            return self._error(500, sid, len(body), date)
         self._log(b"POST", sid, len(body), 200)
-        events: list[h11.Event] = [wire.data_reply(payload, date)]
-        if payload:
-            events.append(h11.Data(data=payload))
-        events.append(h11.EndOfMessage())
-        return events
+        return 200, wire.data_reply(payload, date), payload
 
-    def _text(self, status: int, body: bytes, date: bytes, *, nosniff: bool = True, method: bytes = b"",
-              sid: str = "", size: int = 0) -> list[h11.Event]:  # fmt: skip
-        if method:
-            self._log(method, sid, size, status)
-        response, data = wire.text_reply(status, body, date, nosniff=nosniff)
-        return [response, h11.Data(data=data), h11.EndOfMessage()]
+    def _error(self, status: int, sid: str, size: int, date: bytes) -> tuple[int, h1.Headers, bytes]:
+        self._log(b"POST", sid, size, status)
+        return status, wire.text_reply(wire.INTERNAL_ERROR_BODY, date), wire.INTERNAL_ERROR_BODY
 
     def _log(self, method: bytes, sid: str, size: int, status: int) -> None:
         hook = self.server.request_log

@@ -11,8 +11,7 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from email.utils import formatdate
 
-import h11
-
+from .h1 import Headers, header
 from .options import MeekUrl
 
 MAX_PAYLOAD = 0x10000
@@ -33,9 +32,6 @@ BAD_REQUEST_BODY = b"Bad request.\n"
 INTERNAL_ERROR_BODY = b"Internal server error.\n"
 TEXT_PLAIN = b"text/plain; charset=utf-8"
 OCTET_STREAM = b"application/octet-stream"
-REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 500: b"Internal Server Error"}
-
-Headers = list[tuple[bytes, bytes]]
 
 
 def new_session_id(rng: Callable[[int], bytes]) -> str:
@@ -52,18 +48,16 @@ def next_poll_interval(interval: float, sent: bool, received: bool) -> float:
     return min(interval * POLL_MULTIPLIER, MAX_POLL)
 
 
-def request(url: MeekUrl, session_id: str, body_length: int) -> h11.Request:
-    """The POST of section 1.3, header for header as obfs4proxy 0.0.14 sends it."""
-    return h11.Request(
-        method=b"POST",
-        target=url.target.encode(),
-        headers=[
-            (b"Host", url.host_header.encode()),
-            (b"Content-Length", str(body_length).encode()),
-            (b"X-Session-Id", session_id.encode()),
-            (b"Accept-Encoding", b"gzip"),
-        ],
-    )
+class Requests:
+    """The POSTs of one session (section 1.3), header for header as obfs4proxy 0.0.14 sends them;
+    only ``Content-Length`` differs from one to the next."""
+
+    def __init__(self, url: MeekUrl, session_id: str) -> None:
+        self._head = f"POST {url.target} HTTP/1.1\r\nHost: {url.host_header}\r\nContent-Length: ".encode()
+        self._tail = f"\r\nX-Session-Id: {session_id}\r\nAccept-Encoding: gzip\r\n\r\n".encode()
+
+    def post(self, body: bytes) -> bytes:
+        return b"%s%d%s%s" % (self._head, len(body), self._tail, body)
 
 
 _date_cache: list[tuple[int, bytes]] = [(-1, b"")]
@@ -78,32 +72,28 @@ def http_date(now: float) -> bytes:
     return cached[1]
 
 
-def _response(status: int, headers: Headers) -> h11.Response:
-    return h11.Response(status_code=status, reason=REASONS[status], headers=headers)
-
-
-def text_reply(status: int, body: bytes, date: bytes, *, nosniff: bool = True) -> tuple[h11.Response, bytes]:
-    """Go's ``http.Error`` (and meek-server's root page when ``nosniff`` is false)."""
+def text_reply(body: bytes, date: bytes, *, nosniff: bool = True) -> Headers:
+    """Go's ``http.Error`` (and meek-server's root page when ``nosniff`` is false): its headers."""
     headers: Headers = [(b"Content-Type", TEXT_PLAIN)]
     if nosniff:
         headers.append((b"X-Content-Type-Options", b"nosniff"))
     headers += [(b"Date", date), (b"Content-Length", str(len(body)).encode())]
-    return _response(status, headers), body
+    return headers
 
 
-def data_reply(payload: bytes, date: bytes) -> h11.Response:
+def data_reply(payload: bytes, date: bytes) -> Headers:
     """A 200 carrying upstream bytes: Content-Length up to 2048 bytes, chunked above."""
     headers: Headers = [(b"Content-Type", OCTET_STREAM), (b"Date", date)]
     if len(payload) > CHUNKING_THRESHOLD:
         headers.append((b"Transfer-Encoding", b"chunked"))
     else:
         headers.append((b"Content-Length", str(len(payload)).encode()))
-    return _response(200, headers)
+    return headers
 
 
-def too_large_reply(date: bytes) -> h11.Response:
-    """What Go sends after ``MaxBytesReader`` tripped and the handler wrote nothing."""
-    return _response(200, [(b"Date", date), (b"Content-Length", b"0"), (b"Connection", b"close")])
+def too_large_reply(date: bytes) -> Headers:
+    """What Go sends after ``MaxBytesReader`` tripped and the handler wrote nothing (status 200)."""
+    return [(b"Date", date), (b"Content-Length", b"0"), (b"Connection", b"close")]
 
 
 def canned_error(status: int) -> bytes:
@@ -116,14 +106,6 @@ def canned_error(status: int) -> bytes:
     }
     text = f"{status} {reasons.get(status, 'Bad Request')}" if status in reasons else "400 Bad Request"
     return (f"HTTP/1.1 {text}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{text}").encode()
-
-
-def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of ``name`` (lower case) in h11's normalized headers."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 def clean_path(target: bytes) -> str:
