@@ -64,6 +64,9 @@ class _Writer:
     def abort(self) -> None:
         self.closed = True
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     async def drain(self) -> None:
         await asyncio.sleep(0)
 

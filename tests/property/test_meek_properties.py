@@ -28,6 +28,12 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
 
 class FakeWriter:
     def __init__(self) -> None:

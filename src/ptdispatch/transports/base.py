@@ -300,6 +300,10 @@ class TransportSpec:
     #: The dispatcher then needs no serverAddress, the ``address`` given to ``dial`` is not used,
     #: and the application's destination (the SOCKS CONNECT address) is always ``destination``.
     names_servers: bool = False
+    #: The client's dial uses neither ``address`` nor ``destination`` (meek: the url decides all), so the
+    #: SOCKS5 frontend starts it as soon as the per-connection arguments are known, while the
+    #: application is still sending its CONNECT request; the reply still waits for the dial.
+    dials_without_destination: bool = False
 
     def unknown_keys(self, raw: RawOptions, *, server: bool) -> list[str]:
         """The keys of ``raw`` that this side of the transport does not know, in their order."""

@@ -96,6 +96,16 @@ class Socks5Server:
     def awaiting_json_block(self) -> bool:
         return self._state is _State.JSON_BLOCK
 
+    @property
+    def awaiting_request(self) -> bool:
+        """The method (and its arguments, :attr:`args`) are settled; the CONNECT request is next."""
+        return self._state is _State.REQUEST
+
+    @property
+    def args(self) -> dict[str, object]:
+        """The per-connection arguments (final once :attr:`awaiting_request`)."""
+        return self._args
+
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
         self._out.clear()

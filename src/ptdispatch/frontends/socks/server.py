@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from ...config import LogLevel
 from ...errors import OptionsError, internal_error
+from ...net.addr import Address
+from ...net.relay import Splice
 from ..dialer import ClientMethod, reply_for
 from . import socks4
 from .protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
@@ -28,6 +30,7 @@ class Socks5Frontend(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._early: asyncio.Task[Splice] | None = None  # a dial started before the CONNECT request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
@@ -44,10 +47,15 @@ class Socks5Frontend(asyncio.Protocol):
             if self.core.awaiting_json_block and self._timer is not None:
                 self._timer.cancel()
                 self._timer = asyncio.get_running_loop().call_later(ARGS_TIMEOUT, self._timed_out)
+            elif self._early is None and self.method.spec.dials_without_destination:
+                core = self.core
+                if isinstance(core, Socks5Server) and core.awaiting_request:
+                    self._early = asyncio.get_running_loop().create_task(self._dial(core.args, None))
             return
         self._cancel_timer()
         if isinstance(event, Failure):
             self.method.log.debug(f"{self.method.name}: SOCKS handshake failed: {event.message}")
+            self._cancel_early()
             self._close()
         elif isinstance(event, Request):
             assert self.transport is not None
@@ -64,28 +72,39 @@ class Socks5Frontend(asyncio.Protocol):
         self.transport = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        elif self._task is None:
+            self._cancel_early()
+
+    async def _dial(self, args: dict[str, object], address: Address | None) -> Splice:
+        """A splice whose far side is dialled through the transport (raises what the dial raised)."""
+        method = self.method
+        splice = method.new_splice(method.name)
+        try:
+            await method.dial(method.route(args, address), lambda: splice.b)
+        except asyncio.CancelledError:
+            splice.fail(ConnectionAbortedError("client went away"))
+            raise
+        except Exception as exc:
+            splice.fail(exc)
+            raise
+        return splice
 
     async def _connect(self, request: Request) -> None:
         method, transport = self.method, self.transport
         assert transport is not None
-        splice = method.new_splice(method.name)
         try:
-            route = method.route(request.args, request.address)
-            await method.dial(route, lambda: splice.b)
-        except asyncio.CancelledError:
-            splice.fail(ConnectionAbortedError("client went away"))
-            raise
+            splice = await (self._early or self._dial(request.args, request.address))
         except (OSError, OptionsError) as exc:
             code = reply_for(exc)
             method.log.warn(f"{method.name}: connection failed: {exc or type(exc).__name__}")
-            splice.fail(exc)
             if self.transport is not None:
                 transport.write(self._reply(code))
                 transport.close()
             return
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:  # a bug must cost one connection, never the process
             method.log.error(f"{method.name}: {internal_error(exc)}")
-            splice.fail(exc)
             transport.abort()
             return
         if self.transport is None:  # the client left while we dialed
@@ -112,6 +131,16 @@ class Socks5Frontend(asyncio.Protocol):
     def _close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def _cancel_early(self) -> None:
+        """No CONNECT will use the early dial: stop it, or end the connection it made."""
+        early, self._early = self._early, None
+        if early is None:
+            return
+        if not early.done():
+            early.cancel()
+        elif not early.cancelled() and early.exception() is None:
+            early.result().fail(ConnectionAbortedError("no SOCKS request followed"))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

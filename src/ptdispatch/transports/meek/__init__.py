@@ -30,6 +30,7 @@ SPEC = TransportSpec(
     client_keys=CLIENT_KEYS,
     server_keys=SERVER_KEYS,
     names_servers=True,  # the url names the server: no serverAddress, and the CONNECT address is not a server
+    dials_without_destination=True,  # nor a destination: the session's first POST need not wait for it
 )
 
 __all__ = ["SPEC", "ClientOptions", "MeekClient", "MeekServer", "ServerOptions", "Tuning"]

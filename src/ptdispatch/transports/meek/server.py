@@ -60,22 +60,43 @@ class HttpConnection:
         self.requests = h1.RequestReader(max_header_bytes=MAX_HEADER_BYTES, max_body=wire.MAX_REQUEST_BODY)
         peer = writer.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if isinstance(peer, tuple) else None
+        self._loop = asyncio.get_running_loop()
+        self._deadline = 0.0  # when reading the request (or writing the answer) must be done; 0: none
+        self._timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         try:
             while await self._one_exchange():
                 pass
-        except (TimeoutError, ConnectionError, ssl.SSLError):
+        except (ConnectionError, ssl.SSLError):
             pass
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             self.writer.close()
+
+    def _arm(self, seconds: float) -> None:
+        """Go's ReadTimeout/WriteTimeout: past the deadline the connection is cut, unanswered.  One
+        timer per connection, moved lazily (a deadline is set for every POST, the timer rarely)."""
+        self._deadline = self._loop.time() + seconds
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if not self._deadline:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
+            return
+        self.writer.transport.abort()  # the pending read sees the end; a drain, ConnectionResetError
 
     async def _one_exchange(self) -> bool:
         """Read one request and answer it; whether the connection stays open for another."""
         timeout = self.server.tuning.read_timeout
+        self._arm(timeout)
         try:
-            async with asyncio.timeout(timeout):
-                request = await self._read_request()
+            request = await self._read_request()
         except h1.HttpError as exc:
             if exc.handler:  # a method llhttp does not know: the handler's 400, as Go answers
                 date = wire.http_date(time.time())
@@ -86,13 +107,15 @@ class HttpConnection:
             return False
         if request is None:
             return False
+        self._deadline = 0.0  # the answer may wait for the session (its dial, the turnaround)
         status, headers, body = await self._answer(request)
         keep = request.keep_alive and not request.too_large and not (self.requests.stopped and not self.requests.ready)
         answer = h1.response(status, headers, body, head_only=request.method == b"HEAD", close=not keep,
                              http10=request.http10)  # fmt: skip
         if not self._write(answer):
             return False
-        async with asyncio.timeout(timeout):
+        if self.writer.transport.get_write_buffer_size():
+            self._arm(timeout)
             await self.writer.drain()
         return keep
 

@@ -8,7 +8,6 @@ the application writes waits in a buffer for the next response.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -93,7 +92,7 @@ class Session:
         self.last_seen = time.monotonic()
         self.new = True
         self._writing_paused = False
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the HTTP side waiting for the application
         self.transport = SessionTransport(self)
         self.app: asyncio.BaseProtocol = app_factory()
         self.app.connection_made(self.transport)
@@ -103,7 +102,7 @@ class Session:
         if not data or self.closed:
             return
         self.outbuf += data
-        self._wakeup.set()
+        self._wake()
         if not self._writing_paused and len(self.outbuf) > HIGH_WATER:
             self._writing_paused = True
             self.app.pause_writing()
@@ -115,11 +114,11 @@ class Session:
             if self.ended:
                 return
             self.app.data_received(data)  # type: ignore[attr-defined]
-        self._wakeup.set()
+        self._wake()
 
     def app_closed(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        self._wake()
 
     # --- HTTP side ---------------------------------------------------------------------------
     def deliver(self, body: bytes) -> None:
@@ -140,23 +139,17 @@ class Session:
         while not self.closed and not self.ended and (self.new or self.inbound_size > INBOUND_LIMIT):
             if self.reading and not self.inbound:
                 break
-            self._wakeup.clear()
             left = deadline - loop.time()
             if left <= 0:
                 break
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):  # no extra task, unlike wait_for
-                    await self._wakeup.wait()
+            await self._sleep(loop, left)
         self.new = False
 
     async def take(self, turnaround: float) -> bytes | None:
         """Up to 64 KiB of upstream bytes, waiting ``turnaround`` when none are ready; ``None``
         when the upstream ended (the caller answers 500 and deletes the session)."""
         if not self.outbuf and not self.closed and turnaround > 0:
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(turnaround):  # no extra task, unlike wait_for
-                    await self._wakeup.wait()
+            await self._sleep(asyncio.get_running_loop(), turnaround)
         if self.outbuf:
             data = bytes(self.outbuf[:MAX_PAYLOAD])
             del self.outbuf[:MAX_PAYLOAD]
@@ -168,6 +161,21 @@ class Session:
             return None
         return b""
 
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Until the application does something (:meth:`_wake`) or ``timeout`` passed: a bare
+        future and a timer, cheaper than an Event under ``asyncio.timeout`` for every POST."""
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _release, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _release(self._waiter)
+
     def end(self, exc: Exception | None = None) -> None:
         """Forget the session and tell the application (idempotent)."""
         if self.ended:
@@ -176,8 +184,13 @@ class Session:
         self.closed = True
         self.outbuf.clear()
         self.inbound.clear()
-        self._wakeup.set()
+        self._wake()
         self.app.connection_lost(exc)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class SessionTable:
