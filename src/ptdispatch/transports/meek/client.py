@@ -10,7 +10,6 @@ could not be dialled; a retry would open a new upstream connection): the stream 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..base import ClientTransport, Rng
 from . import wire
 from .http import ExchangeFailed, HttpClientConnection, pool
 from .options import ClientOptions
+from .wakeup import Wakeup
 
 EXCHANGE_TIMEOUT = 60.0
 HIGH_WATER = 4 * wire.MAX_PAYLOAD
@@ -86,7 +86,7 @@ class MeekClientTransport(asyncio.Transport):
         self._address = address
         self.app: asyncio.BaseProtocol | None = None
         self._out = bytearray()
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup()  # the poll loop waits for data or its interval
         self._closing = False
         self._reading = True
         self._writing_paused = False
@@ -104,7 +104,7 @@ class MeekClientTransport(asyncio.Transport):
         if not data or self._closing:
             return
         self._out += data
-        self._wake.set()
+        self._wakeup.wake()
         if not self._writing_paused and len(self._out) > HIGH_WATER and self.app is not None:
             self._writing_paused = True
             self.app.pause_writing()
@@ -126,7 +126,7 @@ class MeekClientTransport(asyncio.Transport):
 
     def resume_reading(self) -> None:
         self._reading = True
-        self._wake.set()
+        self._wakeup.wake()
 
     def is_reading(self) -> bool:
         return self._reading
@@ -134,7 +134,7 @@ class MeekClientTransport(asyncio.Transport):
     def close(self) -> None:
         """Send what is queued, then stop (meek sends no close signal)."""
         self._closing = True
-        self._wake.set()
+        self._wakeup.wake()
 
     def abort(self) -> None:
         self._closing = True
@@ -167,11 +167,7 @@ class MeekClientTransport(asyncio.Transport):
         while not self._closing:
             if self._reading and (self._out or loop.time() >= deadline):
                 return
-            self._wake.clear()
-            timeout = max(0.0, deadline - loop.time()) if self._reading else None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-                    await self._wake.wait()
+            await self._wakeup.wait(loop, deadline if self._reading else None)
 
     async def _run(self, interval: float) -> None:
         exc: Exception | None = None

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..adapter import AppFactory
+from .wakeup import Wakeup
 from .wire import MAX_PAYLOAD
 
 HIGH_WATER = 4 * MAX_PAYLOAD
@@ -92,7 +93,7 @@ class Session:
         self.last_seen = time.monotonic()
         self.new = True
         self._writing_paused = False
-        self._waiter: asyncio.Future[None] | None = None  # the HTTP side waiting for the application
+        self._wakeup = Wakeup()  # the HTTP side waits for the application
         self.transport = SessionTransport(self)
         self.app: asyncio.BaseProtocol = app_factory()
         self.app.connection_made(self.transport)
@@ -102,7 +103,7 @@ class Session:
         if not data or self.closed:
             return
         self.outbuf += data
-        self._wake()
+        self._wakeup.wake()
         if not self._writing_paused and len(self.outbuf) > HIGH_WATER:
             self._writing_paused = True
             self.app.pause_writing()
@@ -114,11 +115,11 @@ class Session:
             if self.ended:
                 return
             self.app.data_received(data)  # type: ignore[attr-defined]
-        self._wake()
+        self._wakeup.wake()
 
     def app_closed(self) -> None:
         self.closed = True
-        self._wake()
+        self._wakeup.wake()
 
     # --- HTTP side ---------------------------------------------------------------------------
     def deliver(self, body: bytes) -> None:
@@ -142,14 +143,15 @@ class Session:
             left = deadline - loop.time()
             if left <= 0:
                 break
-            await self._sleep(loop, left)
+            await self._wakeup.wait(loop, deadline)
         self.new = False
 
     async def take(self, turnaround: float) -> bytes | None:
         """Up to 64 KiB of upstream bytes, waiting ``turnaround`` when none are ready; ``None``
         when the upstream ended (the caller answers 500 and deletes the session)."""
         if not self.outbuf and not self.closed and turnaround > 0:
-            await self._sleep(asyncio.get_running_loop(), turnaround)
+            loop = asyncio.get_running_loop()
+            await self._wakeup.wait(loop, loop.time() + turnaround)
         if self.outbuf:
             data = bytes(self.outbuf[:MAX_PAYLOAD])
             del self.outbuf[:MAX_PAYLOAD]
@@ -161,21 +163,6 @@ class Session:
             return None
         return b""
 
-    async def _sleep(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        """Until the application does something (:meth:`_wake`) or ``timeout`` passed: a bare
-        future and a timer, cheaper than an Event under ``asyncio.timeout`` for every POST."""
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(timeout, _release, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            _release(self._waiter)
-
     def end(self, exc: Exception | None = None) -> None:
         """Forget the session and tell the application (idempotent)."""
         if self.ended:
@@ -184,13 +171,8 @@ class Session:
         self.closed = True
         self.outbuf.clear()
         self.inbound.clear()
-        self._wake()
+        self._wakeup.wake()
         self.app.connection_lost(exc)
-
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 class SessionTable:
