@@ -4,6 +4,7 @@ net/http would, and another session on the same server keeps working."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -126,4 +127,26 @@ async def test_upstream_reset_is_500_for_that_session_only() -> None:
         first = await read_response(reader)
         writer.close()
         assert first.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        await still_serving(port)
+
+
+async def test_client_that_never_reads_is_cut_after_the_write_timeout() -> None:
+    # Go's WriteTimeout: answers pile up unread until the socket buffers are full; the connection is
+    # then cut, and the server and its other sessions carry on.
+    def burst(up: Upstream, data: bytes) -> None:
+        assert up.transport is not None
+        up.transport.write(b"b" * 65536 if data == b"x" else data)
+
+    posts = 400  # 400 answers of 64 KiB: far more than the socket buffers hold
+    async with meek_server(Upstreams(on_data=burst), Tuning(read_timeout=0.5, turnaround=0.0)) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"".join(post("never-reads", b"x") for _ in range(posts)))
+        await asyncio.sleep(2.0)  # not reading: the server's writes stall past its 0.5 s deadline
+        got = bytearray()
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(10):
+                while chunk := await reader.read(1 << 20):
+                    got += chunk
+        writer.close()
+        assert 0 < got.count(b"HTTP/1.1 200 OK") < posts  # cut, not merely slow
         await still_serving(port)
