@@ -48,16 +48,21 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def _socks5(sock: socket.socket, socks: Socks) -> None:
+def _socks5(sock: socket.socket, socks: Socks, marks: list[tuple[str, float]] | None = None) -> None:
+    """The SOCKS5 exchange; ``marks`` gets the time each step's answer arrived."""
     method = 2 if socks.auth else 0
     sock.sendall(bytes([5, 1, method]))
     if recv_exact(sock, 2) != bytes([5, method]):
         raise BenchError("SOCKS5 method refused")
+    if marks is not None:
+        marks.append(("greeting", time.perf_counter()))
     if socks.auth:
         user, password = socks.auth
         sock.sendall(bytes([1, len(user)]) + user + bytes([len(password)]) + password)
         if recv_exact(sock, 2)[1] != 0:
             raise BenchError("SOCKS5 authentication refused")
+        if marks is not None:
+            marks.append(("auth", time.perf_counter()))
     host, port = socks.dest
     sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack("!H", port))
     reply = recv_exact(sock, 4)
@@ -67,6 +72,8 @@ def _socks5(sock: socket.socket, socks: Socks) -> None:
     if tail is None:
         tail = recv_exact(sock, 1)[0]
     recv_exact(sock, tail + 2)
+    if marks is not None:
+        marks.append(("request", time.perf_counter()))
 
 
 def open_through(entry: Entry, timeout: float = TIMEOUT) -> socket.socket:
@@ -100,6 +107,29 @@ def latency_samples(entry: Entry, count: int) -> list[float]:
             _echo_once(sock)
             samples.append((time.perf_counter() - start) * 1000)
     return samples
+
+
+def phase_medians(entry: Entry, count: int) -> dict[str, float]:
+    """Where a fresh connection's latency goes, from the load generator: median µs of the TCP
+    connect, each SOCKS5 step (greeting, auth, the CONNECT request until its reply) and the
+    one-byte echo, over ``count`` connections made one after another."""
+    samples: dict[str, list[float]] = {}
+    for _ in range(count):
+        start = time.perf_counter()
+        sock = socket.create_connection((entry.host, entry.port), timeout=TIMEOUT)
+        marks = [("connect", time.perf_counter())]
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if entry.socks is not None:
+                _socks5(sock, entry.socks, marks)
+            _echo_once(sock)
+            marks.append(("echo", time.perf_counter()))
+        finally:
+            sock.close()
+        for name, at in marks:
+            samples.setdefault(name, []).append((at - start) * 1e6)
+            start = at
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def summarize_latency(samples: list[float]) -> dict[str, float]:

@@ -271,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--strace", action="store_true", help="also count each side's system calls per connection")
     p.add_argument("--pyspy", action="store_true", help="also sample the server with py-spy (own time by function)")
     p.add_argument("--perf", action="store_true", help="also sample each side with perf (native time by library)")
+    p.add_argument("--phases", action="store_true", help="also time each step of a connection from the load generator")
     args = p.parse_args(argv)
     rows = select(all_rows(), args.only)
     peers.PTD = [sys.executable, "-m", "bench._profiled"]
@@ -309,6 +310,10 @@ def _one(row: object, target: peers.Side, workdir: Path, args: argparse.Namespac
             f"server {cpu['server_us']:.0f} µs ({cpu['server_user_us']:.0f} user + {cpu['server_sys_us']:.0f} sys)",
             flush=True,
         )
+        if args.phases:
+            medians = load.phase_medians(pair.entry, args.count)
+            parts = " | ".join(f"{name} {us:.0f}" for name, us in medians.items())
+            print(f"  wall µs (medians): {parts} | total {sum(medians.values()):.0f}", flush=True)
         if args.perf:
             for side in (*pair.client, *pair.server):
                 print(f"  perf {side.proc.name}: {perf_dso(pair, side.proc.pid, args.count, rowdir)}", flush=True)
