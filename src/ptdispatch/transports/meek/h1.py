@@ -100,8 +100,7 @@ class RequestReader:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._parser = httptools.HttpRequestParser(self)  # Go ignores Upgrade: answer, then close
-            self._stopped = True
+            self._stopped = True  # llhttp reads no further: the request is answered, then the connection closes
         except httptools.HttpParserError as exc:
             self._stopped = True
             if self._error is not None:
