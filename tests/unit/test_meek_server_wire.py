@@ -237,7 +237,7 @@ async def test_expect_100_continue() -> None:
 
 
 async def test_http10_client_gets_no_chunking_and_a_close() -> None:
-    # nginx's proxy_pass speaks HTTP/1.0 by default. (h11 adds Connection: close; Go would not.)
+    # nginx's proxy_pass speaks HTTP/1.0 by default. (We add Connection: close, as h11 did; Go would not.)
     ups = Upstreams(on_data=echo)
     async with meek_server(ups) as (port, _):
         raw = post(SID, b"w" * 5000).replace(b"HTTP/1.1\r\n", b"HTTP/1.0\r\n", 1)
