@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptdispatch.ipc.args import escape, format_smethod_args, parse_kv_list
+from ptdispatch.ipc.args import connection_args, escape, format_smethod_args, parse_kv_list
 
 
 def test_smethod_args_escaping() -> None:
@@ -29,3 +29,13 @@ def test_parse_errors(bad: str) -> None:
 def test_roundtrip(pairs: dict[str, str]) -> None:
     text = ";".join(f"{escape(k, '=;')}={escape(v, '=;')}" for k, v in pairs.items())
     assert parse_kv_list(text) == pairs
+
+
+def test_connection_args_are_parsed_once_and_never_shared() -> None:
+    first = connection_args("url=http://x/;front=y")
+    first["url"] = "changed by one connection"
+    assert connection_args("url=http://x/;front=y") == {"url": "http://x/", "front": "y"}
+    with pytest.raises(ValueError):
+        connection_args("no-equals-sign")
+    with pytest.raises(ValueError):  # an error is not remembered as a result either
+        connection_args("no-equals-sign")

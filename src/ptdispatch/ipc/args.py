@@ -8,6 +8,7 @@ arguments ``k=v;k=v``, ``TOR_PT_SERVER_TRANSPORT_OPTIONS`` (``name:k=v;name:k=v`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 
 
@@ -55,6 +56,19 @@ def split_escaped(text: str, separator: str) -> Iterator[str]:
 def format_smethod_args(args: Mapping[str, str]) -> str:
     """``ARGS:k=v,k=v`` with ``=`` and ``,`` (and ``\\``) escaped in keys and values."""
     return "ARGS:" + ",".join(f"{escape(k, '=,')}={escape(v, '=,')}" for k, v in args.items())
+
+
+def connection_args(text: str) -> dict[str, str]:
+    """A SOCKS client's per-connection ``k=v;k=v`` arguments, as :func:`parse_kv_list` reads them.
+
+    tor sends the same arguments for every connection to a bridge: the parse is kept for the last
+    few distinct texts, and each caller gets its own dict."""
+    return dict(_connection_args(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _connection_args(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple(parse_kv_list(text).items())
 
 
 def parse_kv_list(text: str, *, separator: str = ";") -> dict[str, str]:

@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ...ipc.args import parse_kv_list
+from ...ipc.args import connection_args
 from ...net.addr import Address
 
 VERSION = 5
@@ -170,7 +170,7 @@ class Socks5Server:
         del buf[: 3 + ulen + plen]
         text = user + (b"" if password == b"\x00" else password)
         try:
-            self._args = dict(parse_kv_list(text.decode("utf-8")))
+            self._args = dict(connection_args(text.decode("utf-8")))
         except (UnicodeDecodeError, ValueError) as exc:
             self._out += b"\x01\x01"
             return Failure(f"bad per-connection arguments in SOCKS5 user/password: {exc}")

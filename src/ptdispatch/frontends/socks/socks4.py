@@ -14,7 +14,7 @@ import enum
 import ipaddress
 import struct
 
-from ...ipc.args import parse_kv_list
+from ...ipc.args import connection_args
 from ...net.addr import Address
 from .protocol import NEED_DATA, Event, Failure, Reply, Request
 
@@ -98,7 +98,7 @@ class Socks4Server:
         if cmd != CMD_CONNECT:
             return self.fail(Reply.COMMAND_NOT_SUPPORTED, f"SOCKS4 command {cmd} not supported (only CONNECT)")
         try:
-            args: dict[str, object] = dict(parse_kv_list(userid.decode("utf-8"))) if userid else {}
+            args: dict[str, object] = dict(connection_args(userid.decode("utf-8"))) if userid else {}
         except (UnicodeDecodeError, ValueError) as exc:
             return self.fail(Reply.ARGS_INVALID, f"bad per-connection arguments in SOCKS4 USERID: {exc}")
         return Request(Address(host, port), args, leftover)
