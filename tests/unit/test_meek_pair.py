@@ -66,7 +66,8 @@ def test_options() -> None:
         443,
     )
     assert ClientOptions.parse({"url": "http://a/", "front": ""}).front is None
-    for bad in ({}, {"url": "ftp://a/"}, {"url": "http:///"}, {"url": "http://a/", "front": "h:0"}):
+    bad_hosts = ({"url": "http://a b/"}, {"url": "http://a\x0bb/"}, {"url": "http://\u00e9.example/"})  # written raw
+    for bad in ({}, {"url": "ftp://a/"}, {"url": "http:///"}, {"url": "http://a/", "front": "h:0"}, *bad_hosts):
         with pytest.raises(OptionsError):
             ClientOptions.parse(bad)
 

@@ -49,6 +49,8 @@ class MeekUrl:
         if any(c in target for c in " \r\n\t") or not target.isascii():
             raise OptionsError(NAME, "option 'url': the path must be ASCII without spaces (percent-encode it)")
         host_header = parts.netloc.rpartition("@")[2]
+        if not host_header.isascii() or not host_header.isprintable() or " " in host_header:
+            raise OptionsError(NAME, "option 'url': the host must be ASCII without spaces (xn-- for a non-ASCII name)")
         return cls(scheme, host, port or (443 if scheme == "https" else 80), host_header, target)
 
     @property
