@@ -38,6 +38,12 @@ class Upstream(asyncio.Protocol):
         self.lost = True
 
 
+def echo(up: Upstream, data: bytes) -> None:
+    """An ``on_data`` that sends every body back."""
+    assert up.transport is not None
+    up.transport.write(data)
+
+
 @dataclass
 class Upstreams:
     on_data: Callable[[Upstream, bytes], None] | None = None

@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from ptdispatch.transports.meek import Tuning
-from tests.unit._meek_raw import Upstream, Upstreams, exchange, meek_server, post, read_response
+from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -17,11 +17,6 @@ GOOD = "a-session-that-keeps-working"
 CANNED_400 = (
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
 )
-
-
-def echo(up: Upstream, data: bytes) -> None:
-    assert up.transport is not None
-    up.transport.write(data)
 
 
 async def still_serving(port: int) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ptdispatch.transports.meek import Tuning
-from tests.unit._meek_raw import Upstream, Upstreams, exchange, meek_server, post, read_response, undated
+from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response, undated
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -16,11 +16,6 @@ ROOT = "I\u2019m just a happy little web server.\n".encode()
 TEXT = b"Content-Type: text/plain; charset=utf-8\r\n"
 NOSNIFF = b"X-Content-Type-Options: nosniff\r\n"
 OCTET = b"Content-Type: application/octet-stream\r\n"
-
-
-def echo(up: Upstream, data: bytes) -> None:
-    assert up.transport is not None
-    up.transport.write(data)
 
 
 @pytest.mark.parametrize("target", [b"/", b"/?q=1", b"//./", b"/a/.."])

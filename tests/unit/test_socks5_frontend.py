@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,7 +19,7 @@ from ptdispatch.net.addr import Address
 from ptdispatch.net.tracker import ConnectionTracker
 from ptdispatch.transports import registry
 from ptdispatch.transports.meek import Tuning
-from tests.unit._meek_raw import Upstream, Upstreams, meek_server
+from tests.unit._meek_raw import Upstreams, echo, meek_server
 
 
 async def start(monkeypatch: pytest.MonkeyPatch, **timeouts: float) -> tuple[asyncio.AbstractServer, int]:
@@ -162,36 +163,35 @@ def _meek_method(tracker: ConnectionTracker) -> dialer.ClientMethod:
     return dialer.ClientMethod("meeklite", spec, {}, None, log, tracker)
 
 
-async def _authenticated(socks_port: int, meek_port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", socks_port)
-    user = f"url=http://127.0.0.1:{meek_port}/".encode()
-    writer.write(b"\x05\x01\x02" + bytes([1, len(user)]) + user + b"\x01\x00")
-    assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x05\x02\x01\x00"
-    return reader, writer
-
-
-async def _first_post(ups: Upstreams) -> None:
-    async with asyncio.timeout(5):
-        while not ups.log:
-            await asyncio.sleep(0.005)
-
-
-def _echo(up: Upstream, data: bytes) -> None:
-    assert up.transport is not None
-    up.transport.write(data)
-
-
-async def test_meek_posts_before_the_connect_request_and_replies_after_it() -> None:
-    ups = Upstreams(on_data=_echo)
+@contextlib.asynccontextmanager
+async def _authenticated() -> AsyncIterator[
+    tuple[asyncio.StreamReader, asyncio.StreamWriter, Upstreams, ConnectionTracker]
+]:
+    """A SOCKS5 client of a meek method, past its auth and the session's first POST (which comes
+    before the CONNECT request); the upstream echoes."""
+    ups = Upstreams(on_data=echo)
     tracker = ConnectionTracker()
     method = _meek_method(tracker)
     async with meek_server(ups, Tuning(turnaround=0.001)) as (meek_port, _):
         srv = await asyncio.get_running_loop().create_server(
             lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0
         )
-        reader, writer = await _authenticated(srv.sockets[0].getsockname()[1], meek_port)
-        await _first_post(ups)  # the session is open before the CONNECT request is even sent
-        assert ups.log[0][2] == 0 and len(ups.all) == 1
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+            user = f"url=http://127.0.0.1:{meek_port}/".encode()
+            writer.write(b"\x05\x01\x02" + bytes([1, len(user)]) + user + b"\x01\x00")
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x05\x02\x01\x00"
+            async with asyncio.timeout(5):
+                while not ups.log:
+                    await asyncio.sleep(0.005)
+            yield reader, writer, ups, tracker
+        finally:
+            srv.close()
+
+
+async def test_meek_posts_before_the_connect_request_and_replies_after_it() -> None:
+    async with _authenticated() as (reader, writer, ups, tracker):
+        assert ups.log[0][2] == 0 and len(ups.all) == 1  # the session is open before the CONNECT request
         writer.write(b"\x05\x01\x00\x01\xc0\x00\x02\x14\x00\x50")  # CONNECT 192.0.2.20:80 (ignored)
         assert await asyncio.wait_for(reader.readexactly(10), 5) == b"\x05\x00\x00\x01" + bytes(6)
         writer.write(b"hello")
@@ -199,7 +199,6 @@ async def test_meek_posts_before_the_connect_request_and_replies_after_it() -> N
         assert len(ups.all) == 1  # the same session carried it
         writer.close()
         assert await tracker.wait_idle(5)
-        srv.close()
 
 
 @pytest.mark.parametrize(
@@ -208,15 +207,7 @@ async def test_meek_posts_before_the_connect_request_and_replies_after_it() -> N
     ids=["no-request", "bind"],
 )
 async def test_meek_early_dial_ends_when_no_connect_follows(then: bytes) -> None:
-    ups = Upstreams(on_data=_echo)
-    tracker = ConnectionTracker()
-    method = _meek_method(tracker)
-    async with meek_server(ups, Tuning(turnaround=0.001)) as (meek_port, _):
-        srv = await asyncio.get_running_loop().create_server(
-            lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0
-        )
-        reader, writer = await _authenticated(srv.sockets[0].getsockname()[1], meek_port)
-        await _first_post(ups)
+    async with _authenticated() as (reader, writer, ups, tracker):
         await asyncio.sleep(0.05)  # the dial has completed: its connection is tracked
         if then:
             writer.write(then)
@@ -226,4 +217,3 @@ async def test_meek_early_dial_ends_when_no_connect_follows(then: bytes) -> None
         polls = len(ups.log)
         await asyncio.sleep(0.3)
         assert len(ups.log) == polls, "the abandoned session still polls"
-        srv.close()
