@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -217,3 +218,73 @@ async def test_meek_early_dial_ends_when_no_connect_follows(then: bytes) -> None
         polls = len(ups.log)
         await asyncio.sleep(0.3)
         assert len(ups.log) == polls, "the abandoned session still polls"
+
+
+@dataclass
+class _Held:
+    """A SOCKS5 client of a meek method whose CONNECT waits on a held first POST."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    release: asyncio.Event  # set: the HTTP server answers the first POST
+    tracker: ConnectionTracker
+
+
+@contextlib.asynccontextmanager
+async def _held_meek(answer: bytes) -> AsyncIterator[_Held]:
+    """Past the SOCKS auth; the first POST reached a raw HTTP server that holds it until
+    ``release`` is set, then answers ``answer`` and closes; the CONNECT request is sent meanwhile."""
+    release, arrived = asyncio.Event(), asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        arrived.set()
+        await release.wait()
+        writer.write(answer)
+        writer.close()
+
+    http = await asyncio.start_server(held, "127.0.0.1", 0)
+    tracker = ConnectionTracker()
+    method = _meek_method(tracker)
+    srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+        user = f"url=http://127.0.0.1:{http.sockets[0].getsockname()[1]}/".encode()
+        writer.write(b"\x05\x01\x02" + bytes([1, len(user)]) + user + b"\x01\x00")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x05\x02\x01\x00"
+        await asyncio.wait_for(arrived.wait(), 5)  # the early dial is under way
+        writer.write(b"\x05\x01\x00\x01\xc0\x00\x02\x14\x00\x50")  # CONNECT, while the POST is held
+        yield _Held(reader, writer, release, tracker)
+    finally:
+        release.set()
+        srv.close()
+        http.close()
+
+
+OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+async def test_a_connect_during_the_early_dial_is_answered_when_the_dial_completes() -> None:
+    async with _held_meek(OK_EMPTY) as c:
+        with pytest.raises(TimeoutError):  # no reply while the first exchange is held
+            await asyncio.wait_for(c.reader.readexactly(1), 0.2)
+        c.release.set()
+        assert await asyncio.wait_for(c.reader.readexactly(10), 5) == b"\x05\x00\x00\x01" + bytes(6)
+        c.writer.close()
+        assert await c.tracker.wait_idle(5)
+
+
+async def test_an_early_dial_the_server_ends_is_a_socks_error_for_the_waiting_connect() -> None:
+    async with _held_meek(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n") as c:
+        c.release.set()
+        assert await asyncio.wait_for(c.reader.read(), 5) == b"\x05\x01\x00\x01" + bytes(6)  # failure, closed
+        c.writer.close()
+        assert await c.tracker.wait_idle(5)
+
+
+async def test_a_client_that_left_during_the_early_dial_leaves_nothing_behind() -> None:
+    async with _held_meek(OK_EMPTY) as c:
+        c.writer.close()  # unnoticed while the request waits (reading is paused), as for any dial
+        await asyncio.sleep(0.05)
+        c.release.set()
+        assert await c.tracker.wait_idle(5)

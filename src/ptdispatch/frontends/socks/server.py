@@ -30,7 +30,9 @@ class Socks5Frontend(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self._early: asyncio.Task[Splice] | None = None  # a dial started before the CONNECT request
+        self._early: asyncio.Task[None] | None = None  # a dial started before the CONNECT request
+        self._early_result: tuple[Splice | None, Exception | None] | None = None  # what it made
+        self._request: Request | None = None  # a CONNECT waiting for the early dial
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
@@ -50,7 +52,7 @@ class Socks5Frontend(asyncio.Protocol):
             elif self._early is None and self.method.spec.dials_without_destination:
                 core = self.core
                 if isinstance(core, Socks5Server) and core.awaiting_request:
-                    self._early = asyncio.get_running_loop().create_task(self._dial(core.args, None))
+                    self._early = asyncio.get_running_loop().create_task(self._dial_early(core.args))
             return
         self._cancel_timer()
         if isinstance(event, Failure):
@@ -60,10 +62,15 @@ class Socks5Frontend(asyncio.Protocol):
         elif isinstance(event, Request):
             assert self.transport is not None
             self.transport.pause_reading()
-            self._task = asyncio.get_running_loop().create_task(self._connect(event))
+            if self._early is None:
+                self._task = asyncio.get_running_loop().create_task(self._connect(event))
+            else:  # the early dial's task answers (no second task: one event-loop turn less)
+                self._request = event
+                if self._early_result is not None:
+                    self._answer_early()
 
     def eof_received(self) -> bool:
-        if self._task is None:
+        if self._task is None and self._request is None:
             self._close()
         return True  # keep the write side open until the dial finishes
 
@@ -89,25 +96,50 @@ class Socks5Frontend(asyncio.Protocol):
             raise
         return splice
 
-    async def _connect(self, request: Request) -> None:
-        method, transport = self.method, self.transport
-        assert transport is not None
+    async def _dial_early(self, args: dict[str, object]) -> None:
+        """The dial started before the CONNECT request; answers it when it is already waiting."""
         try:
-            splice = await (self._early or self._dial(request.args, request.address))
-        except (OSError, OptionsError) as exc:
-            code = reply_for(exc)
-            method.log.warn(f"{method.name}: connection failed: {exc or type(exc).__name__}")
-            if self.transport is not None:
+            self._early_result = await self._dial(args, None), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._early_result = None, exc
+        if self._request is not None:
+            self._answer_early()
+
+    def _answer_early(self) -> None:
+        request, result = self._request, self._early_result
+        assert request is not None and result is not None
+        self._request = self._early = self._early_result = None  # the connection owns the splice now
+        self._answer(request, *result)
+
+    async def _connect(self, request: Request) -> None:
+        try:
+            splice = await self._dial(request.args, request.address)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._answer(request, None, exc)
+        else:
+            self._answer(request, splice, None)
+
+    def _answer(self, request: Request, splice: Splice | None, error: Exception | None) -> None:
+        """The SOCKS reply for the dial's outcome; on success, the splice takes the connection."""
+        method, transport = self.method, self.transport
+        if isinstance(error, OSError | OptionsError):
+            code = reply_for(error)
+            method.log.warn(f"{method.name}: connection failed: {error or type(error).__name__}")
+            if transport is not None:
                 transport.write(self._reply(code))
                 transport.close()
             return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must cost one connection, never the process
-            method.log.error(f"{method.name}: {internal_error(exc)}")
-            transport.abort()
+        if error is not None:  # a bug must cost one connection, never the process
+            method.log.error(f"{method.name}: {internal_error(error)}")
+            if transport is not None:
+                transport.abort()
             return
-        if self.transport is None:  # the client left while we dialed
+        assert splice is not None
+        if transport is None:  # the client left while we dialed
             splice.fail(ConnectionAbortedError("client went away"))
             return
         if method.log.enabled(LogLevel.INFO):
@@ -133,14 +165,14 @@ class Socks5Frontend(asyncio.Protocol):
             self.transport.close()
 
     def _cancel_early(self) -> None:
-        """No CONNECT will use the early dial: stop it, or end the connection it made."""
-        early, self._early = self._early, None
-        if early is None:
-            return
-        if not early.done():
+        """No CONNECT will use the early dial (or the client left before its answer): stop it, or
+        end the connection it made."""
+        early, result = self._early, self._early_result
+        self._early = self._early_result = self._request = None
+        if early is not None and not early.done():
             early.cancel()
-        elif not early.cancelled() and early.exception() is None:
-            early.result().fail(ConnectionAbortedError("no SOCKS request followed"))
+        elif result is not None and result[0] is not None:
+            result[0].fail(ConnectionAbortedError("no SOCKS request followed"))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
