@@ -87,6 +87,17 @@ def test_bad_options_server_fails_at_start_up() -> None:
         _method({"serverAddress": "nowhere"}).check_options(per_connection_allowed=True)
 
 
+def test_per_connection_arguments_with_unhashable_values_are_cached_too() -> None:
+    from ptdispatch.transports.base import TransportSpec
+
+    spec = TransportSpec("any", lambda raw: object(), lambda raw, ctx: None)  # type: ignore[arg-type,return-value]
+    log = EventLog(Reporter(out=io.StringIO(), err=io.StringIO(), level=LogLevel.NONE))
+    method = dialer.ClientMethod("any", spec, {}, None, log, ConnectionTracker())
+    first = method.route({"serverAddress": "127.0.0.1:1", "extra": ["a", "b"]}, None)
+    assert method.route({"extra": ["a", "b"], "serverAddress": "127.0.0.1:1"}, None).client is first.client
+    assert method.route({"serverAddress": "127.0.0.1:1", "extra": ["b"]}, None).client is not first.client
+
+
 def test_unknown_per_connection_keys_are_dropped_with_a_warning() -> None:
     import io
 
@@ -99,6 +110,9 @@ def test_unknown_per_connection_keys_are_dropped_with_a_warning() -> None:
     route = method.route({"cypher": "aes-128-gcm", "cipherName": "aes-128-gcm"}, Address("127.0.0.1", 9))
     assert route.client.config.cipher.name == "aes-128-gcm"  # type: ignore[attr-defined]  # the known key applies
     assert out.getvalue() == "LOG WARN shadow: ignoring unknown per-connection option(s) 'cypher'\n"
+    again = method.route({"cipherName": "aes-128-gcm", "cypher": "x"}, Address("127.0.0.1", 9))
+    assert again.client is route.client  # the same known arguments: parsed once, kept
+    assert out.getvalue().count("LOG WARN") == 2  # but every connection with a typo is told
     with pytest.raises(OptionsError, match="unknown option 'cypher'"):
         dialer.ClientMethod(
             "shadow", spec, {"password": "pw", "cypher": "x"}, None, log, ConnectionTracker()

@@ -7,7 +7,7 @@ import errno
 import functools
 import json
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import OptionsError, RemoteProtocolError
@@ -25,6 +25,15 @@ NO_SERVER = Address("0.0.0.0", 0)
 """Route.server for transports whose options name their servers, when nothing else names one."""
 CLIENT_CACHE_SIZE = 64
 """Clients kept for distinct per-connection argument sets (least recently used dropped first)."""
+
+
+def _cache_key(args: Mapping[str, object]) -> Hashable:
+    """A key for a set of per-connection arguments: the pairs themselves, or their JSON text when
+    a value is not hashable (a list in a 0x09 parameter block)."""
+    try:
+        return frozenset(args.items())
+    except TypeError:
+        return json.dumps(args, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class ClientMethod:
     tracker: ConnectionTracker
     connect_timeout: float = 30.0
     _default: ClientTransport | None = field(default=None, repr=False)
-    _clients: dict[str, ClientTransport] = field(default_factory=dict, repr=False)
+    _clients: dict[Hashable, tuple[ClientTransport, Address | None]] = field(default_factory=dict, repr=False)
     #: Source addresses for direct dials (PT 1.0's TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6).
     outbound: OutboundBind | None = None
     _dialer: Dialer | None = field(default=None, repr=False, compare=False)
@@ -86,43 +95,45 @@ class ClientMethod:
 
     def route(self, per_connection: Mapping[str, object], requested: Address | None) -> Route:
         """Merge per-connection arguments into the options and decide where to dial."""
-        if per_connection:
-            per_connection = self._known_only(per_connection)
-        if per_connection:
-            merged: Mapping[str, object] = {**self.options, **per_connection}
-            server = self.server_address(merged)
-        else:
-            merged, server = self.options, self.default_server
+        client, server = self._resolve(per_connection)
         if self.spec.names_servers:  # Optimizer, meek: their options name the servers; ``server`` is unused
-            return Route(self._client(per_connection, merged), server or requested or NO_SERVER, requested)
+            return Route(client, server or requested or NO_SERVER, requested)
         destination = requested if server is not None else None
         if server is None:
             if requested is None:
                 raise OptionsError(self.name, f"no {SERVER_ADDRESS_KEY!r} option: set it in -options")
             server = requested
-        return Route(self._client(per_connection, merged), server, destination)
+        return Route(client, server, destination)
 
-    def _client(self, per_connection: Mapping[str, object], merged: Mapping[str, object]) -> ClientTransport:
-        """The client for these options: parsed once per distinct set of per-connection arguments
-        and kept, so that state on the client (Optimizer's strategy) outlives one connection."""
+    def _resolve(self, per_connection: Mapping[str, object]) -> tuple[ClientTransport, Address | None]:
+        """The client and the serverAddress for these per-connection arguments.
+
+        Keys the transport does not know are dropped with a WARN line (one client's typo must not
+        refuse its connection).  The rest is worked out once per distinct set and kept (the most
+        recent :data:`CLIENT_CACHE_SIZE`): tor sends a bridge's same arguments with every
+        connection, and state on the client (Optimizer's strategy) must outlive one connection.
+        """
+        if per_connection:
+            unknown = self.spec.unknown_keys(per_connection, server=False)
+            if unknown:
+                names = ", ".join(repr(key) for key in unknown)
+                self.log.warn(f"{self.name}: ignoring unknown per-connection option(s) {names}")
+                per_connection = {key: value for key, value in per_connection.items() if key not in unknown}
         if not per_connection and self._default is not None:
-            return self._default
-        key = json.dumps(per_connection, sort_keys=True, default=str)
-        client = self._clients.pop(key, None) or self.spec.make_client(merged)
-        self._clients[key] = client  # most recently used last
+            return self._default, self.default_server
+        key = _cache_key(per_connection)
+        found = self._clients.pop(key, None)
+        if found is None:
+            if per_connection:
+                merged: Mapping[str, object] = {**self.options, **per_connection}
+                server = self.server_address(merged)  # a bad serverAddress is reported first
+                found = self.spec.make_client(merged), server
+            else:
+                found = self.spec.make_client(self.options), self.default_server
+        self._clients[key] = found  # most recently used last
         if len(self._clients) > CLIENT_CACHE_SIZE:
             del self._clients[next(iter(self._clients))]
-        return client
-
-    def _known_only(self, per_connection: Mapping[str, object]) -> Mapping[str, object]:
-        """Per-connection (SOCKS) arguments without the keys the transport does not know: those
-        are dropped with a WARN line, as one client's typo must not refuse its connection."""
-        unknown = self.spec.unknown_keys(per_connection, server=False)
-        if not unknown:
-            return per_connection
-        names = ", ".join(repr(key) for key in unknown)
-        self.log.warn(f"{self.name}: ignoring unknown per-connection option(s) {names}")
-        return {key: value for key, value in per_connection.items() if key not in unknown}
+        return found
 
     def new_splice(self, label: str, *, a_factory: Callable[[Splice], RelayProtocol] = RelayProtocol) -> Splice:
         on_done = self._on_done if label == self.name else closed_logger(self.log, self.tracker, label, role="client")
