@@ -40,13 +40,14 @@ class ClientSession:
         self.sid = wire.new_session_id(rng)
         self.requests = wire.Requests(options.url, self.sid)
         self._conn: HttpClientConnection | None = None
+        self._pool = pool()  # this loop's, looked up once per session
 
     async def exchange(self, body: bytes) -> bytes:
         """POST ``body``; the response's bytes.  Raises ``SessionEnded`` on 500, ``OSError`` else."""
         request = self.requests.post(body)
         policy = wire.RetryPolicy()
         while True:
-            conn = self._conn = await pool().get(self.options, self.dialer)
+            conn = self._conn = await self._pool.get(self.options, self.dialer)
             try:
                 async with asyncio.timeout(EXCHANGE_TIMEOUT):
                     reply = await conn.round_trip(request)
@@ -59,7 +60,7 @@ class ClientSession:
                 self.drop()
                 raise
             self._conn = None
-            pool().put(self.options, self.dialer, conn)
+            self._pool.put(self.options, self.dialer, conn)
             action = policy.after_status(reply.status)
             if action == wire.SUCCESS:
                 return reply.body

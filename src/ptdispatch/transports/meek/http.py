@@ -113,38 +113,57 @@ IDLE_TIMEOUT = 15.0
 
 class ConnectionPool:
     """Idle keep-alive connections shared by the sessions of one event loop, as the original
-    meek-client shares Go's transport: a new session need not pay a TCP (and TLS) handshake."""
+    meek-client shares Go's transport: a new session need not pay a TCP (and TLS) handshake.
 
-    def __init__(self) -> None:
-        self._idle: dict[PoolKey, list[tuple[HttpClientConnection, asyncio.TimerHandle]]] = {}
+    Each idle connection carries its expiry time; one timer per pool sweeps out the expired ones
+    (none is armed or cancelled per exchange), and :meth:`get` never hands out an expired one."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._idle: dict[PoolKey, list[tuple[HttpClientConnection, float]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def get(self, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
-        """An idle live connection to the server, else a new one."""
+        """An idle live connection to the server (the most recently used), else a new one."""
         idle = self._idle.get((options, dialer))
-        while idle:
-            conn, timer = idle.pop()
-            timer.cancel()
-            if conn.alive:
-                return conn
-            conn.close()
+        if idle:
+            now = self._loop.time()
+            while idle:
+                conn, expires = idle.pop()
+                if expires > now and conn.alive:
+                    return conn
+                conn.close()
         return await HttpClientConnection.open(options, dialer)
 
     def put(self, options: ClientOptions, dialer: Dialer, conn: HttpClientConnection) -> None:
         """Keep ``conn`` for another exchange (closed when not reusable, or too many are idle)."""
-        key = (options, dialer)
-        idle = self._idle.setdefault(key, [])
+        idle = self._idle.setdefault((options, dialer), [])
         if not conn.reusable or not conn.alive or len(idle) >= MAX_IDLE:
             conn.close()
             return
-        timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._expire, key, conn)
-        idle.append((conn, timer))
+        idle.append((conn, self._loop.time() + IDLE_TIMEOUT))
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(IDLE_TIMEOUT, self._sweep)
 
-    def _expire(self, key: PoolKey, conn: HttpClientConnection) -> None:
-        idle = self._idle.get(key, [])
-        self._idle[key] = [(c, t) for c, t in idle if c is not conn]
-        if not self._idle[key]:
-            del self._idle[key]
-        conn.close()
+    def _sweep(self) -> None:
+        """Close the connections idle for IDLE_TIMEOUT; run again when the next one is due."""
+        self._sweeper = None
+        now = self._loop.time()
+        due: float | None = None
+        for key, idle in list(self._idle.items()):
+            kept = []
+            for conn, expires in idle:
+                if expires > now:
+                    kept.append((conn, expires))
+                else:
+                    conn.close()
+            if kept:  # in the order they were put: the first expires first
+                self._idle[key] = kept
+                due = kept[0][1] if due is None else min(due, kept[0][1])
+            else:
+                del self._idle[key]
+        if due is not None:
+            self._sweeper = self._loop.call_at(due, self._sweep)
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConnectionPool] = weakref.WeakKeyDictionary()
@@ -155,5 +174,5 @@ def pool() -> ConnectionPool:
     loop = asyncio.get_running_loop()
     found = _POOLS.get(loop)
     if found is None:
-        found = _POOLS[loop] = ConnectionPool()
+        found = _POOLS[loop] = ConnectionPool(loop)
     return found

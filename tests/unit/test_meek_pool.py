@@ -1,0 +1,85 @@
+"""The meek client's pool of idle keep-alive connections: reuse, bounds and idle expiry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from ptdispatch.net.upstream import DIRECT
+from ptdispatch.transports.meek import http
+from ptdispatch.transports.meek.options import ClientOptions, MeekUrl
+
+
+class FakeConnection:
+    """What the pool looks at: ``reusable``, ``alive`` and ``close``."""
+
+    def __init__(self) -> None:
+        self.reusable = True
+        self.alive = True
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.alive = False
+
+
+OPTIONS = ClientOptions(MeekUrl.parse("http://127.0.0.1:1/"))
+
+
+def _pool(monkeypatch: pytest.MonkeyPatch, idle_timeout: float = 30.0) -> http.ConnectionPool:
+    monkeypatch.setattr(http, "IDLE_TIMEOUT", idle_timeout)
+
+    async def never(options: ClientOptions, dialer: object) -> object:
+        raise AssertionError("no new connection expected")
+
+    monkeypatch.setattr(http.HttpClientConnection, "open", never)
+    return http.ConnectionPool(asyncio.get_running_loop())
+
+
+async def test_the_most_recent_idle_connection_is_reused_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _pool(monkeypatch)
+    older, newer = FakeConnection(), FakeConnection()
+    pool.put(OPTIONS, DIRECT, older)  # type: ignore[arg-type]
+    pool.put(OPTIONS, DIRECT, newer)  # type: ignore[arg-type]
+    assert await pool.get(OPTIONS, DIRECT) is newer
+    assert await pool.get(OPTIONS, DIRECT) is older
+
+
+async def test_dead_unreusable_and_surplus_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _pool(monkeypatch)
+    kept = [FakeConnection() for _ in range(http.MAX_IDLE)]
+    for conn in kept:
+        pool.put(OPTIONS, DIRECT, conn)  # type: ignore[arg-type]
+    surplus, spent = FakeConnection(), FakeConnection()
+    spent.reusable = False
+    pool.put(OPTIONS, DIRECT, surplus)  # type: ignore[arg-type]
+    pool.put(OPTIONS, DIRECT, spent)  # type: ignore[arg-type]
+    assert surplus.closed and spent.closed and not any(conn.closed for conn in kept)
+    kept[-1].alive = False  # the server closed it while idle
+    assert await pool.get(OPTIONS, DIRECT) is kept[-2]
+    assert kept[-1].closed
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_idle_connections_expire_and_are_never_handed_out_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _pool(monkeypatch, idle_timeout=0.3)
+    first, second = FakeConnection(), FakeConnection()
+    pool.put(OPTIONS, DIRECT, first)  # type: ignore[arg-type]
+    await asyncio.sleep(0.15)
+    pool.put(OPTIONS, DIRECT, second)  # type: ignore[arg-type]
+    await _until(lambda: first.closed)  # swept at its expiry...
+    assert not second.closed  # ...while the second still has 0.15 s
+    await _until(lambda: second.closed)  # the sweep came back for it
+    assert not pool._idle
+    third = FakeConnection()
+    pool._idle[(OPTIONS, DIRECT)] = [(third, asyncio.get_running_loop().time() - 1)]  # type: ignore[list-item]
+    with pytest.raises(AssertionError, match="no new connection expected"):
+        await pool.get(OPTIONS, DIRECT)  # an expired one is closed, not handed out, even before a sweep
+    assert third.closed
