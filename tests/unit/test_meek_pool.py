@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -35,7 +38,7 @@ def _pool(monkeypatch: pytest.MonkeyPatch, idle_timeout: float = 30.0) -> http.C
         raise AssertionError("no new connection expected")
 
     monkeypatch.setattr(http.HttpClientConnection, "open", never)
-    return http.ConnectionPool(asyncio.get_running_loop())
+    return http.ConnectionPool()
 
 
 async def test_the_most_recent_idle_connection_is_reused_first(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,7 +82,20 @@ async def test_idle_connections_expire_and_are_never_handed_out_late(monkeypatch
     await _until(lambda: second.closed)  # the sweep came back for it
     assert not pool._idle
     third = FakeConnection()
-    pool._idle[(OPTIONS, DIRECT)] = [(third, asyncio.get_running_loop().time() - 1)]  # type: ignore[list-item]
+    pool._idle[(OPTIONS, DIRECT)] = [(third, time.monotonic() - 1)]  # type: ignore[list-item]
     with pytest.raises(AssertionError, match="no new connection expected"):
         await pool.get(OPTIONS, DIRECT)  # an expired one is closed, not handed out, even before a sweep
     assert third.closed
+
+
+def test_a_finished_event_loop_is_not_kept_alive_by_its_pool() -> None:
+    async def use() -> None:
+        http.pool().put(OPTIONS, DIRECT, FakeConnection())  # type: ignore[arg-type]
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(use())
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None  # the pools are kept by loop in a weak-key table: the pool must not hold its loop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 import zlib
 from dataclasses import dataclass
@@ -118,16 +119,15 @@ class ConnectionPool:
     Each idle connection carries its expiry time; one timer per pool sweeps out the expired ones
     (none is armed or cancelled per exchange), and :meth:`get` never hands out an expired one."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._idle: dict[PoolKey, list[tuple[HttpClientConnection, float]]] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweeping = False  # a sweep is scheduled (its handle is not kept: it would hold the loop)
 
     async def get(self, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
         """An idle live connection to the server (the most recently used), else a new one."""
         idle = self._idle.get((options, dialer))
         if idle:
-            now = self._loop.time()
+            now = time.monotonic()
             while idle:
                 conn, expires = idle.pop()
                 if expires > now and conn.alive:
@@ -141,14 +141,15 @@ class ConnectionPool:
         if not conn.reusable or not conn.alive or len(idle) >= MAX_IDLE:
             conn.close()
             return
-        idle.append((conn, self._loop.time() + IDLE_TIMEOUT))
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_later(IDLE_TIMEOUT, self._sweep)
+        idle.append((conn, time.monotonic() + IDLE_TIMEOUT))
+        if not self._sweeping:
+            self._sweeping = True
+            asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._sweep)
 
     def _sweep(self) -> None:
         """Close the connections idle for IDLE_TIMEOUT; run again when the next one is due."""
-        self._sweeper = None
-        now = self._loop.time()
+        self._sweeping = False
+        now = time.monotonic()
         due: float | None = None
         for key, idle in list(self._idle.items()):
             kept = []
@@ -163,7 +164,8 @@ class ConnectionPool:
             else:
                 del self._idle[key]
         if due is not None:
-            self._sweeper = self._loop.call_at(due, self._sweep)
+            self._sweeping = True
+            asyncio.get_running_loop().call_later(due - now, self._sweep)
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConnectionPool] = weakref.WeakKeyDictionary()
@@ -174,5 +176,5 @@ def pool() -> ConnectionPool:
     loop = asyncio.get_running_loop()
     found = _POOLS.get(loop)
     if found is None:
-        found = _POOLS[loop] = ConnectionPool(loop)
+        found = _POOLS[loop] = ConnectionPool()  # holds no reference to the loop (a weak key)
     return found
