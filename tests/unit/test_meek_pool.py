@@ -31,6 +31,14 @@ class FakeConnection:
 OPTIONS = ClientOptions(MeekUrl.parse("http://127.0.0.1:1/"))
 
 
+def _put(pool: http.ConnectionPool, conn: FakeConnection) -> None:
+    pool.put(OPTIONS, DIRECT, conn)  # type: ignore[arg-type]  # a stand-in for HttpClientConnection
+
+
+async def _get(pool: http.ConnectionPool) -> object:
+    return await pool.get(OPTIONS, DIRECT)
+
+
 def _pool(monkeypatch: pytest.MonkeyPatch, idle_timeout: float = 30.0) -> http.ConnectionPool:
     monkeypatch.setattr(http, "IDLE_TIMEOUT", idle_timeout)
 
@@ -44,24 +52,24 @@ def _pool(monkeypatch: pytest.MonkeyPatch, idle_timeout: float = 30.0) -> http.C
 async def test_the_most_recent_idle_connection_is_reused_first(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = _pool(monkeypatch)
     older, newer = FakeConnection(), FakeConnection()
-    pool.put(OPTIONS, DIRECT, older)  # type: ignore[arg-type]
-    pool.put(OPTIONS, DIRECT, newer)  # type: ignore[arg-type]
-    assert await pool.get(OPTIONS, DIRECT) is newer
-    assert await pool.get(OPTIONS, DIRECT) is older
+    _put(pool, older)
+    _put(pool, newer)
+    assert await _get(pool) is newer
+    assert await _get(pool) is older
 
 
 async def test_dead_unreusable_and_surplus_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = _pool(monkeypatch)
     kept = [FakeConnection() for _ in range(http.MAX_IDLE)]
     for conn in kept:
-        pool.put(OPTIONS, DIRECT, conn)  # type: ignore[arg-type]
+        _put(pool, conn)
     surplus, spent = FakeConnection(), FakeConnection()
     spent.reusable = False
-    pool.put(OPTIONS, DIRECT, surplus)  # type: ignore[arg-type]
-    pool.put(OPTIONS, DIRECT, spent)  # type: ignore[arg-type]
+    _put(pool, surplus)
+    _put(pool, spent)
     assert surplus.closed and spent.closed and not any(conn.closed for conn in kept)
     kept[-1].alive = False  # the server closed it while idle
-    assert await pool.get(OPTIONS, DIRECT) is kept[-2]
+    assert await _get(pool) is kept[-2]
     assert kept[-1].closed
 
 
@@ -74,9 +82,9 @@ async def _until(condition: Callable[[], bool]) -> None:
 async def test_idle_connections_expire_and_are_never_handed_out_late(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = _pool(monkeypatch, idle_timeout=0.3)
     first, second = FakeConnection(), FakeConnection()
-    pool.put(OPTIONS, DIRECT, first)  # type: ignore[arg-type]
+    _put(pool, first)
     await asyncio.sleep(0.15)
-    pool.put(OPTIONS, DIRECT, second)  # type: ignore[arg-type]
+    _put(pool, second)
     await _until(lambda: first.closed)  # swept at its expiry...
     assert not second.closed  # ...while the second still has 0.15 s
     await _until(lambda: second.closed)  # the sweep came back for it
@@ -84,13 +92,13 @@ async def test_idle_connections_expire_and_are_never_handed_out_late(monkeypatch
     third = FakeConnection()
     pool._idle[(OPTIONS, DIRECT)] = [(third, time.monotonic() - 1)]  # type: ignore[list-item]
     with pytest.raises(AssertionError, match="no new connection expected"):
-        await pool.get(OPTIONS, DIRECT)  # an expired one is closed, not handed out, even before a sweep
+        await _get(pool)  # an expired one is closed, not handed out, even before a sweep
     assert third.closed
 
 
 def test_a_finished_event_loop_is_not_kept_alive_by_its_pool() -> None:
     async def use() -> None:
-        http.pool().put(OPTIONS, DIRECT, FakeConnection())  # type: ignore[arg-type]
+        _put(http.pool(), FakeConnection())
 
     loop = asyncio.new_event_loop()
     loop.run_until_complete(use())

@@ -178,6 +178,17 @@ def _meek_method(tracker: ConnectionTracker) -> dialer.ClientMethod:
     return dialer.ClientMethod("meeklite", spec, {}, None, log, tracker)
 
 
+async def _past_auth(
+    socks: asyncio.Server, meek_port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A SOCKS5 client of ``socks``, its meek url (on ``meek_port``) sent as the user name, as tor does."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", socks.sockets[0].getsockname()[1])
+    user = f"url=http://127.0.0.1:{meek_port}/".encode()
+    writer.write(b"\x05\x01\x02" + bytes([1, len(user)]) + user + b"\x01\x00")
+    assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x05\x02\x01\x00"
+    return reader, writer
+
+
 @contextlib.asynccontextmanager
 async def _authenticated() -> AsyncIterator[
     tuple[asyncio.StreamReader, asyncio.StreamWriter, Upstreams, ConnectionTracker]
@@ -192,10 +203,7 @@ async def _authenticated() -> AsyncIterator[
             lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0
         )
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
-            user = f"url=http://127.0.0.1:{meek_port}/".encode()
-            writer.write(b"\x05\x01\x02" + bytes([1, len(user)]) + user + b"\x01\x00")
-            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x05\x02\x01\x00"
+            reader, writer = await _past_auth(srv, meek_port)
             async with asyncio.timeout(5):
                 while not ups.log:
                     await asyncio.sleep(0.005)
@@ -262,10 +270,7 @@ async def _held_meek(answer: bytes) -> AsyncIterator[_Held]:
     method = _meek_method(tracker)
     srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
-        user = f"url=http://127.0.0.1:{http.sockets[0].getsockname()[1]}/".encode()
-        writer.write(b"\x05\x01\x02" + bytes([1, len(user)]) + user + b"\x01\x00")
-        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x05\x02\x01\x00"
+        reader, writer = await _past_auth(srv, http.sockets[0].getsockname()[1])
         await asyncio.wait_for(arrived.wait(), 5)  # the early dial is under way
         writer.write(b"\x05\x01\x00\x01\xc0\x00\x02\x14\x00\x50")  # CONNECT, while the POST is held
         yield _Held(reader, writer, release, tracker)
