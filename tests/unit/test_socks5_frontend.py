@@ -178,9 +178,7 @@ def _meek_method(tracker: ConnectionTracker) -> dialer.ClientMethod:
     return dialer.ClientMethod("meeklite", spec, {}, None, log, tracker)
 
 
-async def _past_auth(
-    socks: asyncio.Server, meek_port: int
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _past_auth(socks: asyncio.Server, meek_port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A SOCKS5 client of ``socks``, its meek url (on ``meek_port``) sent as the user name, as tor does."""
     reader, writer = await asyncio.open_connection("127.0.0.1", socks.sockets[0].getsockname()[1])
     user = f"url=http://127.0.0.1:{meek_port}/".encode()
