@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 
@@ -105,6 +106,36 @@ async def test_ten_thousand_session_ids_in_a_burst() -> None:
         got = await exchange(port, post("a-fresh-session-id"))
         assert got.startswith(b"HTTP/1.1 200 OK\r\n")
         assert len(table.sessions) <= 2
+
+
+async def test_a_full_table_ends_its_longest_idle_sessions_to_make_room(caplog: pytest.LogCaptureFixture) -> None:
+    # meek has no close signal: a client's closed connections leave their sessions behind.  Once
+    # they fill the table, new clients must still get in (the abandoned sessions make room), while
+    # a table full of sessions in use still refuses a burst of new ids.
+    ups = Upstreams(on_data=echo)
+    async with meek_server(ups, Tuning(session_cap=20, pressure_idle=5.0)) as (port, server):
+        table = server.tables[0]
+        await still_serving(port)
+        good = table.sessions[GOOD]
+        for i in range(19):
+            assert (await exchange(port, post(f"abandoned-{i:02d}"))).startswith(b"HTTP/1.1 200 OK\r\n")
+        await still_serving(port)  # GOOD, the oldest session, is the most recently used one now
+        refused = await exchange(port, post("too-early"))
+        assert refused.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")  # all used within 5 s
+        assert len(table.sessions) == 20 and table.made_room == 0
+        abandoned = [table.sessions[f"abandoned-{i:02d}"] for i in range(19)]
+        for session in abandoned:  # as if 10 s had passed without a request for them
+            session.last_seen -= 10.0
+        with caplog.at_level(logging.WARNING, logger="ptdispatch.meek"):
+            got = await exchange(port, post("newcomer", b"hello"))
+        assert got.endswith(b"\r\n\r\nhello"), got
+        assert table.made_room == 19
+        assert list(table.sessions) == [GOOD, "newcomer"]
+        assert table.sessions[GOOD] is good and not good.ended  # a session in use is never ended
+        assert all(session.ended for session in abandoned)
+        assert [up.lost for up in ups.all] == [False] + [True] * 19 + [False]  # their upstreams closed
+        assert "ended 19 idle for over 5 s early to make room" in caplog.text
+        await still_serving(port)
 
 
 async def test_upstream_reset_is_500_for_that_session_only() -> None:

@@ -21,7 +21,7 @@ from ..adapter import AppFactory, ErrorCallback
 from ..base import ServerTransport
 from . import h1, wire
 from .options import ServerOptions
-from .session import SessionTable
+from .session import PRESSURE_IDLE, SessionTable
 
 log = logging.getLogger("ptdispatch.meek")
 
@@ -46,6 +46,7 @@ class Tuning:
     read_timeout: float = READ_TIMEOUT
     turnaround: float = wire.TURNAROUND
     dial_wait: float = DIAL_WAIT
+    pressure_idle: float = PRESSURE_IDLE
 
 
 class HttpConnection:
@@ -207,7 +208,9 @@ class MeekServer(ServerTransport):
         *,
         on_error: ErrorCallback | None = None,
     ) -> asyncio.Server:
-        table = SessionTable(app_factory, cap=self.tuning.session_cap, staleness=self.tuning.staleness)
+        tuning = self.tuning
+        table = SessionTable(app_factory, cap=tuning.session_cap, staleness=tuning.staleness,
+                             pressure_idle=tuning.pressure_idle)  # fmt: skip
         self.tables.append(table)
         tls = self.options.ssl_context()
         connections: set[asyncio.StreamWriter] = set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,13 @@ from .wire import MAX_PAYLOAD
 HIGH_WATER = 4 * MAX_PAYLOAD
 """Upstream bytes buffered before the application is told to pause writing."""
 INBOUND_LIMIT = 4 * MAX_PAYLOAD
+"""Request bytes held while the application does not read, before responses wait for it."""
+PRESSURE_IDLE = 30.0
+"""With the table full, sessions idle this long are ended early to make room for new ones.  A live
+client polls at least every 5 s (section 1.5), so such a session is almost surely abandoned: meek has
+no close signal, and a client's closed connection leaves its session for the 120 s staleness."""
 WARN_EVERY = 60.0
 log = logging.getLogger("ptdispatch.meek")
-"""Request bytes held while the application does not read, before responses wait for it."""
 
 
 class SessionTransport(asyncio.Transport):
@@ -177,16 +182,28 @@ class Session:
 
 class SessionTable:
     """Sessions by id, at most ``cap`` of them, each expiring ``staleness`` seconds after its last
-    request (meek-server: 120 s, checked every 60 s)."""
+    request (meek-server: 120 s, checked every 60 s).
 
-    def __init__(self, app_factory: AppFactory, *, cap: int, staleness: float) -> None:
+    meek-server has no cap (every unknown id dials tor); ours refuses new sessions with 500 while the
+    table is full of recently used ones (a burst of fresh ids cannot make us dial more), and when it
+    is full, first ends the sessions idle for ``pressure_idle`` to make room.  Without that, abandoned
+    sessions (a client's closed connections, or a flood of ids) would lock every new client out until
+    they went stale.  The table is kept in order of last use, so expiry looks only at the sessions
+    it ends."""
+
+    def __init__(
+        self, app_factory: AppFactory, *, cap: int, staleness: float, pressure_idle: float = PRESSURE_IDLE
+    ) -> None:
         self._app_factory = app_factory
         self.cap = cap
         self.staleness = staleness
-        self.sessions: dict[str, Session] = {}
+        self.pressure_idle = pressure_idle
+        self.sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
         self._reaper: asyncio.Task[None] | None = None
         self._warned = -WARN_EVERY
+        self._warned_room = -WARN_EVERY
         self.refused = 0
+        self.made_room = 0
 
     def warn_full(self) -> None:
         """A new session was refused: log it, at most once a minute."""
@@ -194,34 +211,59 @@ class SessionTable:
         now = time.monotonic()
         if now - self._warned >= WARN_EVERY:
             self._warned = now
-            log.warning("meek: %d sessions (the cap): refusing new ones with 500", self.cap)
+            log.warning(
+                "meek: %d sessions (the cap), all used in the last %g s: refusing new ones with 500",
+                self.cap, self.pressure_idle,
+            )  # fmt: skip
 
     def get(self, sid: str, peer: Callable[[], tuple[str, int] | None]) -> Session | None:
         """The session for ``sid``, created if new; ``None`` when the table is full."""
-        session = self.sessions.get(sid)
+        sessions = self.sessions
+        session = sessions.get(sid)
         if session is None or session.ended:
-            if len(self.sessions) >= self.cap:
-                self.reap()
-                if len(self.sessions) >= self.cap:
-                    return None
+            if len(sessions) >= self.cap and not self._make_room():
+                return None
             session = Session(sid, peer(), self._app_factory)
-            self.sessions[sid] = session
+            sessions[sid] = session
             self._start_reaper()
         session.last_seen = time.monotonic()
+        sessions.move_to_end(sid)
         return session
+
+    def _make_room(self) -> bool:
+        """End the stale sessions, then (the table still full) those idle for ``pressure_idle``."""
+        self.reap()
+        if len(self.sessions) < self.cap:
+            return True
+        ended = self.reap(self.pressure_idle)
+        if ended:
+            self.made_room += ended
+            now = time.monotonic()
+            if now - self._warned_room >= WARN_EVERY:
+                self._warned_room = now
+                log.warning(
+                    "meek: %d sessions (the cap): ended %d idle for over %g s early to make room",
+                    self.cap, ended, self.pressure_idle,
+                )  # fmt: skip
+        return len(self.sessions) < self.cap
 
     def delete(self, session: Session, exc: Exception | None = None) -> None:
         if self.sessions.get(session.sid) is session:
             del self.sessions[session.sid]
         session.end(exc)
 
-    def reap(self) -> int:
-        """End every session idle longer than the staleness; returns how many."""
-        cutoff = time.monotonic() - self.staleness
-        stale = [s for s in self.sessions.values() if s.last_seen < cutoff]
-        for session in stale:
-            self.delete(session)
-        return len(stale)
+    def reap(self, idle: float | None = None) -> int:
+        """End every session idle longer than ``idle`` (default: the staleness); returns how many."""
+        cutoff = time.monotonic() - (self.staleness if idle is None else idle)
+        sessions = self.sessions
+        ended = 0
+        while sessions:
+            oldest = next(iter(sessions.values()))
+            if oldest.last_seen >= cutoff:
+                break
+            self.delete(oldest)
+            ended += 1
+        return ended
 
     def _start_reaper(self) -> None:
         if self._reaper is None or self._reaper.done():
