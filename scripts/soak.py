@@ -117,6 +117,8 @@ async def soak(args: argparse.Namespace) -> int:
     )  # fmt: skip
     words = next(line.split(" ") for line in lines if line.startswith("SMETHOD "))
     options: dict[str, object] = {"serverAddress": words[2]}
+    if name == "meeklite":  # its url names the server (plain HTTP here, as behind a CDN)
+        options = {"url": f"http://{words[2]}/"}
     if len(words) > 3:
         for item in words[3].removeprefix("ARGS:").split(","):
             key, _, value = item.partition("=")
@@ -161,7 +163,7 @@ async def soak(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", default="obfs4", help="obfs4 (default), obfs2, obfs3, shadow or plain")
+    parser.add_argument("--transport", default="obfs4", help="obfs4 (default), obfs2, obfs3, shadow, meeklite or plain")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to run (default 60)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default 5)")
     parser.add_argument("--bulk", type=int, default=2, help="concurrent bulk streams (default 2)")
