@@ -110,7 +110,7 @@ async def soak(args: argparse.Namespace) -> int:
     target = echo.sockets[0].getsockname()[1]
     state = Path(tempfile.mkdtemp(prefix="ptdispatch-soak-"))
     name = args.transport
-    server_opts = SHADOW if name == "shadow" else {}
+    server_opts = json.loads(args.options) if args.options else SHADOW if name == "shadow" else {}
     server, lines = await _start(
         "-server", "-transport", name, "-bindaddr", f"{name}-127.0.0.1:0", "-target", f"127.0.0.1:{target}",
         "-state", str(state / "server"), "-options", json.dumps(server_opts),
@@ -123,7 +123,7 @@ async def soak(args: argparse.Namespace) -> int:
         for item in words[3].removeprefix("ARGS:").split(","):
             key, _, value = item.partition("=")
             options[key] = value
-    if name == "shadow":
+    if name == "shadow" and not args.options:
         options.update(SHADOW, target=f"127.0.0.1:{target}")
     client, lines = await _start(
         "-client", "-transport", name, "-mode", "transparent-TCP", "-options", json.dumps(options),
@@ -163,7 +163,11 @@ async def soak(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", default="obfs4", help="obfs4 (default), obfs2, obfs3, shadow, meeklite or plain")
+    transports = "obfs4 (default), obfs2, obfs3, shadow, meeklite, Starbridge or plain"
+    parser.add_argument("--transport", default="obfs4", help=transports)
+    parser.add_argument(
+        "--options", help='the server\'s -options (JSON), e.g. \'{"cipherName": "DarkStar"}\' with --transport shadow'
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to run (default 60)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default 5)")
     parser.add_argument("--bulk", type=int, default=2, help="concurrent bulk streams (default 2)")
