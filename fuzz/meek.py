@@ -87,14 +87,14 @@ class _App(asyncio.Protocol):
 
 
 class _Server:
-    tuning = Tuning(session_cap=3, staleness=60.0, read_timeout=LIMIT, turnaround=0.0, dial_wait=0.0)
+    tuning = Tuning(staleness=60.0, read_timeout=LIMIT, turnaround=0.0, dial_wait=0.0)
     request_log = None
 
 
 async def _serve(pieces: list[bytes]) -> bytes:
     reader = asyncio.StreamReader()
     writer = _Writer()
-    table = SessionTable(_App, cap=_Server.tuning.session_cap, staleness=_Server.tuning.staleness)
+    table = SessionTable(_App, cap=3, staleness=_Server.tuning.staleness)
     conn = HttpConnection(cast(MeekServer, _Server()), table, reader, cast(asyncio.StreamWriter, writer))
 
     async def feed() -> None:

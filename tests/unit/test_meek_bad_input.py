@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from ptdispatch.transports.meek import Tuning
+from ptdispatch.transports.meek import ServerOptions, Tuning
 from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response
 
 pytestmark = pytest.mark.timeout(60)
@@ -82,7 +82,7 @@ async def test_idle_keep_alive_connection_is_closed_after_the_read_timeout() -> 
 
 async def test_ten_thousand_session_ids_in_a_burst() -> None:
     ups = Upstreams(on_data=echo)
-    async with meek_server(ups, Tuning(session_cap=200)) as (port, server):
+    async with meek_server(ups, options=ServerOptions(max_sessions=200)) as (port, server):
         await still_serving(port)
         statuses: dict[int, int] = {}
 
@@ -113,7 +113,8 @@ async def test_a_full_table_ends_its_longest_idle_sessions_to_make_room(caplog: 
     # they fill the table, new clients must still get in (the abandoned sessions make room), while
     # a table full of sessions in use still refuses a burst of new ids.
     ups = Upstreams(on_data=echo)
-    async with meek_server(ups, Tuning(session_cap=20, pressure_idle=5.0)) as (port, server):
+    options = ServerOptions(max_sessions=20)
+    async with meek_server(ups, Tuning(pressure_idle=5.0), options) as (port, server):
         table = server.tables[0]
         await still_serving(port)
         good = table.sessions[GOOD]

@@ -40,6 +40,18 @@ def test_meek_server_takes_configured_timeouts(tmp_path: Path) -> None:
     assert isinstance(server, MeekServer) and server.tuning.dial_wait == 1.5
 
 
+@pytest.mark.parametrize(("given", "cap"), [({}, 4096), ({"maxSessions": 20000}, 20000), ({"maxSessions": "50"}, 50)])
+def test_meek_server_session_cap_is_an_option(given: dict[str, object], cap: int, tmp_path: Path) -> None:
+    server = spec("meek").make_server(given, ServerContext(state_dir=tmp_path))
+    assert isinstance(server, MeekServer) and server.options.max_sessions == cap
+
+
+@pytest.mark.parametrize("bad", [0, -1, "many", 1.5, True])
+def test_meek_server_refuses_a_bad_session_cap(bad: object, tmp_path: Path) -> None:
+    with pytest.raises(OptionsError, match="option 'maxSessions' must be a number from 1 to 10000000"):
+        spec("meeklite").make_server({"maxSessions": bad}, ServerContext(state_dir=tmp_path))
+
+
 def test_optimizer_children_are_built_with_make_client() -> None:
     good = {"transports": [{"name": "shadow", "config": SHADOW}]}
     assert isinstance(spec("optimizer").make_client(good), OptimizerClient)

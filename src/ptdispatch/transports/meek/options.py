@@ -1,4 +1,5 @@
-"""meek's options, parsed into frozen classes (``url``, ``front``, ``utls``; server ``cert``/``key``)."""
+"""meek's options, parsed into frozen classes (``url``, ``front``, ``utls``; server ``cert``/``key``,
+``maxSessions``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from urllib.parse import urlsplit
 from ...errors import OptionsError
 from ...net.addr import Address, parse_hostport
 from ..base import RawOptions
-from ..options import get_str
+from ..options import get_int, get_str
 
 NAME = "meeklite"
 CLIENT_KEYS = frozenset({"url", "front", "utls"})
-SERVER_KEYS = frozenset({"url", "front", "cert", "key"})
+SERVER_KEYS = frozenset({"url", "front", "cert", "key", "maxSessions"})
+MAX_SESSIONS = 4096
+"""The server's default session cap (``maxSessions``): each session holds one upstream connection."""
 
 log = logging.getLogger("ptdispatch.meek")
 
@@ -104,12 +107,14 @@ def _has_port(text: str) -> bool:
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """Validated server options: ``url``/``front`` to publish; ``cert``+``key`` for TLS."""
+    """Validated server options: ``url``/``front`` to publish; ``cert``+``key`` for TLS;
+    ``maxSessions``, the most sessions at once (meek-server has no cap)."""
 
     url: str | None = None
     front: str | None = None
     cert: str | None = None
     key: str | None = None
+    max_sessions: int = MAX_SESSIONS
 
     @classmethod
     def parse(cls, raw: RawOptions) -> ServerOptions:
@@ -121,7 +126,8 @@ class ServerOptions:
         key = get_str(raw, NAME, "key") or None
         if (cert is None) != (key is None):
             raise OptionsError(NAME, "options 'cert' and 'key' go together (PEM file paths)")
-        options = cls(url, front, cert, key)
+        max_sessions = get_int(raw, NAME, "maxSessions", default=MAX_SESSIONS, low=1, high=10_000_000)
+        options = cls(url, front, cert, key, max_sessions)
         options.ssl_context()  # a bad file fails at start-up
         return options
 

@@ -28,7 +28,6 @@ log = logging.getLogger("ptdispatch.meek")
 MAX_HEADER_BYTES = 16 * 1024
 READ_TIMEOUT = 20.0
 """meek-server's ``ReadTimeout``/``WriteTimeout``, also its idle keep-alive timeout."""
-SESSION_CAP = 4096
 STALENESS = 120.0
 DIAL_WAIT = 30.0
 """How long a new session's first answer waits for the upstream dial (failure: 500)."""
@@ -39,9 +38,8 @@ RequestLog = Callable[[str, str, int, int], None]
 
 @dataclass(frozen=True)
 class Tuning:
-    """Server limits (the defaults are meek-server's; tests shrink them)."""
+    """Server timings (meek-server's, and how long a session must be idle to make room; tests shrink them)."""
 
-    session_cap: int = SESSION_CAP
     staleness: float = STALENESS
     read_timeout: float = READ_TIMEOUT
     turnaround: float = wire.TURNAROUND
@@ -209,7 +207,7 @@ class MeekServer(ServerTransport):
         on_error: ErrorCallback | None = None,
     ) -> asyncio.Server:
         tuning = self.tuning
-        table = SessionTable(app_factory, cap=tuning.session_cap, staleness=tuning.staleness,
+        table = SessionTable(app_factory, cap=self.options.max_sessions, staleness=tuning.staleness,
                              pressure_idle=tuning.pressure_idle)  # fmt: skip
         self.tables.append(table)
         tls = self.options.ssl_context()
