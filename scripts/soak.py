@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.procs import open_fds, rss_kib  # noqa: E402
+from bench.procs import descendants, open_fds, rss_kib  # noqa: E402
 
 SHADOW = {"password": "soak", "cipherName": "chacha20-ietf-poly1305"}
 COMMAND = [sys.executable, "-m", "ptdispatch"]
@@ -33,8 +33,9 @@ class Counters:
 
 
 def _proc(pid: int) -> tuple[int, int]:
-    """(RSS in KiB, open descriptors) of ``pid``."""
-    return rss_kib(pid), open_fds(pid)
+    """(RSS in KiB, open descriptors) of ``pid`` and its workers (``-workers``), summed."""
+    pids = [pid, *descendants(pid)]
+    return sum(rss_kib(p) for p in pids), sum(open_fds(p) for p in pids)
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -113,7 +114,7 @@ async def soak(args: argparse.Namespace) -> int:
     server_opts = json.loads(args.options) if args.options else SHADOW if name == "shadow" else {}
     server, lines = await _start(
         "-server", "-transport", name, "-bindaddr", f"{name}-127.0.0.1:0", "-target", f"127.0.0.1:{target}",
-        "-state", str(state / "server"), "-options", json.dumps(server_opts),
+        "-state", str(state / "server"), "-options", json.dumps(server_opts), *args.server_flags.split(),
     )  # fmt: skip
     words = next(line.split(" ") for line in lines if line.startswith("SMETHOD "))
     options: dict[str, object] = {"serverAddress": words[2]}
@@ -168,6 +169,7 @@ def main() -> int:
     parser.add_argument(
         "--options", help='the server\'s -options (JSON), e.g. \'{"cipherName": "DarkStar"}\' with --transport shadow'
     )
+    parser.add_argument("--server-flags", default="", help="more flags for the server, e.g. '-workers 2'")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to run (default 60)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default 5)")
     parser.add_argument("--bulk", type=int, default=2, help="concurrent bulk streams (default 2)")
