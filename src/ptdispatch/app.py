@@ -159,6 +159,10 @@ class Dispatcher:
         if self.config.mode.is_udp and self.config.target is None:
             self.reporter.error("SMETHOD-ERROR", name, "the UDP modes forward to -target, not to an ExtORPort")
             return
+        if spec.sessions_span_connections and self.setup.worker is not None:
+            if self.setup.worker != 0:
+                return  # the parent reports worker 0's listener: a session must not be split between workers
+            self.log.info(f"{name}: served by this worker alone (a session's requests may come over any connection)")
         context = ServerContext(state_dir=self.config.state_dir, replay=self.setup.replay)
         try:
             server = self.setup.servers.get(name.lower()) or spec.make_server(self._options(spec, server=True), context)

@@ -78,6 +78,8 @@ class ProcessSetup:
     reuse_port: bool = False
     #: Ports to use instead of the configured ones (later workers join the first one's ports).
     ports: Mapping[str, int] = field(default_factory=dict)
+    #: This process's index under ``-workers`` (None: no workers).
+    worker: int | None = None
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:

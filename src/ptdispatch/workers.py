@@ -202,7 +202,7 @@ class Supervisor:
             index, out=sys.stdout, err=sys.stdout, level=self.config.log_level, pt_version=self.reporter.pt_version
         )
         config = dataclasses.replace(self.config, exit_on_stdin_close=False)
-        setup = dataclasses.replace(self.prepared.setup, reuse_port=True, ports=ports)
+        setup = dataclasses.replace(self.prepared.setup, reuse_port=True, ports=ports, worker=index)
         return self.run_loop(app.run(config, reporter, setup))
 
     def _pump(self, timeout: float) -> None:

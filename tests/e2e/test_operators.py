@@ -318,3 +318,38 @@ async def test_shadow_salt_replays_refused_by_every_worker(tmp_path: Path) -> No
         replies = await asyncio.gather(*(send_raw(address, flight, wait=0.5) for _ in range(16)))
         assert not any(replies)
     echo.close()
+
+
+async def test_meek_sessions_stay_in_one_worker(tmp_path: Path) -> None:
+    # A meek session's requests may come over any connection (a CDN's above all): with each worker
+    # keeping its own session table, a session split between workers would get a second upstream
+    # connection (tor's stream torn in two).  One worker serves meek's listener.
+    from tests.unit._meek_raw import post, read_response
+
+    connections = 0
+    received = bytearray()
+
+    async def counting_sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while data := await reader.read(65536):
+            received.extend(data)
+        writer.close()
+
+    target = await asyncio.start_server(counting_sink, "127.0.0.1", 0)
+    tport = target.sockets[0].getsockname()[1]
+    async with running(
+        "-server", "-transport", "meeklite", "-bindaddr", "meeklite-127.0.0.1:0", "-target", f"127.0.0.1:{tport}",
+        "-state", str(tmp_path), "-workers", "2", "-ipcLogLevel", "INFO",
+    ) as server:  # fmt: skip
+        assert sum(line.startswith("SMETHOD meeklite ") for line in server.lines) == 1
+        host, port = server.method("SMETHOD", "meeklite")
+        for i in range(16):  # each POST on a fresh connection: the kernel would spread them over the workers
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(post("one-session-many-connections", bytes([65 + i])))
+            assert (await read_response(reader)).startswith(b"HTTP/1.1 200 OK\r\n")
+            writer.close()
+        await server.more_lines(0.5)
+    target.close()
+    assert connections == 1 and bytes(received) == bytes(range(65, 81))
+    assert any("worker 0: meeklite: served by this worker alone" in line for line in server.lines)

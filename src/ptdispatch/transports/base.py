@@ -304,6 +304,10 @@ class TransportSpec:
     #: SOCKS5 frontend starts it as soon as the per-connection arguments are known, while the
     #: application is still sending its CONNECT request; the reply still waits for the dial.
     dials_without_destination: bool = False
+    #: A client's session may arrive over several TCP connections (meek: any request on any
+    #: connection, a CDN's above all), and the server keeps it in one process: under ``-workers``
+    #: one worker alone serves this transport's listener.
+    sessions_span_connections: bool = False
 
     def unknown_keys(self, raw: RawOptions, *, server: bool) -> list[str]:
         """The keys of ``raw`` that this side of the transport does not know, in their order."""

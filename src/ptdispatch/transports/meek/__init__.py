@@ -31,6 +31,7 @@ SPEC = TransportSpec(
     server_keys=SERVER_KEYS,
     names_servers=True,  # the url names the server: no serverAddress, and the CONNECT address is not a server
     dials_without_destination=True,  # nor a destination: the session's first POST need not wait for it
+    sessions_span_connections=True,  # a session's POSTs may come over any connection: one worker serves it
 )
 
 __all__ = ["SPEC", "ClientOptions", "MeekClient", "MeekServer", "ServerOptions", "Tuning"]
