@@ -89,7 +89,7 @@ def test_registered_names_and_keys() -> None:
     spec = specs.pop()
     assert spec is not None
     assert spec.client_keys == {"url", "front", "utls"}
-    assert spec.server_keys == {"url", "front", "cert", "key"}
+    assert spec.server_keys == {"url", "front", "cert", "key", "maxSessions"}
 
 
 async def test_ipv6_loopback_url() -> None:
