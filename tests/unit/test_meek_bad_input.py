@@ -121,8 +121,11 @@ async def test_a_full_table_ends_its_longest_idle_sessions_to_make_room(caplog: 
         for i in range(19):
             assert (await exchange(port, post(f"abandoned-{i:02d}"))).startswith(b"HTTP/1.1 200 OK\r\n")
         await still_serving(port)  # GOOD, the oldest session, is the most recently used one now
-        refused = await exchange(port, post("too-early"))
+        with caplog.at_level(logging.WARNING, logger="ptdispatch.meek"):
+            refused = await exchange(port, post("too-early"))
+            assert (await exchange(port, post("too-early-too"))).startswith(b"HTTP/1.1 500 ")
         assert refused.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")  # all used within 5 s
+        assert caplog.text.count("20 sessions (the cap), all used in the last 5 s: refusing new ones with 500") == 1
         assert len(table.sessions) == 20 and table.made_room == 0
         abandoned = [table.sessions[f"abandoned-{i:02d}"] for i in range(19)]
         for session in abandoned:  # as if 10 s had passed without a request for them

@@ -200,21 +200,22 @@ class SessionTable:
         self.pressure_idle = pressure_idle
         self.sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
         self._reaper: asyncio.Task[None] | None = None
-        self._warned = -WARN_EVERY
-        self._warned_room = -WARN_EVERY
+        self._warned: dict[str, float] = {}  # when each kind of WARN line was last written
         self.refused = 0
         self.made_room = 0
 
     def warn_full(self) -> None:
         """A new session was refused: log it, at most once a minute."""
         self.refused += 1
+        self._warn("full", "meek: %d sessions (the cap), all used in the last %g s: refusing new ones with 500",
+                   self.cap, self.pressure_idle)  # fmt: skip
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        """``log.warning(message, *args)``, at most once a minute for each ``kind``."""
         now = time.monotonic()
-        if now - self._warned >= WARN_EVERY:
-            self._warned = now
-            log.warning(
-                "meek: %d sessions (the cap), all used in the last %g s: refusing new ones with 500",
-                self.cap, self.pressure_idle,
-            )  # fmt: skip
+        if now - self._warned.get(kind, -WARN_EVERY) >= WARN_EVERY:
+            self._warned[kind] = now
+            log.warning(message, *args)
 
     def get(self, sid: str, peer: Callable[[], tuple[str, int] | None]) -> Session | None:
         """The session for ``sid``, created if new; ``None`` when the table is full."""
@@ -238,13 +239,8 @@ class SessionTable:
         ended = self.reap(self.pressure_idle)
         if ended:
             self.made_room += ended
-            now = time.monotonic()
-            if now - self._warned_room >= WARN_EVERY:
-                self._warned_room = now
-                log.warning(
-                    "meek: %d sessions (the cap): ended %d idle for over %g s early to make room",
-                    self.cap, ended, self.pressure_idle,
-                )  # fmt: skip
+            self._warn("room", "meek: %d sessions (the cap): ended %d idle for over %g s early to make room",
+                       self.cap, ended, self.pressure_idle)  # fmt: skip
         return len(self.sessions) < self.cap
 
     def delete(self, session: Session, exc: Exception | None = None) -> None:
