@@ -96,14 +96,18 @@ class Socks5Frontend(asyncio.Protocol):
             raise
         return splice
 
+    async def _outcome(
+        self, args: dict[str, object], address: Address | None
+    ) -> tuple[Splice | None, Exception | None]:
+        """The dial's splice, or what it raised (cancellation still propagates)."""
+        try:
+            return await self._dial(args, address), None
+        except Exception as exc:
+            return None, exc
+
     async def _dial_early(self, args: dict[str, object]) -> None:
         """The dial started before the CONNECT request; answers it when it is already waiting."""
-        try:
-            self._early_result = await self._dial(args, None), None
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._early_result = None, exc
+        self._early_result = await self._outcome(args, None)
         if self._request is not None:
             self._answer_early()
 
@@ -114,14 +118,7 @@ class Socks5Frontend(asyncio.Protocol):
         self._answer(request, *result)
 
     async def _connect(self, request: Request) -> None:
-        try:
-            splice = await self._dial(request.args, request.address)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._answer(request, None, exc)
-        else:
-            self._answer(request, splice, None)
+        self._answer(request, *await self._outcome(request.args, request.address))
 
     def _answer(self, request: Request, splice: Splice | None, error: Exception | None) -> None:
         """The SOCKS reply for the dial's outcome; on success, the splice takes the connection."""
