@@ -163,7 +163,7 @@ class Dispatcher:
             if self.setup.worker != 0:
                 return  # the parent reports worker 0's listener: a session must not be split between workers
             self.log.info(f"{name}: served by this worker alone (a session's requests may come over any connection)")
-        context = ServerContext(state_dir=self.config.state_dir, replay=self.setup.replay)
+        context = ServerContext(state_dir=self.config.state_dir, replay=self.setup.replay, name=name)
         try:
             server = self.setup.servers.get(name.lower()) or spec.make_server(self._options(spec, server=True), context)
         except OptionsError as exc:

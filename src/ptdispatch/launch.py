@@ -153,11 +153,11 @@ def prepare(config: Config, reporter: Reporter) -> Prepared:
 def _build_servers(config: Config, store: replay.ReplayStore | None) -> dict[str, ServerTransport]:
     """Each server transport, built once (a failure is left to the first worker to report)."""
     servers: dict[str, ServerTransport] = {}
-    context = ServerContext(state_dir=config.state_dir, replay=store)
     for name in config.transports:
         try:
             spec = registry.lookup(name)
             if spec is not None:
+                context = ServerContext(state_dir=config.state_dir, replay=store, name=name)
                 servers[name.lower()] = spec.make_server(transport_options(config, spec, server=True), context)
         except (ImportError, ConfigError, OSError):
             continue

@@ -79,6 +79,24 @@ class Metrics:
             multiprocess_mode="livemin",
             **r,
         )
+        self.meek_requests = Counter(
+            "ptdispatch_meek_requests",
+            "meek server: HTTP requests answered, by method (GET, POST, other) and status",
+            ["transport", "method", "status"],
+            **r,
+        )
+        self.meek_refused = Counter(
+            "ptdispatch_meek_sessions_refused",
+            "meek server: new sessions answered 500 because the session table was full of sessions in use",
+            ["transport"],
+            **r,
+        )
+        self.meek_ended_early = Counter(
+            "ptdispatch_meek_sessions_ended_early",
+            "meek server: idle sessions ended before their staleness to make room in a full session table",
+            ["transport"],
+            **r,
+        )
         self.worker_restarts = Counter("ptdispatch_worker_restarts", "Worker processes restarted", **r)
         self.worker_opened = Counter(
             "ptdispatch_worker_connections_opened",
@@ -90,6 +108,17 @@ class Metrics:
         info = Gauge("ptdispatch_build_info", "Build information", ["version"], multiprocess_mode="max", **r)
         info.labels(__version__).set(1)
         self._listeners: dict[tuple[str, str], _Children] = {}
+        self._requests: dict[tuple[str, bytes, int], Any] = {}
+
+    def meek_request(self, transport: str, method: bytes, status: int) -> Any:
+        """The counter of one (transport, method, status), looked up once; ``method`` is ``GET``,
+        ``POST`` or empty (any other)."""
+        key = (transport, method, status)
+        found = self._requests.get(key)
+        if found is None:
+            shown = method.decode("ascii") or "other"
+            found = self._requests[key] = self.meek_requests.labels(transport, shown, str(status))
+        return found
 
     def children(self, transport: str, role: str) -> _Children:
         """The labelled values of one transport and role, looked up once (``labels()`` validates
@@ -202,6 +231,26 @@ def udp_session(transport: str, delta: int) -> None:
     m = ACTIVE
     if m is not None:
         m.udp.labels(transport).inc(delta)
+
+
+def meek_request(transport: str, method: bytes, status: int) -> None:
+    """A meek server answered a request (``method`` as sent: any other than GET or POST counts as
+    ``other``, so a label never takes a value a client chose)."""
+    m = ACTIVE
+    if m is not None:
+        if method not in (b"GET", b"POST"):
+            method = b""
+        m.meek_request(transport, method, status).inc()
+
+
+def meek_sessions(transport: str, *, refused: int = 0, ended_early: int = 0) -> None:
+    """A meek server's full session table refused new sessions or ended idle ones early."""
+    m = ACTIVE
+    if m is not None:
+        if refused:
+            m.meek_refused.labels(transport).inc(refused)
+        if ended_early:
+            m.meek_ended_early.labels(transport).inc(ended_early)
 
 
 def replay_store_up(up: bool) -> None:

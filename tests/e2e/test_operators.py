@@ -353,3 +353,43 @@ async def test_meek_sessions_stay_in_one_worker(tmp_path: Path) -> None:
     target.close()
     assert connections == 1 and bytes(received) == bytes(range(65, 81))
     assert any("worker 0: meeklite: served by this worker alone" in line for line in server.lines)
+
+
+async def test_meek_requests_and_a_full_session_table_in_the_metrics(tmp_path: Path) -> None:
+    # meek has no handshake to fail: an operator sees probes and a full session table by the
+    # requests' statuses and two counters, labelled with the name the transport is served under.
+    from tests.unit._meek_raw import exchange, post
+
+    echo, eport = await echo_server()
+    mport = free_port()
+    async with running(
+        "-server", "-transport", "meeklite", "-bindaddr", "meeklite-127.0.0.1:0", "-target", f"127.0.0.1:{eport}",
+        "-state", str(tmp_path), "-options", json.dumps({"meeklite": {"maxSessions": 1}}),
+        "-metrics", f"127.0.0.1:{mport}",
+    ) as server:  # fmt: skip
+        _host, port = server.method("SMETHOD", "meeklite")
+        answers = [
+            await exchange(port, raw, read_until_close=True)
+            for raw in (
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                b"GARBAGE\r\n\r\n",
+                post("session-in-use", b"hello", extra=b"Connection: close\r\n"),
+                post("one-too-many", extra=b"Connection: close\r\n"),  # the table (1 session) is full
+            )
+        ]
+        samples = await scrape(mport)
+    echo.close()
+    statuses = [answer.split(b" ", 2)[1] for answer in answers]
+    assert statuses == [b"200", b"404", b"400", b"400", b"200", b"500"], answers
+    assert answers[4].endswith(b"hello")
+
+    def requests(method: str, status: str) -> float:
+        return value(samples, "ptdispatch_meek_requests_total", transport="meeklite", method=method, status=status)
+
+    assert (requests("GET", "200"), requests("GET", "404")) == (1, 1)
+    assert (requests("other", "400"), requests("POST", "200"), requests("POST", "500")) == (2, 1, 1)
+    assert value(samples, "ptdispatch_meek_sessions_refused_total", transport="meeklite") == 1
+    assert value(samples, "ptdispatch_meek_sessions_ended_early_total") == 0
+    assert value(samples, "ptdispatch_connections_opened_total", transport="meeklite", role="server") == 1

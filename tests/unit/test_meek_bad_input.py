@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from ptdispatch import metrics
 from ptdispatch.transports.meek import ServerOptions, Tuning
 from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response
 
@@ -108,7 +111,21 @@ async def test_ten_thousand_session_ids_in_a_burst() -> None:
         assert len(table.sessions) <= 2
 
 
-async def test_a_full_table_ends_its_longest_idle_sessions_to_make_room(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    """-metrics for this test alone: a private registry, and the module's hooks restored after."""
+    saved = metrics.ACTIVE
+    registry = CollectorRegistry()
+    metrics.install(registry)
+    try:
+        yield registry
+    finally:
+        metrics.ACTIVE = saved
+
+
+async def test_a_full_table_ends_its_longest_idle_sessions_to_make_room(
+    caplog: pytest.LogCaptureFixture, registry: CollectorRegistry
+) -> None:
     # meek has no close signal: a client's closed connections leave their sessions behind.  Once
     # they fill the table, new clients must still get in (the abandoned sessions make room), while
     # a table full of sessions in use still refuses a burst of new ids.
@@ -140,6 +157,9 @@ async def test_a_full_table_ends_its_longest_idle_sessions_to_make_room(caplog: 
         assert [up.lost for up in ups.all] == [False] + [True] * 19 + [False]  # their upstreams closed
         assert "ended 19 idle for over 5 s early to make room" in caplog.text
         await still_serving(port)
+    labels = {"transport": "meeklite"}
+    assert registry.get_sample_value("ptdispatch_meek_sessions_refused_total", labels) == 2
+    assert registry.get_sample_value("ptdispatch_meek_sessions_ended_early_total", labels) == 19
 
 
 async def test_upstream_reset_is_500_for_that_session_only() -> None:

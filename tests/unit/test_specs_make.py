@@ -29,7 +29,9 @@ def test_meek_builds_through_the_spec_and_refuses_typos(name: str, tmp_path: Pat
     with pytest.raises(OptionsError, match="unknown option 'fornt'"):
         spec(name).make_client({"url": "https://example.com/", "fornt": "cdn.example.net"})
     server = spec(name).make_server({"url": "https://example.com/"}, ServerContext(state_dir=tmp_path))
-    assert isinstance(server, MeekServer) and server.tuning.dial_wait == 30.0
+    assert isinstance(server, MeekServer) and server.tuning.dial_wait == 30.0 and server.name == "meeklite"
+    named = spec(name).make_server({}, ServerContext(state_dir=tmp_path, name=name))
+    assert isinstance(named, MeekServer) and named.name == name  # the transport label of its metrics
     with pytest.raises(OptionsError, match="unknown option 'utls'"):
         spec(name).make_server({"utls": "none"}, ServerContext(state_dir=tmp_path))
 

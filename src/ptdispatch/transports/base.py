@@ -272,6 +272,9 @@ class ServerContext:
     #: Replaces the transport's own timeouts (tests; deployments keep the defaults, which match
     #: the reference implementations).  How each transport reads ``linger`` is in its docs.
     timeouts: Timeouts | None = None
+    #: The name the transport is served under (SMETHOD's, e.g. ``meek`` under PT 1.0), for the
+    #: labels of metrics a transport counts itself; empty: the transport's own name.
+    name: str = ""
 
 
 #: Keys the dispatcher itself reads from a transport's options; every transport accepts them.

@@ -20,7 +20,7 @@ def _server(raw: RawOptions, ctx: ServerContext) -> MeekServer:
     # Configured timeouts (ServerContext.timeouts, tests) bound how long a new session's first
     # answer waits for the application (its upstream dial): meek's one handshake-like wait.
     tuning = Tuning(dial_wait=ctx.timeouts.handshake) if ctx.timeouts is not None else None
-    return MeekServer(ServerOptions.parse(raw), tuning)
+    return MeekServer(ServerOptions.parse(raw), tuning, name=ctx.name or NAME)
 
 
 SPEC = TransportSpec(

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from ... import metrics
 from ...net.accept import LISTEN_BACKLOG
 from ...net.addr import Address
 from ..adapter import AppFactory, ErrorCallback
 from ..base import ServerTransport
 from . import h1, wire
-from .options import ServerOptions
+from .options import NAME, ServerOptions
 from .session import PRESSURE_IDLE, SessionTable
 
 log = logging.getLogger("ptdispatch.meek")
@@ -103,11 +104,13 @@ class HttpConnection:
                                         close=True))  # fmt: skip
             else:
                 self._write(wire.canned_error(exc.status))
+            metrics.meek_request(self.server.name, b"", 400 if exc.handler else exc.status)
             return False
         if request is None:
             return False
         self._deadline = 0.0  # the answer may wait for the session (its dial, the turnaround)
         status, headers, body = await self._answer(request)
+        metrics.meek_request(self.server.name, request.method, status)
         keep = request.keep_alive and not request.too_large and not (self.requests.stopped and not self.requests.ready)
         answer = h1.response(status, headers, body, head_only=request.method == b"HEAD", close=not keep,
                              http10=request.http10)  # fmt: skip
@@ -190,9 +193,10 @@ class HttpConnection:
 class MeekServer(ServerTransport):
     """meek's server side: plain HTTP, or TLS with ``cert``/``key`` (ALPN http/1.1 only)."""
 
-    def __init__(self, options: ServerOptions, tuning: Tuning | None = None) -> None:
+    def __init__(self, options: ServerOptions, tuning: Tuning | None = None, *, name: str = NAME) -> None:
         self.options = options
         self.tuning = tuning or Tuning()
+        self.name = name  # the name it is served under: its metrics' transport label
         self.request_log: RequestLog | None = None
         self.tables: list[SessionTable] = []
 
@@ -208,7 +212,7 @@ class MeekServer(ServerTransport):
     ) -> asyncio.Server:
         tuning = self.tuning
         table = SessionTable(app_factory, cap=self.options.max_sessions, staleness=tuning.staleness,
-                             pressure_idle=tuning.pressure_idle)  # fmt: skip
+                             pressure_idle=tuning.pressure_idle, name=self.name)  # fmt: skip
         self.tables.append(table)
         tls = self.options.ssl_context()
         connections: set[asyncio.StreamWriter] = set()

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ... import metrics
 from ..adapter import AppFactory
 from .wakeup import Wakeup
 from .wire import MAX_PAYLOAD
@@ -193,9 +194,16 @@ class SessionTable:
     it ends."""
 
     def __init__(
-        self, app_factory: AppFactory, *, cap: int, staleness: float, pressure_idle: float = PRESSURE_IDLE
+        self,
+        app_factory: AppFactory,
+        *,
+        cap: int,
+        staleness: float,
+        pressure_idle: float = PRESSURE_IDLE,
+        name: str = "meeklite",
     ) -> None:
         self._app_factory = app_factory
+        self.name = name  # the transport label of its metrics
         self.cap = cap
         self.staleness = staleness
         self.pressure_idle = pressure_idle
@@ -208,6 +216,7 @@ class SessionTable:
     def warn_full(self) -> None:
         """A new session was refused: log it, at most once a minute."""
         self.refused += 1
+        metrics.meek_sessions(self.name, refused=1)
         self._warn("full", "meek: %d sessions (the cap), all used in the last %g s: refusing new ones with 500",
                    self.cap, self.pressure_idle)  # fmt: skip
 
@@ -240,6 +249,7 @@ class SessionTable:
         ended = self.reap(self.pressure_idle)
         if ended:
             self.made_room += ended
+            metrics.meek_sessions(self.name, ended_early=ended)
             self._warn("room", "meek: %d sessions (the cap): ended %d idle for over %g s early to make room",
                        self.cap, ended, self.pressure_idle)  # fmt: skip
         return len(self.sessions) < self.cap
