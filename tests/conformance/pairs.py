@@ -210,7 +210,7 @@ def pair_ids(*, where: str = "", test: str = "", engine: bool = False) -> list[o
     """Every row (as pytest params), filtered by a Pair attribute that must be true.  A row for
     which ``test`` (or, with ``engine``, any engine-level test) is not applicable is kept, marked
     skipped with the row's reason."""
-    params = []
+    params: list[object] = []
     for key, pair in PAIRS.items():
         if where and not getattr(pair, where):
             continue

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,11 @@ def echo_factory() -> asyncio.BaseProtocol:
 
 @contextlib.asynccontextmanager
 async def serving(
-    pair_id: str, tmp_path: Path, app_factory=echo_factory, server: ServerTransport | None = None
-) -> AsyncIterator[tuple[ServerTransport, int, list[Exception]]]:  # type: ignore[no-untyped-def]
+    pair_id: str,
+    tmp_path: Path,
+    app_factory: Callable[[], asyncio.BaseProtocol] = echo_factory,
+    server: ServerTransport | None = None,
+) -> AsyncIterator[tuple[ServerTransport, int, list[Exception]]]:
     errors: list[Exception] = []
     transport = server or PAIRS[pair_id].server(tmp_path)
     listener = await api.listen(transport, "127.0.0.1", 0, app_factory, on_error=errors.append)

@@ -8,15 +8,17 @@ flags, and SOCKS5 in front, with the transport's arguments in -options or per co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from ptdispatch.transports import registry
-from tests.peers.dispatcher import running
+from tests.peers.dispatcher import Dispatcher, running
 from tests.peers.managed import echo_server
 from tests.peers.obfs4proxy import obfs4proxy_client, obfs4proxy_server, socks5_connect
 
@@ -39,7 +41,9 @@ async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     writer.close()
 
 
-async def our_server(name: str, tmp: Path, target: int, options: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
+async def our_server(
+    name: str, tmp: Path, target: int, options: Mapping[str, object] | None = None
+) -> contextlib.AbstractAsyncContextManager[Dispatcher]:
     return running(
         "-server", "-transport", name, "-bindaddr", f"{name}-127.0.0.1:0", "-target", f"127.0.0.1:{target}",
         "-state", str(tmp / f"{name}-server"), "-options", json.dumps({name: options or {}}),

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,8 +99,8 @@ async def dispatchers(
     target_port: int,
     state: Path,
     *,
-    client_options: dict[str, object] | None = None,
-    server_options: dict[str, object] | None = None,
+    client_options: Mapping[str, object] | None = None,
+    server_options: Mapping[str, object] | None = None,
 ) -> AsyncIterator[Pair]:
     """A server dispatcher relaying to ``target_port`` and a client dispatcher pointed at it."""
     server_options = {**(SHADOW if transport == "shadow" else {}), **(server_options or {})}

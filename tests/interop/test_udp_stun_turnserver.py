@@ -29,7 +29,7 @@ def free_port() -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
+            port: int = u.getsockname()[1]
             with socket.socket() as t:
                 try:
                     t.bind(("127.0.0.1", port))

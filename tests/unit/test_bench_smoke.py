@@ -67,7 +67,7 @@ def test_goals_pass_fail_and_missing() -> None:
 
 
 def test_per_connection_goals_give_ratios_and_say_why_a_peer_is_missing() -> None:
-    results = [
+    results: list[report.Result] = [
         {"row": "shadow ptd/ptd", "hs_per_cpu_s": 3000.0, "lat_median_ms": 1.0, "mib_cpu_s": 300.0},
         {"row": "shadow ss/ss", "skipped": "ss-server not installed"},
         {"row": "plain ptd/ptd", "hs_per_cpu_s": 3500.0, "lat_median_ms": 0.5, "mib_cpu_s": 900.0},

@@ -29,7 +29,7 @@ def test_filler_rekeys_from_the_os_when_its_budget_is_spent(monkeypatch: pytest.
         return real(n)
 
     monkeypatch.setattr(filler, "REKEY_BYTES", 1000)
-    monkeypatch.setattr(filler.os, "urandom", urandom)
+    monkeypatch.setattr("ptdispatch.crypto.filler.os.urandom", urandom)
     pad = filler.Filler()
     assert keys == [32, 16]  # a ChaCha20 key and nonce from the OS
     pad(600)

@@ -77,9 +77,10 @@ def test_no_bare_exit_code_literals() -> None:
         SRC / name for name in ("cli.py", "launch.py", "app.py", "genconfig.py", "ipc/env.py", "ipc/flags.py")
     ):
         for node in ast.walk(ast.parse(path.read_text())):
-            value = node.value.value if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) else None
-            if type(value) is int and value in set(ExitCode):
-                offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant):
+                value = node.value.value
+                if type(value) is int and value in set(ExitCode):
+                    offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
 
 

@@ -88,8 +88,8 @@ def test_registered_names_and_keys() -> None:
     assert len(specs) == 1
     spec = specs.pop()
     assert spec is not None
-    assert spec.client_keys == {"url", "front", "utls"}
-    assert spec.server_keys == {"url", "front", "cert", "key", "maxSessions"}
+    assert spec.client_keys == frozenset({"url", "front", "utls"})
+    assert spec.server_keys == frozenset({"url", "front", "cert", "key", "maxSessions"})
 
 
 async def test_ipv6_loopback_url() -> None:

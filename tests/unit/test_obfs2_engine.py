@@ -17,13 +17,14 @@ import ptdispatch
 from ptdispatch import api
 from ptdispatch.errors import HandshakeTimeout, OptionsError, RemoteProtocolError
 from ptdispatch.transports import obfs2
-from ptdispatch.transports.base import RoleServer, ServerContext, Timeouts
+from ptdispatch.transports.base import RoleClient, RoleServer, ServerContext, Timeouts
 from ptdispatch.transports.obfs2 import Obfs2Engine
 
 
 def pump(a: Obfs2Engine, b: Obfs2Engine) -> tuple[bytes, bytes]:
     """Move bytes both ways until quiet; return the plaintext each side received."""
-    got_a, got_b = [], []
+    got_a: list[bytes] = []
+    got_b: list[bytes] = []
     while True:
         out_a, out_b = a.data_to_send(), b.data_to_send()
         if not out_a and not out_b:
@@ -175,7 +176,9 @@ def test_handshake_timeout_matches_obfs4proxy(tmp_path: Path) -> None:
 
 
 def test_options() -> None:
-    assert isinstance(obfs2.SPEC.client({}).new_engine(None), Obfs2Engine)
+    client = obfs2.SPEC.client({})
+    assert isinstance(client, RoleClient)
+    assert isinstance(client.new_engine(None), Obfs2Engine)
     with pytest.raises(OptionsError, match="shared-secret"):
         obfs2.SPEC.client({"shared-secret": "x"})
     with pytest.raises(OptionsError, match="shared-secret"):

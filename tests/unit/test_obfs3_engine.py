@@ -23,7 +23,8 @@ from ptdispatch.transports.obfs3 import Obfs3Engine
 
 def pump(a: Obfs3Engine, b: Obfs3Engine) -> tuple[bytes, bytes]:
     """Move bytes both ways until quiet; return the plaintext each side received."""
-    got_a, got_b = [], []
+    got_a: list[bytes] = []
+    got_b: list[bytes] = []
     while True:
         out_a, out_b = a.data_to_send(), b.data_to_send()
         if not out_a and not out_b:

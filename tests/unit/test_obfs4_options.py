@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_bad_client_options(raw: dict[str, object], message: str) -> None:
     assert info.value.transport == "obfs4"
 
 
-def _server(tmp_path: Path, raw: dict[str, object] | None = None) -> Obfs4Server:
+def _server(tmp_path: Path, raw: Mapping[str, object] | None = None) -> Obfs4Server:
     server = SPEC.server(raw or {}, ServerContext(state_dir=tmp_path))
     assert isinstance(server, Obfs4Server)
     return server

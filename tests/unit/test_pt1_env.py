@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +18,7 @@ from ptdispatch.ipc import env
 from ptdispatch.ipc.args import escape
 from ptdispatch.ipc.env import EnvError, build_config, negotiate_version, parse_server_transport_options
 from ptdispatch.ipc.flags import ProxyConfigError
+from ptdispatch.launch import RunLoop
 from ptdispatch.net.addr import Address
 from ptdispatch.transports import registry
 
@@ -337,7 +338,12 @@ def test_cli_enters_pt1_mode_only_without_flags(monkeypatch: pytest.MonkeyPatch)
     from ptdispatch import cli
 
     seen: list[Mapping[str, str]] = []
-    monkeypatch.setattr(env, "main", lambda environ, run, **streams: seen.append(environ) or 5)
+
+    def fake_main(environ: Mapping[str, str], run: RunLoop, **streams: TextIO) -> int:
+        seen.append(environ)
+        return 5
+
+    monkeypatch.setattr(env, "main", fake_main)
     assert cli.main([], client_env()) == 5
     assert len(seen) == 1
     out, err = io.StringIO(), io.StringIO()
@@ -347,7 +353,7 @@ def test_cli_enters_pt1_mode_only_without_flags(monkeypatch: pytest.MonkeyPatch)
 
 
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
-TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+TEXT = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=12)
 
 
 @settings(max_examples=300, deadline=None)

@@ -13,9 +13,9 @@ from ptdispatch.net.addr import Address
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import ServerContext
 from ptdispatch.transports.shadow import SPEC, ShadowClient, ShadowServer, parse_config
-from ptdispatch.transports.shadow.ciphers import CIPHERS, derive_subkey
-from ptdispatch.transports.shadow.engine import HANDSHAKE_TIMEOUT, LINGER, ShadowServerEngine
-from ptdispatch.transports.shadow.framing import MAX_PAYLOAD, TAG_SIZE
+from ptdispatch.transports.shadow.ciphers import CIPHERS, TAG_SIZE, derive_subkey
+from ptdispatch.transports.shadow.engine import HANDSHAKE_TIMEOUT, LINGER, ShadowClientEngine, ShadowServerEngine
+from ptdispatch.transports.shadow.framing import MAX_PAYLOAD
 from ptdispatch.transports.shadow.header import decode_address, encode_address
 from ptdispatch.transports.shadow.replay import SaltFilter
 
@@ -23,13 +23,15 @@ ALL_CIPHERS = list(CIPHERS)
 DEST = Address("192.0.2.1", 8080)
 
 
-def pair(cipher: str = "chacha20-ietf-poly1305", password: str = "pw", dest: Address = DEST):
+def pair(
+    cipher: str = "chacha20-ietf-poly1305", password: str = "pw", dest: Address = DEST
+) -> tuple[ShadowClientEngine, ShadowServerEngine, ShadowServer]:
     config = parse_config({"password": password, "cipherName": cipher})
     server = ShadowServer(config)
     return ShadowClient(config).new_engine(dest), server.new_engine(), server
 
 
-def opening(client) -> bytes:
+def opening(client: ShadowClientEngine) -> bytes:
     client.initiate()
     return client.data_to_send()
 
@@ -181,13 +183,14 @@ def test_key_option_rejects_bad_keys(bad: str) -> None:
 
 def test_client_target_option_used_without_destination() -> None:
     client_transport = SPEC.client({"password": "pw", "target": "example.org:8443"})
-    server = ShadowServer(client_transport.config).new_engine()  # type: ignore[attr-defined]
+    assert isinstance(client_transport, ShadowClient)
+    server = ShadowServer(client_transport.config).new_engine()
     engine = client_transport.new_engine(None)
     server.receive_data(opening(engine))
     assert server.requested_destination == Address("example.org", 8443)
     # a per-connection destination wins over the target option
     engine = client_transport.new_engine(Address("10.0.0.1", 1))
-    server = ShadowServer(client_transport.config).new_engine()  # type: ignore[attr-defined]
+    server = ShadowServer(client_transport.config).new_engine()
     server.receive_data(opening(engine))
     assert server.requested_destination == Address("10.0.0.1", 1)
 
@@ -200,12 +203,14 @@ def test_bad_target_option(target: str) -> None:
 
 def test_no_destination_at_all() -> None:
     client = SPEC.client({"password": "pw"})
+    assert isinstance(client, ShadowClient)
     with pytest.raises(OptionsError, match="target"):
         client.new_engine(None)
 
 
 def test_destination_name_too_long() -> None:
     client = SPEC.client({"password": "pw"})
+    assert isinstance(client, ShadowClient)
     with pytest.raises(OptionsError):
         client.new_engine(Address("a" * 256, 80))
 

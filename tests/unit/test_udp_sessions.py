@@ -22,9 +22,9 @@ from ptdispatch.net.addr import Address
 from ptdispatch.net.tracker import ConnectionTracker
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import ServerContext
-from ptdispatch.udp.client import UdpListener, start_udp_client
+from ptdispatch.udp.client import SourceAddr, UdpListener, start_udp_client
 from ptdispatch.udp.framing import encode_frame
-from ptdispatch.udp.pool import State
+from ptdispatch.udp.pool import Received, State
 from ptdispatch.udp.server import UdpServerMethod
 
 BINDING = bytes.fromhex("000100002112a4420102030405060708090a0b0c")
@@ -364,8 +364,8 @@ async def test_flood_of_source_ports_keeps_the_pool_bounded() -> None:
         biggest = [0, 0]
         original = r.client.pool.packet_received
 
-        def watched(key: object, datagram: bytes) -> object:
-            result = original(key, datagram)  # type: ignore[arg-type]
+        def watched(key: SourceAddr, datagram: bytes) -> Received[SourceAddr, asyncio.Transport]:
+            result = original(key, datagram)
             biggest[0] = max(biggest[0], len(r.client.pool))
             biggest[1] = max(biggest[1], len(r.server.pool))
             return result

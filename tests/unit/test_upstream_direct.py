@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
 
 from ptdispatch.net.addr import Address
 from ptdispatch.net.upstream import create_connection
+
+#: ``object`` as the protocol factory, typed as one: the fake loop (``_Stalled``) only calls it.
+OBJECT = cast("Callable[[], asyncio.BaseProtocol]", object)
 
 
 class _Stalled:
@@ -40,7 +44,7 @@ def stalled(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.timeout(10)
 async def test_a_stalled_connect_times_out(stalled: None) -> None:
     with pytest.raises(TimeoutError, match=r"connect to 127\.0\.0\.1:9 timed out"):
-        await create_connection(object, Address("127.0.0.1", 9), timeout=0.05)
+        await create_connection(OBJECT, Address("127.0.0.1", 9), timeout=0.05)
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0)  # nothing is left to cancel us
@@ -48,7 +52,7 @@ async def test_a_stalled_connect_times_out(stalled: None) -> None:
 
 @pytest.mark.timeout(10)
 async def test_a_cancel_from_outside_stays_a_cancel(stalled: None) -> None:
-    dial = asyncio.ensure_future(create_connection(object, Address("127.0.0.1", 9), timeout=30))
+    dial = asyncio.ensure_future(create_connection(OBJECT, Address("127.0.0.1", 9), timeout=30))
     await asyncio.sleep(0.01)
     dial.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -59,8 +63,8 @@ async def test_a_cancel_from_outside_stays_a_cancel(stalled: None) -> None:
 async def test_a_quick_connect_leaves_no_timer_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     real = asyncio.get_running_loop
     monkeypatch.setattr("ptdispatch.net.upstream.asyncio.get_running_loop", lambda: _Stalled(real(), ready=True))
-    transport, protocol = await create_connection(object, Address("127.0.0.1", 9), timeout=0.05)
-    assert transport == "transport" and type(protocol) is object
+    transport, protocol = await create_connection(OBJECT, Address("127.0.0.1", 9), timeout=0.05)
+    assert cast(object, transport) == "transport" and type(protocol) is object
     await asyncio.sleep(0.1)  # past the timeout: the timer was cancelled, nothing cancels us
 
 
