@@ -85,6 +85,21 @@ def _proc_cpu(pid: int) -> tuple[float, float]:
     return user / CLK_TCK, system / CLK_TCK
 
 
+def _events(pid: int) -> tuple[int, int, int]:
+    """(minor page faults, voluntary and involuntary context switches) of ``pid`` so far."""
+    fields = _stat_fields(pid)
+    faults = int(fields[7]) if fields is not None else 0
+    switches = {"voluntary_ctxt_switches": 0, "nonvoluntary_ctxt_switches": 0}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in switches:
+                switches[key] = int(rest)
+    except OSError:
+        pass
+    return faults, switches["voluntary_ctxt_switches"], switches["nonvoluntary_ctxt_switches"]
+
+
 def _connections(pair: Pair, count: int) -> None:
     dial = load.via_entry(pair.entry)
     for _ in range(count):
@@ -95,6 +110,7 @@ def measure_cpu(pair: Pair, count: int) -> dict[str, float]:
     """Microseconds of user and system CPU per connection, client and server."""
     sides = {"client": pair.client[0].proc.pid, "server": pair.server[0].proc.pid}
     before = {name: _proc_cpu(pid) for name, pid in sides.items()}
+    events = {name: _events(pid) for name, pid in sides.items()}
     precise = {name: cpu_seconds([pid]) for name, pid in sides.items()}
     start = time.perf_counter()
     _connections(pair, count)
@@ -106,6 +122,10 @@ def measure_cpu(pair: Pair, count: int) -> dict[str, float]:
         out[f"{name}_user_us"] = user / count * 1e6
         out[f"{name}_sys_us"] = system / count * 1e6
         out[f"{name}_us"] = (cpu_seconds([pid]) - precise[name]) / count * 1e6
+        faults, voluntary, involuntary = (a - b for a, b in zip(_events(pid), events[name], strict=True))
+        out[f"{name}_faults"] = faults / count
+        out[f"{name}_switches"] = voluntary / count
+        out[f"{name}_preempted"] = involuntary / count
     return out
 
 
@@ -308,6 +328,15 @@ def _one(row: object, target: peers.Side, workdir: Path, args: argparse.Namespac
             f"{row.name}: {cpu['wall_ms']:.3f} ms/conn wall; "
             f"client {cpu['client_us']:.0f} µs ({cpu['client_user_us']:.0f} user + {cpu['client_sys_us']:.0f} sys); "
             f"server {cpu['server_us']:.0f} µs ({cpu['server_user_us']:.0f} user + {cpu['server_sys_us']:.0f} sys)",
+            flush=True,
+        )
+        print(
+            "  per connection: "
+            + "; ".join(
+                f"{side} {cpu[side + '_faults']:.1f} page faults, {cpu[side + '_switches']:.1f} sleeps, "
+                f"{cpu[side + '_preempted']:.1f} preemptions"
+                for side in ("client", "server")
+            ),
             flush=True,
         )
         if args.phases:

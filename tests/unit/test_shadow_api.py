@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -174,6 +175,52 @@ async def test_requested_destination_through_get_extra_info() -> None:
         assert seen[0] == Address("192.0.2.7", 8080)
         assert isinstance(seen[1], tuple) and seen[1][0] == "127.0.0.1"
         assert seen[2] == "fallback"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _serving(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> tuple[asyncio.Server, int]:
+    server = await ptdispatch.start_server(handler, "shadow", "127.0.0.1", 0, OPTIONS)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_server_that_speaks_first_is_heard_without_client_data() -> None:
+    # (The client sends its address header at once, so the server dials its target without data.)
+    async def greeter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 ready\r\n")
+        await writer.drain()
+        writer.write(await reader.readline())
+        writer.close()
+
+    server, port = await _serving(greeter)
+    try:
+        reader, writer = await ptdispatch.open_connection("shadow", f"127.0.0.1:{port}", OPTIONS,
+                                                          destination="192.0.2.9:25")  # fmt: skip
+        assert await asyncio.wait_for(reader.readline(), 5) == b"220 ready\r\n"
+        writer.write(b"QUIT\r\n")
+        assert await asyncio.wait_for(reader.readline(), 5) == b"QUIT\r\n"
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_half_close_before_any_data_still_reaches_the_server() -> None:
+    async def answer_at_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got = await reader.read()
+        writer.write(b"got %d bytes" % len(got))
+        writer.close()
+
+    server, port = await _serving(answer_at_eof)
+    try:
+        reader, writer = await ptdispatch.open_connection("shadow", f"127.0.0.1:{port}", OPTIONS,
+                                                          destination="192.0.2.9:80")  # fmt: skip
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 5) == b"got 0 bytes"
+        writer.close()
     finally:
         server.close()
         await server.wait_closed()
