@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,30 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def side_by_side(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """The rows in groups that run side by side: each row's own group (its transport), joined with
+    the group of every row a goal compares it with, so that a comparison is never made between
+    figures measured minutes apart on a shared machine."""
+    home = {row.name: row.group for row in rows}
+    first = {group: i for i, group in reversed(list(enumerate(home.values())))}  # a group's first row
+
+    def root(group: str) -> str:
+        while parent.get(group, group) != group:
+            group = parent[group]
+        return group
+
+    parent: dict[str, str] = {}
+    for mine, peer in report.compared_rows():
+        if mine in home and peer in home:
+            a, b = sorted((root(home[mine]), root(home[peer])), key=first.__getitem__)
+            if a != b:
+                parent[b] = a  # a joined group keeps the name of its first row's group
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(root(row.group), []).append(row)
+    return groups
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_from(args)
@@ -77,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         target = peers.target(workdir)
         try:
-            groups: dict[str, list[Row]] = {}
+            runnable = []
             for row in rows:
                 why = row.available()
                 if why is not None:
                     results.append({"row": row.name, "skipped": why})
                 else:
-                    groups.setdefault(row.group, []).append(row)
+                    runnable.append(row)
+            groups = side_by_side(runnable)
             for name, members in groups.items():
                 if settings.verbose:
                     print(f"-- {name}: {', '.join(row.name for row in members)}", flush=True)

@@ -272,7 +272,16 @@ def handshakes(dial: Callable[[], None], count: int, pids: Sequence[int], worker
     wall = time.perf_counter() - start
     settle(pids, base)
     cpu = cpu_seconds(pids) - cpu0
-    return {"hs_per_cpu_s": count / cpu if cpu > 0 else float("nan"), "hs_per_s": count / wall}
+    return {"hs_per_cpu_s": count / cpu if cpu > 0 else float("nan"), "hs_per_s": count / wall,
+            "count": count, "cpu_s": cpu, "wall_s": wall}  # fmt: skip
+
+
+def combine_handshakes(batches: Sequence[dict[str, float]]) -> dict[str, float]:
+    """One figure from several :func:`handshakes` batches: all their connections over all their CPU."""
+    count = sum(b["count"] for b in batches)
+    cpu = sum(b["cpu_s"] for b in batches)
+    wall = sum(b["wall_s"] for b in batches)
+    return {"hs_per_cpu_s": count / cpu if cpu > 0 else float("nan"), "hs_per_s": count / wall if wall > 0 else 0.0}
 
 
 def via_entry(entry: Entry) -> Callable[[], None]:

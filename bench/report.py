@@ -197,10 +197,25 @@ def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
     return out + _operator_goals(by) + per_connection_goals(by)
 
 
+OPERATOR_ROWS = ("shadow-darkstar ptd/ptd", "Starbridge ptd/ptd")
+"""Issue 11: measured against our Shadowsocks AES-256-GCM (throughput) and our obfs4 (server setups)."""
+
+
+def compared_rows() -> list[tuple[str, str]]:
+    """Every pair of rows some goal compares (the bench measures each pair side by side)."""
+    pairs = [("plain ptd/ptd", "socat")]
+    pairs += [(mine, peer) for _key, mine, peer, _how, _factor, _name in PER_CONNECTION_GOALS]
+    for transport, peer, _name in PEER_GOALS:
+        pairs.append((f"{transport} ptd/ptd", f"{transport} {peer}" if "/" in peer else f"{transport} {peer}/{peer}"))
+    for row in OPERATOR_ROWS:
+        pairs += [(row, "shadow-aes256gcm ptd/ptd"), (row, "obfs4 ptd/ptd")]
+    return pairs
+
+
 def _operator_goals(by: Mapping[str, Result]) -> list[dict[str, Any]]:
     """DarkStar rows against our Shadowsocks AES-256-GCM (throughput) and obfs4 (server setups)."""
     out = []
-    for row in ("shadow-darkstar ptd/ptd", "Starbridge ptd/ptd"):
+    for row in OPERATOR_ROWS:
         name = row.split()[0]
         out.append(
             _at_least(

@@ -23,6 +23,8 @@ from .rows import Pair, Row
 
 LATENCY_BATCHES = 4
 """Latency connections per run are split into this many batches, alternating between the rows."""
+SETUP_BATCHES = 4
+"""So are each run's server connections (one figure per run: all its batches' connections over their CPU)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Running:
     samples: list[float] = field(default_factory=list)
     runs: list[dict[str, float]] = field(default_factory=list)
     setups: list[dict[str, float]] = field(default_factory=list)
+    batches: list[dict[str, float]] = field(default_factory=list)  # this run's server-connection batches
 
     def step(self, what: str, fn: Callable[[Pair], dict[str, float] | None], verbose: bool) -> None:
         """Run one measurement; an error is recorded in the result, never raised."""
@@ -103,9 +106,15 @@ def _measure(group: list[Running], s: Settings) -> None:
                 item.step("latency", functools.partial(_latency, item.samples, batch), False)
         for item in group:
             item.step("throughput", functools.partial(_throughput, item.runs, size), s.verbose)
-        for item in group:
-            if item.pair is not None and item.pair.server_pids:
-                item.step("handshakes", functools.partial(_handshakes, item.setups, s.handshake_count), s.verbose)
+        servers = [item for item in group if item.pair is not None and item.pair.server_pids]
+        per_batch = max(1, s.handshake_count // SETUP_BATCHES)
+        for _ in range(max(1, s.handshake_count // per_batch)):
+            for item in servers:
+                item.step("handshakes", functools.partial(_handshakes, item.batches, per_batch), s.verbose)
+        for item in servers:
+            if item.batches:
+                item.setups.append(load.combine_handshakes(item.batches))
+                item.batches.clear()
     if s.echo:
         for item in group:
             item.step("echo", lambda p: _echo(p, size), s.verbose)
@@ -119,8 +128,8 @@ def _throughput(runs: list[dict[str, float]], size: int, pair: Pair) -> None:
     runs.append(load.throughput(pair.entry, size, pair.pids))
 
 
-def _handshakes(setups: list[dict[str, float]], count: int, pair: Pair) -> None:
-    setups.append(load.handshakes(load.via_entry(pair.entry), count, pair.server_pids))
+def _handshakes(batches: list[dict[str, float]], count: int, pair: Pair) -> None:
+    batches.append(load.handshakes(load.via_entry(pair.entry), count, pair.server_pids))
 
 
 def _echo(pair: Pair, size: int) -> dict[str, float]:

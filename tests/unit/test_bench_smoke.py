@@ -94,3 +94,22 @@ def test_bench_profile_runs_with_the_profiler(tmp_path: Path) -> None:
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "server profiled" in done.stdout and "handshake" in done.stdout, done.stdout
+
+
+def test_rows_a_goal_compares_run_side_by_side() -> None:
+    from bench.__main__ import side_by_side
+
+    group_of = {row.name: name for name, rows in side_by_side(all_rows()).items() for row in rows}
+    pairs = report.compared_rows()
+    assert ("plain ptd/ptd", "shadow floor/floor") in pairs and ("Starbridge ptd/ptd", "obfs4 ptd/ptd") in pairs
+    for mine, peer in pairs:
+        assert mine in group_of and peer in group_of, (mine, peer)  # no goal names a row that does not exist
+        assert group_of[mine] == group_of[peer], (mine, peer)
+    assert group_of["obfs2 ptd/ptd"] != group_of["meek ptd/ptd"]  # rows no goal compares stay apart
+
+
+def test_server_connection_batches_combine_into_one_figure() -> None:
+    from bench.load import combine_handshakes
+
+    batches = [{"count": 100, "cpu_s": 0.05, "wall_s": 0.2}, {"count": 100, "cpu_s": 0.15, "wall_s": 0.2}]
+    assert combine_handshakes(batches) == {"hs_per_cpu_s": 1000.0, "hs_per_s": 500.0}  # not the mean of 2000 and 667
