@@ -174,7 +174,8 @@ def _threads_ns(pid: int) -> int:
     return ns
 
 
-def _status_kib(pid: int, key: str) -> int:
+def _status_value(pid: int, key: str) -> int:
+    """A number from ``/proc/PID/status`` (``key`` with its colon), 0 once the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key):
@@ -182,6 +183,17 @@ def _status_kib(pid: int, key: str) -> int:
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
+
+
+def context_switches(pids: Iterable[int]) -> tuple[int, int]:
+    """Voluntary context switches (sleeps: waiting for I/O and woken) and involuntary ones
+    (preemptions) of the processes and their live descendants so far."""
+    sleeps = preempted = 0
+    for root in pids:
+        for pid in [root, *descendants(root)]:
+            sleeps += _status_value(pid, "voluntary_ctxt_switches:")
+            preempted += _status_value(pid, "nonvoluntary_ctxt_switches:")
+    return sleeps, preempted
 
 
 def _pss_kib(pid: int) -> int:
@@ -196,7 +208,7 @@ def _pss_kib(pid: int) -> int:
 
 def rss_kib(pid: int) -> int:
     """Resident memory of ``pid`` alone (VmRSS), 0 once it is gone; read by scripts/soak.py and the flood tests."""
-    return _status_kib(pid, "VmRSS:")
+    return _status_value(pid, "VmRSS:")
 
 
 def open_fds(pid: int) -> int:
@@ -209,7 +221,7 @@ def memory_kib(pids: Iterable[int]) -> tuple[int, int, int]:
     rss = pss = count = 0
     for root in pids:
         for pid in [root, *descendants(root)]:
-            rss += _status_kib(pid, "VmRSS:")
+            rss += _status_value(pid, "VmRSS:")
             pss += _pss_kib(pid)
             count += 1
     return rss, pss, count

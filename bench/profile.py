@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import load, peers
-from .procs import CLK_TCK, _stat_fields, cpu_seconds, stop
+from .procs import CLK_TCK, _stat_fields, context_switches, cpu_seconds, stop
 from .rows import Pair, all_rows, select
 
 DEFAULT_ROWS = ",".join(
@@ -86,18 +86,9 @@ def _proc_cpu(pid: int) -> tuple[float, float]:
 
 
 def _events(pid: int) -> tuple[int, int, int]:
-    """(minor page faults, voluntary and involuntary context switches) of ``pid`` so far."""
+    """(minor page faults, sleeps, preemptions) of ``pid`` so far."""
     fields = _stat_fields(pid)
-    faults = int(fields[7]) if fields is not None else 0
-    switches = {"voluntary_ctxt_switches": 0, "nonvoluntary_ctxt_switches": 0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in switches:
-                switches[key] = int(rest)
-    except OSError:
-        pass
-    return faults, switches["voluntary_ctxt_switches"], switches["nonvoluntary_ctxt_switches"]
+    return (int(fields[7]) if fields is not None else 0, *context_switches([pid]))
 
 
 def _connections(pair: Pair, count: int) -> None:

@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import peers
 from .load import Entry, Socks, handshakes, open_through, recv_exact, via_entry
-from .procs import Proc, cpu_seconds, descendants, free_port, memory_kib, raise_fd_limit, stop
+from .procs import Proc, context_switches, cpu_seconds, free_port, memory_kib, raise_fd_limit, stop
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -141,24 +141,6 @@ def replay_burst(side: peers.Side, count: int, mport: int) -> dict[str, float]:
     }
 
 
-def switches(root: int) -> tuple[int, int]:
-    """Voluntary (sleeps) and involuntary (preemptions) context switches of ``root`` and its
-    descendants so far: where -workers spends its extra CPU (each worker sleeps and is woken more)."""
-    total = [0, 0]
-    for pid in [root, *descendants(root)]:
-        try:
-            text = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            key, _, rest = line.partition(":")
-            if key == "voluntary_ctxt_switches":
-                total[0] += int(rest)
-            elif key == "nonvoluntary_ctxt_switches":
-                total[1] += int(rest)
-    return total[0], total[1]
-
-
 def one_run(workers: int, args: argparse.Namespace, target: peers.Side, workdir: Path) -> dict[str, Any]:
     mport = free_port()
     srv = server(workers, target.port, workdir, mport)
@@ -171,10 +153,10 @@ def one_run(workers: int, args: argparse.Namespace, target: peers.Side, workdir:
         rss, pss, nproc = memory_kib([srv.proc.pid])
         out: dict[str, Any] = {"workers": workers, "idle_rss_mib": rss / 1024, "idle_pss_mib": pss / 1024}
         out["processes"] = nproc
-        before = switches(srv.proc.pid)
+        before = context_switches([srv.proc.pid])  # where -workers spends its extra CPU: sleeps
         hs = handshakes(via_entry(entry), args.connections, [srv.proc.pid])
         out["cpu_ms_per_conn"] = 1000 / hs["hs_per_cpu_s"]
-        after = switches(srv.proc.pid)
+        after = context_switches([srv.proc.pid])
         out["sleeps_per_conn"] = (after[0] - before[0]) / args.connections
         out["preempted_per_conn"] = (after[1] - before[1]) / args.connections
         samples = scrape(mport)

@@ -20,13 +20,18 @@ OPTIONS = {"password": "api-test", "cipherName": "chacha20-ietf-poly1305"}
 SHORT_LINGER = ServerTimeouts(linger=(1.0, 1.0))
 
 
-async def start(options: dict[str, str], bounds: ServerTimeouts | None = None) -> tuple[asyncio.Server, int]:
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def start(
+    options: dict[str, str], bounds: ServerTimeouts | None = None, handler: Handler = echo
+) -> tuple[asyncio.Server, int]:
     if bounds is None:
-        server = await ptdispatch.start_server(echo, "shadow", "127.0.0.1", 0, options)
+        server = await ptdispatch.start_server(handler, "shadow", "127.0.0.1", 0, options)
     else:
         transport = ShadowServer(parse_config(options), bounds=bounds)
         server = await api.listen(
-            transport, "127.0.0.1", 0, lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), echo)
+            transport, "127.0.0.1", 0, lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader(), handler)
         )
     return server, server.sockets[0].getsockname()[1]
 
@@ -180,13 +185,6 @@ async def test_requested_destination_through_get_extra_info() -> None:
         await server.wait_closed()
 
 
-async def _serving(
-    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> tuple[asyncio.Server, int]:
-    server = await ptdispatch.start_server(handler, "shadow", "127.0.0.1", 0, OPTIONS)
-    return server, server.sockets[0].getsockname()[1]
-
-
 async def test_a_server_that_speaks_first_is_heard_without_client_data() -> None:
     # (The client sends its address header at once, so the server dials its target without data.)
     async def greeter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -195,7 +193,7 @@ async def test_a_server_that_speaks_first_is_heard_without_client_data() -> None
         writer.write(await reader.readline())
         writer.close()
 
-    server, port = await _serving(greeter)
+    server, port = await start(OPTIONS, handler=greeter)
     try:
         reader, writer = await ptdispatch.open_connection("shadow", f"127.0.0.1:{port}", OPTIONS,
                                                           destination="192.0.2.9:25")  # fmt: skip
@@ -214,7 +212,7 @@ async def test_a_half_close_before_any_data_still_reaches_the_server() -> None:
         writer.write(b"got %d bytes" % len(got))
         writer.close()
 
-    server, port = await _serving(answer_at_eof)
+    server, port = await start(OPTIONS, handler=answer_at_eof)
     try:
         reader, writer = await ptdispatch.open_connection("shadow", f"127.0.0.1:{port}", OPTIONS,
                                                           destination="192.0.2.9:80")  # fmt: skip
