@@ -16,6 +16,7 @@ from typing import Any
 
 from ... import metrics
 from ..adapter import AppFactory
+from .options import NAME
 from .wakeup import Wakeup
 from .wire import MAX_PAYLOAD
 
@@ -200,7 +201,7 @@ class SessionTable:
         cap: int,
         staleness: float,
         pressure_idle: float = PRESSURE_IDLE,
-        name: str = "meeklite",
+        name: str = NAME,
     ) -> None:
         self._app_factory = app_factory
         self.name = name  # the transport label of its metrics
