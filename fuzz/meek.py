@@ -21,7 +21,7 @@ from typing import Any, cast
 from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.transports.meek import wire
 from ptdispatch.transports.meek.http import ExchangeFailed, HttpClientConnection
-from ptdispatch.transports.meek.options import MeekUrl
+from ptdispatch.transports.meek.options import MeekUrl, ServerOptions
 from ptdispatch.transports.meek.server import HttpConnection, MeekServer, Tuning
 from ptdispatch.transports.meek.session import SessionTable
 
@@ -86,16 +86,15 @@ class _App(asyncio.Protocol):
             self.transport.close()
 
 
-class _Server:
-    tuning = Tuning(staleness=60.0, read_timeout=LIMIT, turnaround=0.0, dial_wait=0.0)
-    request_log = None
+_SERVER = MeekServer(ServerOptions(), Tuning(staleness=60.0, read_timeout=LIMIT, turnaround=0.0, dial_wait=0.0))
+"""A real server object (never listening): what each connection reads of its server is what it would be."""
 
 
 async def _serve(pieces: list[bytes]) -> bytes:
     reader = asyncio.StreamReader()
     writer = _Writer()
-    table = SessionTable(_App, cap=3, staleness=_Server.tuning.staleness)
-    conn = HttpConnection(cast(MeekServer, _Server()), table, reader, cast(asyncio.StreamWriter, writer))
+    table = SessionTable(_App, cap=3, staleness=_SERVER.tuning.staleness)
+    conn = HttpConnection(_SERVER, table, reader, cast(asyncio.StreamWriter, writer))
 
     async def feed() -> None:
         for piece in pieces:
