@@ -88,6 +88,7 @@ async def test_idle_connections_expire_and_are_never_handed_out_late(monkeypatch
     await _until(lambda: first.closed)  # swept at its expiry...
     assert not second.closed  # ...while the second still has 0.15 s
     await _until(lambda: second.closed)  # the sweep came back for it
+    await _until(lambda: not pool._keeping)  # nothing idle: its task ends
     assert not pool._idle
     third = FakeConnection()
     pool._idle[(OPTIONS, DIRECT)] = [(third, time.monotonic() - 1)]  # type: ignore[list-item]
@@ -100,10 +101,23 @@ def test_a_finished_event_loop_is_not_kept_alive_by_its_pool() -> None:
     async def use() -> None:
         _put(http.pool(), FakeConnection())
 
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(use())
-    loop.close()
-    gone = weakref.ref(loop)
-    del loop
+    with asyncio.Runner() as runner:  # as asyncio.run: the pool's task is cancelled before the loop closes
+        runner.run(use())
+        gone = weakref.ref(runner.get_loop())
+    del runner
     gc.collect()
     assert gone() is None  # the pools are kept by loop in a weak-key table: the pool must not hold its loop
+
+
+def test_idle_connections_are_closed_when_asyncio_run_ends() -> None:
+    # Left to the garbage collector, they would warn (ResourceWarning: unclosed transport) and
+    # hold their sockets until then.
+    idle = FakeConnection()
+    pool = http.ConnectionPool()
+
+    async def use() -> None:
+        _put(pool, idle)
+        await asyncio.sleep(0)
+
+    asyncio.run(use())
+    assert idle.closed and not pool._idle and not pool._keeping

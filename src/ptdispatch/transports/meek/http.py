@@ -116,12 +116,16 @@ class ConnectionPool:
     """Idle keep-alive connections shared by the sessions of one event loop, as the original
     meek-client shares Go's transport: a new session need not pay a TCP (and TLS) handshake.
 
-    Each idle connection carries its expiry time; one timer per pool sweeps out the expired ones
-    (none is armed or cancelled per exchange), and :meth:`get` never hands out an expired one."""
+    Each idle connection carries its expiry time.  While any is idle, one task per pool sleeps until
+    the next expiry and closes the expired ones (none is armed or cancelled per exchange), and
+    :meth:`get` never hands out an expired one.  When the loop shuts down (``asyncio.run`` cancels
+    every task before it closes the loop), that task closes every idle connection, so none is left
+    to the garbage collector.  The pool keeps no reference to the task (the task holds its loop, and
+    the pools are kept in a table weakly keyed by loop)."""
 
     def __init__(self) -> None:
         self._idle: dict[PoolKey, list[tuple[HttpClientConnection, float]]] = {}
-        self._sweeping = False  # a sweep is scheduled (its handle is not kept: it would hold the loop)
+        self._keeping = False  # the task that sweeps and closes is running
 
     async def get(self, options: ClientOptions, dialer: Dialer) -> HttpClientConnection:
         """An idle live connection to the server (the most recently used), else a new one."""
@@ -142,13 +146,24 @@ class ConnectionPool:
             conn.close()
             return
         idle.append((conn, time.monotonic() + IDLE_TIMEOUT))
-        if not self._sweeping:
-            self._sweeping = True
-            asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._sweep)
+        if not self._keeping:
+            self._keeping = True
+            asyncio.get_running_loop().create_task(self._keep())
 
-    def _sweep(self) -> None:
-        """Close the connections idle for IDLE_TIMEOUT; run again when the next one is due."""
-        self._sweeping = False
+    async def _keep(self) -> None:
+        """Close the connections idle for IDLE_TIMEOUT as they expire, until none is idle; all of
+        them if the loop shuts down first."""
+        try:
+            while (due := self._sweep()) is not None:
+                await asyncio.sleep(due - time.monotonic())
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        finally:
+            self._keeping = False
+
+    def _sweep(self) -> float | None:
+        """Close the expired idle connections; when the next one expires (None: none is idle)."""
         now = time.monotonic()
         due: float | None = None
         for key, idle in list(self._idle.items()):
@@ -163,9 +178,14 @@ class ConnectionPool:
                 due = kept[0][1] if due is None else min(due, kept[0][1])
             else:
                 del self._idle[key]
-        if due is not None:
-            self._sweeping = True
-            asyncio.get_running_loop().call_later(due - now, self._sweep)
+        return due
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for conn, _expires in connections:
+                conn.close()
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ConnectionPool] = weakref.WeakKeyDictionary()
