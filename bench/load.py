@@ -271,9 +271,8 @@ def handshakes(dial: Callable[[], None], count: int, pids: Sequence[int], worker
     _run_all(lambda _: dial(), count, workers, [])
     wall = time.perf_counter() - start
     settle(pids, base)
-    cpu = cpu_seconds(pids) - cpu0
-    return {"hs_per_cpu_s": count / cpu if cpu > 0 else float("nan"), "hs_per_s": count / wall,
-            "count": count, "cpu_s": cpu, "wall_s": wall}  # fmt: skip
+    raw = {"count": float(count), "cpu_s": cpu_seconds(pids) - cpu0, "wall_s": wall}
+    return {**combine_handshakes([raw]), **raw}
 
 
 def combine_handshakes(batches: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -161,6 +161,11 @@ PEER_GOALS = (
 """Transports whose throughput and latency must match their deployed peer's (row prefix, impl, name)."""
 
 
+def _peer_row(transport: str, peer: str) -> str:
+    """The row of a PEER_GOALS peer: ``peer`` is a whole pair (``o4p/ptd``) or one side for both."""
+    return f"{transport} {peer}" if "/" in peer else f"{transport} {peer}/{peer}"
+
+
 def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
     by = {str(r["row"]): r for r in results}
     out = [
@@ -184,7 +189,7 @@ def goals(results: Sequence[Result]) -> list[dict[str, Any]]:
             out.append(goal)
     for transport, peer, name in PEER_GOALS:
         mine = f"{transport} ptd/ptd"
-        theirs = f"{transport} {peer}" if "/" in peer else f"{transport} {peer}/{peer}"
+        theirs = _peer_row(transport, peer)
         for key, check, text, unit in (
             ("mib_cpu_s", _at_least, f"{transport} MiB/CPU-s >= {name}'s", "MiB/CPU-s"),
             ("lat_median_ms", _at_most, f"{transport} connect+echo latency (median) <= {name}'s", "ms"),
@@ -206,7 +211,7 @@ def compared_rows() -> list[tuple[str, str]]:
     pairs = [("plain ptd/ptd", "socat")]
     pairs += [(mine, peer) for _key, mine, peer, _how, _factor, _name in PER_CONNECTION_GOALS]
     for transport, peer, _name in PEER_GOALS:
-        pairs.append((f"{transport} ptd/ptd", f"{transport} {peer}" if "/" in peer else f"{transport} {peer}/{peer}"))
+        pairs.append((f"{transport} ptd/ptd", _peer_row(transport, peer)))
     for row in OPERATOR_ROWS:
         pairs += [(row, "shadow-aes256gcm ptd/ptd"), (row, "obfs4 ptd/ptd")]
     return pairs

@@ -48,7 +48,6 @@ class Running:
     samples: list[float] = field(default_factory=list)
     runs: list[dict[str, float]] = field(default_factory=list)
     setups: list[dict[str, float]] = field(default_factory=list)
-    batches: list[dict[str, float]] = field(default_factory=list)  # this run's server-connection batches
 
     def step(self, what: str, fn: Callable[[Pair], dict[str, float] | None], verbose: bool) -> None:
         """Run one measurement; an error is recorded in the result, never raised."""
@@ -108,13 +107,13 @@ def _measure(group: list[Running], s: Settings) -> None:
             item.step("throughput", functools.partial(_throughput, item.runs, size), s.verbose)
         servers = [item for item in group if item.pair is not None and item.pair.server_pids]
         per_batch = max(1, s.handshake_count // SETUP_BATCHES)
+        batches: list[list[dict[str, float]]] = [[] for _ in servers]  # this run's, by row
         for _ in range(max(1, s.handshake_count // per_batch)):
-            for item in servers:
-                item.step("handshakes", functools.partial(_handshakes, item.batches, per_batch), s.verbose)
-        for item in servers:
-            if item.batches:
-                item.setups.append(load.combine_handshakes(item.batches))
-                item.batches.clear()
+            for item, done in zip(servers, batches, strict=True):
+                item.step("handshakes", functools.partial(_handshakes, done, per_batch), s.verbose)
+        for item, done in zip(servers, batches, strict=True):
+            if done:
+                item.setups.append(load.combine_handshakes(done))
     if s.echo:
         for item in group:
             item.step("echo", lambda p: _echo(p, size), s.verbose)

@@ -111,8 +111,10 @@ class Metrics:
         self._requests: dict[tuple[str, bytes, int], Any] = {}
 
     def meek_request(self, transport: str, method: bytes, status: int) -> Any:
-        """The counter of one (transport, method, status), looked up once; ``method`` is ``GET``,
-        ``POST`` or empty (any other)."""
+        """The counter of one (transport, method, status), looked up once.  A method other than GET
+        or POST counts as ``other``, so neither a label nor this cache takes a value a client chose."""
+        if method not in (b"GET", b"POST"):
+            method = b""
         key = (transport, method, status)
         found = self._requests.get(key)
         if found is None:
@@ -234,12 +236,9 @@ def udp_session(transport: str, delta: int) -> None:
 
 
 def meek_request(transport: str, method: bytes, status: int) -> None:
-    """A meek server answered a request (``method`` as sent: any other than GET or POST counts as
-    ``other``, so a label never takes a value a client chose)."""
+    """A meek server answered a request (``method`` as sent, or empty when it could not be read)."""
     m = ACTIVE
     if m is not None:
-        if method not in (b"GET", b"POST"):
-            method = b""
         m.meek_request(transport, method, status).inc()
 
 

@@ -189,10 +189,9 @@ class SessionTable:
     meek-server has no cap (every unknown id dials tor); ours refuses new sessions with 500 while the
     table is full of recently used ones (a flood of fresh ids makes at most ``cap`` upstream dials per
     ``pressure_idle``), and when it is full, first ends the sessions idle for ``pressure_idle`` to
-    make room.  Without that, abandoned
-    sessions (a client's closed connections, or a flood of ids) would lock every new client out until
-    they went stale.  The table is kept in order of last use, so expiry looks only at the sessions
-    it ends."""
+    make room.  Without that, abandoned sessions (a client's closed connections, or a flood of ids)
+    would lock every new client out until they went stale.  The table is kept in order of last use,
+    so expiry looks only at the sessions it ends."""
 
     def __init__(
         self,
