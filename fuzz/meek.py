@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import deque
 from typing import Any, cast
 
 from ptdispatch.errors import RemoteProtocolError
@@ -136,16 +137,23 @@ _URL = MeekUrl.parse("http://meek.example/")
 
 
 async def _client(pieces: list[bytes], exchanges: int) -> None:
-    reader = asyncio.StreamReader()
-    for piece in pieces:
-        reader.feed_data(piece)
-    reader.feed_eof()
-    conn = HttpClientConnection(reader, cast(asyncio.StreamWriter, _Writer()))
+    conn = HttpClientConnection()
+    conn.connection_made(cast(asyncio.Transport, _Writer()))
+    waiting, ended = deque(pieces), False
     for i in range(exchanges):
         body = bytes(i % 3) * 10
+        exchange = asyncio.ensure_future(conn.round_trip(wire.Requests(_URL, "fuzzsession0").post(body), LIMIT))
+        await asyncio.sleep(0)  # the request is written; the answer arrives piece by piece, then the end
+        while not exchange.done():
+            if waiting:
+                conn.data_received(waiting.popleft())
+            elif not ended:
+                ended = True
+                conn.eof_received()
+                conn.connection_lost(None)
+            await asyncio.sleep(0)
         try:
-            async with asyncio.timeout(LIMIT):
-                await conn.round_trip(wire.Requests(_URL, "fuzzsession0").post(body))
+            exchange.result()
         except (ExchangeFailed, RemoteProtocolError):
             return
         if not conn.reusable:

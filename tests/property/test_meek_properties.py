@@ -43,6 +43,9 @@ class FakeWriter:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 5555) if name == "peername" else default
 
+    def is_closing(self) -> bool:
+        return self.transport.closed
+
     def write(self, data: bytes) -> None:
         self.out += data
 
@@ -113,14 +116,16 @@ URL = MeekUrl.parse("http://meek.example/")
 
 
 async def client_read(chunks: list[bytes]) -> bytes:
-    reader, writer = asyncio.StreamReader(), FakeWriter()
-    conn = HttpClientConnection(reader, writer)  # type: ignore[arg-type]
-    feeder = asyncio.ensure_future(_feed(reader, chunks))
-    try:
-        reply = await conn.round_trip(wire.Requests(URL, "0" * 32).post(b""))
-    finally:
-        await feeder
-    return reply.body
+    conn = HttpClientConnection()
+    conn.connection_made(FakeWriter())  # type: ignore[arg-type]
+    exchange = asyncio.ensure_future(conn.round_trip(wire.Requests(URL, "0" * 32).post(b""), 5.0))
+    await asyncio.sleep(0)  # the request is written; the answer arrives chunk by chunk, then the end
+    for chunk in chunks:
+        conn.data_received(chunk)
+        await asyncio.sleep(0)
+    if not exchange.done():
+        conn.eof_received()
+    return (await exchange).body
 
 
 @settings(max_examples=60, deadline=None)

@@ -231,3 +231,29 @@ def test_retry_policy() -> None:
     policy = wire.RetryPolicy()
     delays = [policy.after_status(503) for _ in range(10)]
     assert delays[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0] and delays[-1] == wire.GIVE_UP
+
+
+async def test_a_server_that_stops_answering_ends_the_stream_at_the_exchange_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("ptdispatch.transports.meek.client.EXCHANGE_TIMEOUT", 0.3)
+    script = Script(lambda n, seen: ok(b"") if n == 0 else b"")  # after the opening poll: silence
+    async with scripted(script) as url:
+        reader, writer = await ptdispatch.open_connection("meeklite", ("192.0.2.1", 1), {"url": url})
+        writer.write(b"x")
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.readexactly(1), 5)
+        assert time.monotonic() - started < 2  # the exchange's own timeout, not wait_for's
+        writer.close()
+    assert [s.body for s in script.seen] == [b"", b"x"]  # not sent again
+
+
+async def test_a_connection_whose_server_sent_more_than_the_answer_is_not_reused() -> None:
+    script = Script(lambda n, seen: ok(seen.body) + (b"HTTP/1.1 200 OK\r\n" if n == 0 else b""))
+    async with scripted(script) as url:
+        reader, writer = await ptdispatch.open_connection("meeklite", ("192.0.2.1", 1), {"url": url})
+        writer.write(b"x")
+        assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
+        writer.close()
+    assert script.conns == 2

@@ -49,8 +49,7 @@ class ClientSession:
         while True:
             conn = self._conn = await self._pool.get(self.options, self.dialer)
             try:
-                async with asyncio.timeout(EXCHANGE_TIMEOUT):
-                    reply = await conn.round_trip(request)
+                reply = await conn.round_trip(request, EXCHANGE_TIMEOUT)
             except ExchangeFailed as exc:
                 self.drop()
                 if policy.resend_after_failure(conn.used, exc.answered):
