@@ -247,11 +247,14 @@ def goals_text(items: Sequence[Mapping[str, Any]]) -> str:
         return "-" if value is None else f"{value:.3f}" if value < 10 else f"{value:.0f}"
 
     width = max(len(str(g["goal"])) for g in items)
-    lines = ["Goals (ours vs bound; ratio = ours / the peer's figure):"]
+    lines = ["Goals (ours vs the peer's figure, and the bound the goal sets when it is not the peer's figure itself):"]
     for g in items:
-        ratio = g.get("ratio")
-        shown = f"  ratio {ratio:.2f}x" if ratio is not None and g.get("peer") is not None else ""
-        line = f"  {g['status']:<4}  {g['goal']:<{width}}  {num(g['figure'])} vs {num(g['against'])} {g['unit']}{shown}"
+        ratio, peer, bound = g.get("ratio"), g.get("peer"), g.get("against")
+        line = f"  {g['status']:<4}  {g['goal']:<{width}}  {num(g['figure'])} vs {num(peer)} {g['unit']}"
+        if bound is not None and peer is not None and bound != peer:
+            line += f" (bound {num(bound)})"
+        if ratio is not None and peer is not None:
+            line += f"  ratio {ratio:.2f}x"
         if g.get("why"):
             line += f"  ({g['why']})"
         lines.append(line)

@@ -85,6 +85,8 @@ def test_per_connection_goals_give_ratios_and_say_why_a_peer_is_missing() -> Non
     assert "not run" in goals["#12 plain MiB per CPU-s >= 1x socat -b262144"]["why"]
     text = report.goals_text(list(goals.values()))
     assert "ratio 0.88x" in text and "ss-server not installed" in text
+    # ours, the peer's figure, then the bound the goal's factor makes of it
+    assert "3500 vs 4000 conn/CPU-s (bound 3200)  ratio 0.88x" in text
 
 
 @pytest.mark.timeout(120)
