@@ -45,7 +45,6 @@ class HttpClientConnection(asyncio.Protocol):
         self._answered = False  # a response byte arrived in the current exchange
         self._parser: h1.ResponseReader | None = None  # the current exchange's
         self._waiter: asyncio.Future[h1.Response] | None = None
-        self._reusable = True  # the current exchange's response allows another
         self._quiet = True  # nothing arrived outside an exchange, not even EOF
 
     @classmethod
@@ -66,7 +65,7 @@ class HttpClientConnection(asyncio.Protocol):
             raise ExchangeFailed("the connection cannot carry another request", answered=False)
         self.reusable = False  # until this exchange completes
         self._answered = False
-        self._parser = h1.ResponseReader(2 * MAX_RESPONSE_BODY)  # a gzip body may be a little longer
+        parser = self._parser = h1.ResponseReader(2 * MAX_RESPONSE_BODY)  # a gzip body may be a little longer
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(timeout, _time_out, waiter)
@@ -88,7 +87,7 @@ class HttpClientConnection(asyncio.Protocol):
         if len(body) > MAX_RESPONSE_BODY:
             raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
         self.used = True
-        self.reusable = self._reusable
+        self.reusable = parser.reusable
         return Reply(response.status, body)
 
     # --- asyncio.Protocol --------------------------------------------------------------------
@@ -110,7 +109,6 @@ class HttpClientConnection(asyncio.Protocol):
             waiter.set_exception(RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes"))
             return
         if parser.response is not None:
-            self._reusable = parser.reusable
             waiter.set_result(parser.response)
 
     def eof_received(self) -> bool:
@@ -126,9 +124,8 @@ class HttpClientConnection(asyncio.Protocol):
         waiter, parser = self._waiter, self._parser
         if waiter is None or parser is None or waiter.done():
             return
-        if parser.eof():  # a body read until the close is complete now
+        if parser.eof():  # a body read until the close is complete now (and the connection is not reusable)
             assert parser.response is not None
-            self._reusable = False
             waiter.set_result(parser.response)
         else:
             waiter.set_exception(ExchangeFailed(reason, answered=self._answered))
