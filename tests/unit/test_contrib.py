@@ -3,6 +3,7 @@ accepted by systemd-analyze; LICENSE present and matching pyproject."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shlex
 import subprocess
@@ -72,4 +73,5 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
 def test_license_is_mit_as_pyproject_says() -> None:
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License\n") and "Copyright (c) 2026 ptdispatch developers" in text
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == "MIT"
+    assert importlib.metadata.metadata("ptdispatch")["License-Expression"] == "MIT"  # PEP 639, no deprecated table
