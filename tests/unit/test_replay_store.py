@@ -152,3 +152,10 @@ def test_check_cost_under_20_microseconds() -> None:
         keys = [os.urandom(16) for _ in range(20_000)]
     print(f"shared replay check: {best * 1e6:.2f} us")
     assert best < 20e-6
+
+
+def test_keys_that_differ_in_a_few_bits_spread_over_the_buckets() -> None:
+    store = SharedReplayStore(capacity=64)  # 2 buckets: a linear hash (CRC32) sent all of these to one
+    for i in range(64):
+        assert store.check_and_add(b"obfs4", i.to_bytes(4, "big"), 3600.0)
+    assert store.evictions < 16

@@ -6,9 +6,12 @@ times (float64, ``time.monotonic()``, which is system-wide on Linux), 32 tags of
 candidate slot with one ``bytes.find``), then 32 records of 64 bytes. A record is the namespace and
 the key themselves (``len(ns)+1 | ns | len(key) | key``, zero padded), so a lookup compares whole
 keys: exact, no digest, no false positive. (A key too long for a record, which no transport has, is
-stored as its 256-bit keyed BLAKE2b digest.) A CRC32 of the record, started from a secret drawn at
-start-up, picks the bucket and gives the tag; a lookup reads that one bucket (a tag match is
-confirmed by comparing the whole record): no probing chains, no tombstones.
+stored as its 256-bit keyed BLAKE2b digest.) A SipHash-1-3 of the record, keyed with a secret drawn
+at start-up, picks the bucket and gives the tag; a lookup reads that one bucket (a tag match is
+confirmed by comparing the whole record): no probing chains, no tombstones.  The hash is keyed so
+that nobody can choose keys that crowd one bucket and push a genuine entry out early (a CRC, even
+from a secret start, would not do: it is linear, so which keys share a bucket does not depend on
+the secret).
 
 Writers hold a process-shared lock (a POSIX semaphore: no system call when uncontended) and write
 their pid into the header while they hold it.  A worker killed inside the few microseconds it holds
@@ -27,9 +30,10 @@ import multiprocessing
 import os
 import struct
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
+
+import siphash24
 
 SLOTS = 32
 RECORD = 64
@@ -65,7 +69,7 @@ class SharedReplayStore:
         self.memory_bytes = HEADER + buckets * BUCKET
         self._mem = mmap.mmap(-1, self.memory_bytes)
         self._secret = os.urandom(32)
-        self._seed = int.from_bytes(self._secret[:4], "little")
+        self._bucket_key = self._secret[:16]
         self._lock = multiprocessing.get_context("fork").Lock()
         self._clock = clock
         self.evictions = 0
@@ -79,9 +83,9 @@ class SharedReplayStore:
         else:
             digest = hashlib.blake2b(namespace + b"\0" + key, digest_size=32, key=self._secret).digest()
             record = (b"\xff" + digest).ljust(RECORD, b"\0")
-        crc = zlib.crc32(record, self._seed)
-        tag = (crc | 1).to_bytes(4, "little")  # never the empty slot's 0
-        return record, tag, HEADER + (crc & self._mask) * BUCKET
+        h = siphash24.siphash13(record, key=self._bucket_key).intdigest()
+        tag = ((h >> 32) & 0xFFFFFFFF | 1).to_bytes(4, "little")  # never the empty slot's 0
+        return record, tag, HEADER + (h & self._mask) * BUCKET
 
     def _slot(self, offset: int, record: bytes, tag: bytes) -> int:
         mem = self._mem
