@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import hypothesis  # noqa: F401 - imported up front: CPython 3.11.7 can crash importing it during finalization
 import pytest
+from prometheus_client import CollectorRegistry
+
+from ptdispatch import metrics
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -29,3 +32,15 @@ def _collect_garbage() -> Iterator[None]:
     """Finalize each test's leftover sockets and transports inside that test's time."""
     yield
     gc.collect()
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    """-metrics for this test alone: a private registry, and the module's hooks restored after."""
+    saved = metrics.ACTIVE
+    registry = CollectorRegistry()
+    metrics.install(registry)
+    try:
+        yield registry
+    finally:
+        metrics.ACTIVE = saved

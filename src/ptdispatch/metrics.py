@@ -17,7 +17,6 @@ import socket
 import tempfile
 from typing import Any
 
-from . import __version__
 from .errors import ClosedEmpty, ConfigError, HandshakeTimeout, RemoteProtocolError, ReplayDetected
 from .net.addr import Address
 
@@ -29,6 +28,8 @@ class Metrics:
 
     def __init__(self, registry: Any) -> None:
         from prometheus_client import Counter, Gauge, Histogram
+
+        from . import __version__  # here: the replay filters import this module while the package loads
 
         r = {"registry": registry}
         self.opened = Counter(
@@ -77,6 +78,13 @@ class Metrics:
             "1 while the shared replay store (Redis) answers, 0 while the local store stands in",
             ["store"],
             multiprocess_mode="livemin",
+            **r,
+        )
+        self.replay_evictions = Counter(
+            "ptdispatch_replay_evictions",
+            "Replay filter entries dropped before they expired to make room: a handshake or salt replayed after its"
+            " entry was dropped is not refused. Steady growth means more new connections than the filter holds",
+            ["filter"],
             **r,
         )
         self.meek_requests = Counter(
@@ -250,6 +258,14 @@ def meek_sessions(transport: str, *, refused: int = 0, ended_early: int = 0) -> 
             m.meek_refused.labels(transport).inc(refused)
         if ended_early:
             m.meek_ended_early.labels(transport).inc(ended_early)
+
+
+def replay_evicted(filter_name: str, count: int = 1) -> None:
+    """A replay filter (``obfs4``, ``shadow``, ``darkstar``: ours, never a client's) dropped
+    ``count`` entries before they expired; called only when it happens, never per connection."""
+    m = ACTIVE
+    if m is not None and count:
+        m.replay_evictions.labels(filter_name).inc(count)
 
 
 def replay_store_up(up: bool) -> None:

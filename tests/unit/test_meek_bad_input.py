@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ptdispatch import metrics
 from ptdispatch.transports.meek import ServerOptions, Tuning
 from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response
 
@@ -109,18 +107,6 @@ async def test_ten_thousand_session_ids_in_a_burst() -> None:
         got = await exchange(port, post("a-fresh-session-id"))
         assert got.startswith(b"HTTP/1.1 200 OK\r\n")
         assert len(table.sessions) <= 2
-
-
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    """-metrics for this test alone: a private registry, and the module's hooks restored after."""
-    saved = metrics.ACTIVE
-    registry = CollectorRegistry()
-    metrics.install(registry)
-    try:
-        yield registry
-    finally:
-        metrics.ACTIVE = saved
 
 
 async def test_a_full_table_ends_its_longest_idle_sessions_to_make_room(

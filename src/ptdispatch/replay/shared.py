@@ -17,8 +17,9 @@ Writers hold a process-shared lock (a POSIX semaphore: no system call when uncon
 their pid into the header while they hold it.  A worker killed inside the few microseconds it holds
 the lock would leave it taken: whoever waits more than ``STALE_AFTER`` seconds checks that pid, and
 if that process is gone (or a zombie) releases the lock for it.  The size is fixed; when a bucket's
-32 slots are all alive, the entry closest to expiry gives way (counted in ``evictions``), as
-obfs4proxy's filter drops its oldest entry when full.
+32 slots are all alive, the entry closest to expiry gives way (counted in ``evictions`` and, under
+that entry's namespace, in ``ptdispatch_replay_evictions_total``), as obfs4proxy's filter drops its
+oldest entry when full.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import siphash24
+
+from .. import metrics
 
 SLOTS = 32
 RECORD = 64
@@ -55,6 +58,12 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2 :].split(" ", 1)[0] not in ("Z", "X")
+
+
+def _namespace(record: bytes) -> bytes:
+    """The namespace a record begins with (empty for a digest record, whose namespace is hashed in)."""
+    size = record[0] - 1
+    return record[1 : 1 + size] if 0 <= size < 16 else b""
 
 
 class SharedReplayStore:
@@ -107,6 +116,7 @@ class SharedReplayStore:
     def check_and_add(self, namespace: bytes, key: bytes, ttl: float) -> bool:
         record, tag, offset = self._locate(namespace, key)
         mem = self._mem
+        evicted: bytes | None = None  # the namespace of a live entry that gave way
         self._acquire()
         try:
             now = self._clock()
@@ -118,9 +128,9 @@ class SharedReplayStore:
                 expiries = _EXPIRIES.unpack_from(mem, offset)
                 oldest = min(expiries)
                 slot = expiries.index(oldest)
-                if oldest > now:
-                    self.evictions += 1
                 start = offset + RECORDS + slot * RECORD
+                if oldest > now:
+                    evicted = _namespace(mem[start : start + 17])
                 mem[start : start + RECORD] = record
                 mem[offset + TAGS + slot * 4 : offset + TAGS + slot * 4 + 4] = tag
             _ONE.pack_into(mem, offset + slot * 8, now + ttl)
@@ -128,6 +138,9 @@ class SharedReplayStore:
         finally:
             _PID.pack_into(mem, 0, 0)
             self._lock.release()
+            if evicted is not None:  # counted outside the lock the other workers wait on
+                self.evictions += 1
+                metrics.replay_evicted(evicted.decode("ascii", "replace") or "other")
 
     def _acquire(self) -> None:
         while not self._lock.acquire(timeout=STALE_AFTER):

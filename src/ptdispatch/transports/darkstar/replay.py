@@ -27,7 +27,7 @@ class ReplayFilter:
     __slots__ = ("_keys",)
 
     def __init__(self, capacity: int = 1 << 16) -> None:
-        self._keys = SaltFilter(capacity)
+        self._keys = SaltFilter(capacity, name="darkstar")
 
     def seen(self, key: bytes) -> bool:
         """Remember ``key``; ``True`` if it was already known (a replayed hello)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ... import metrics
 from ...replay.base import ReplayStore
 
 REPLAY_TTL = 3 * 3600.0
@@ -12,7 +13,8 @@ class ReplayFilter:
     """``test_and_set`` answers whether a key was seen within ``ttl`` seconds, and records it.
 
     Entries are kept in insertion order, so expiry pops from the front; the filter is capped at
-    ``max_entries`` (oldest dropped first), as obfs4proxy caps its own.
+    ``max_entries`` (oldest dropped first, counted in ``ptdispatch_replay_evictions_total``), as
+    obfs4proxy caps its own.
     """
 
     __slots__ = ("_entries", "_max", "_ttl")
@@ -31,7 +33,8 @@ class ReplayFilter:
         if key in entries:
             return True
         if len(entries) >= self._max:
-            del entries[next(iter(entries))]
+            del entries[next(iter(entries))]  # not expired (those went above): a replay of it would pass
+            metrics.replay_evicted("obfs4")
         entries[key] = now
         return False
 

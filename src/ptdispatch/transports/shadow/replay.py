@@ -8,20 +8,23 @@ salt: 2**16 capacity is ~13 MB at worst) and there are no false positives.
 
 from __future__ import annotations
 
+from ... import metrics
 from ...replay.base import ReplayStore
 
 DEFAULT_CAPACITY = 1 << 16
 
 
 class SaltFilter:
-    """Salts seen recently (received ones and our own sent ones, as ss-libev does)."""
+    """Salts seen recently (received ones and our own sent ones, as ss-libev does).  ``name`` labels
+    the salts the older set drops at each turn in ``ptdispatch_replay_evictions_total``."""
 
-    __slots__ = ("_capacity", "_current", "_previous")
+    __slots__ = ("_capacity", "_current", "_name", "_previous")
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, *, name: str = "shadow") -> None:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
+        self._name = name
         self._current: set[bytes] = set()
         self._previous: set[bytes] = set()
 
@@ -33,8 +36,7 @@ class SaltFilter:
 
     def add(self, salt: bytes) -> None:
         if len(self._current) >= self._capacity:
-            self._previous = self._current
-            self._current = set()
+            self._turn()
         self._current.add(salt)
 
     def check_and_add(self, salt: bytes) -> bool:
@@ -43,10 +45,16 @@ class SaltFilter:
         if salt in current or salt in self._previous:
             return False
         if len(current) >= self._capacity:
-            self._previous, self._current = current, {salt}
+            self._turn()
+            self._current.add(salt)
         else:
             current.add(salt)
         return True
+
+    def _turn(self) -> None:
+        """The newer set is full: it becomes the older one, and the older one's salts are forgotten."""
+        metrics.replay_evicted(self._name, len(self._previous))
+        self._previous, self._current = self._current, set()
 
 
 SALT_TTL = 3600.0
