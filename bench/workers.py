@@ -12,14 +12,17 @@ CPU of the server's process tree only (parent and workers):
   (``ptdispatch_handshake_failures_total{reason="replay"}``), server RSS before and after.
 
 Then the cost of one shared replay check: the shared-memory store, and Redis on loopback when
-``redis-server`` is installed.  Everything runs on 127.0.0.1; on a 2-core machine shared with other
-work the figures are noisy, and 2 workers cannot be faster than 1 here: the goals check there is no loss.
+``redis-server`` is installed; and what this machine charges for waking a process on another CPU
+(a pipe ping-pong between two pinned processes, against one CPU), since N workers sleep more often
+per connection than one.  Everything runs on 127.0.0.1; on a 2-core machine shared with other work
+the figures are noisy, and 2 workers cannot be faster than 1 here: the goals check there is no loss.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import struct
@@ -203,6 +206,48 @@ def check_costs() -> dict[str, float]:
     return out
 
 
+def _ping_pong(cpus: tuple[int, int], rounds: int) -> float:
+    """CPU µs (both processes) per round trip of one byte over two pipes, each process pinned."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    saved = os.sched_getaffinity(0)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.sched_setaffinity(0, {cpus[1]})
+            for _ in range(rounds):
+                os.read(r1, 1)
+                os.write(w2, b"x")
+        finally:
+            os._exit(0)
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        for _ in range(rounds):
+            os.write(w1, b"x")
+            os.read(r2, 1)
+    finally:
+        os.sched_setaffinity(0, saved)
+        os.waitpid(pid, 0)
+        for fd in (r1, w1, r2, w2):
+            os.close(fd)
+    after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before, strict=True))
+    return used / rounds * 1e6
+
+
+def wake_costs(rounds: int = 20_000) -> dict[str, float]:
+    """CPU µs per wake-up of a sleeping process on another CPU and on the same one (half a
+    ping-pong round trip, the system calls included); empty on one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return {}
+    return {
+        "cross_us": min(_ping_pong((cpus[0], cpus[1]), rounds) for _ in range(2)) / 2,
+        "same_us": min(_ping_pong((cpus[0], cpus[0]), rounds) for _ in range(2)) / 2,
+    }
+
+
 def report(runs: list[dict[str, Any]], costs: dict[str, float], n: int) -> str:
     lines = ["workers  idle RSS/PSS MiB  procs  ms CPU/conn  sleeps/preempted  worker shares     bulk MiB/CPU-s"]
     for r in runs:
@@ -219,12 +264,23 @@ def report(runs: list[dict[str, Any]], costs: dict[str, float], n: int) -> str:
                 f"replay burst: {rp['refused']:.0f} of {rp['replays']} refused in {rp['burst_s']:.1f} s; "
                 f"server RSS {rp['rss_before_mib']:.1f} -> {rp['rss_after_mib']:.1f} MiB"
             )
-    lines.append("replay check: " + ", ".join(f"{k.removesuffix('_us')} {v:.1f} us" for k, v in costs.items()))
+    checks = {k: v for k, v in costs.items() if k in ("shm_us", "redis_us")}
+    lines.append("replay check: " + ", ".join(f"{k.removesuffix('_us')} {v:.1f} us" for k, v in checks.items()))
     one = [r for r in runs if r["workers"] == 1]
     many = [r for r in runs if r["workers"] == n]
-    cpu_ratio = statistics.median(r["cpu_ms_per_conn"] for r in many) / statistics.median(
-        r["cpu_ms_per_conn"] for r in one
-    )
+    one_cpu = statistics.median(r["cpu_ms_per_conn"] for r in one)
+    many_cpu = statistics.median(r["cpu_ms_per_conn"] for r in many)
+    cpu_ratio = many_cpu / one_cpu
+    if "cross_us" in costs:
+        extra_wake = costs["cross_us"] - costs["same_us"]
+        extra_sleeps = statistics.median(r["sleeps_per_conn"] for r in many) - statistics.median(
+            r["sleeps_per_conn"] for r in one
+        )
+        lines.append(
+            f"a wake-up on another CPU: {costs['cross_us']:.1f} us CPU, on the same CPU {costs['same_us']:.1f} us; "
+            f"{n} workers sleep {extra_sleeps:.1f} more times per connection: at {extra_wake:.1f} us each, "
+            f"{extra_sleeps * extra_wake:.0f} of their {(many_cpu - one_cpu) * 1000:+.0f} us per connection"
+        )
     bulk_ratio = statistics.median(r["bulk_mib_cpu_s"] for r in many) / statistics.median(
         r["bulk_mib_cpu_s"] for r in one
     )
@@ -276,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"rep {rep} workers {k}: {run}", file=sys.stderr, flush=True)
         finally:
             stop([target.proc])
-    costs = check_costs()
+    costs = {**check_costs(), **wake_costs(1000 if args.quick else 20_000)}
     print(
         f"ptdispatch bench.workers: obfs4, {args.connections} fresh connections, 4x{args.size / 4:g} MiB bulk, "
         f"{args.repeat} repetition(s), {time.monotonic() - began:.0f} s on {os.cpu_count()} CPUs, "
