@@ -213,7 +213,7 @@ def _ping_pong(cpus: tuple[int, int], rounds: int) -> float:
     before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     saved = os.sched_getaffinity(0)
     pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
+    if pid == 0:  # the child
         try:
             os.sched_setaffinity(0, {cpus[1]})
             for _ in range(rounds):

@@ -34,12 +34,14 @@ def test_salt_filters_count_the_older_set_at_each_turn(registry: CollectorRegist
     for i in range(13):  # turns at the 5th (nothing older yet), the 9th and the 13th salt
         assert salts.check_and_add(bytes([i]))
     assert evictions(registry, "shadow") == 8
-    salts.add(b"ours")  # our own sent salts go through the same turns
+    for salt in (b"a", b"b", b"c", b"d"):  # our own sent salts fill the same sets: the 4th turns them
+        salts.add(salt)
+    assert evictions(registry, "shadow") == 12
     keys = DarkStarFilter(capacity=4)
     for i in range(9):
         assert not keys.seen(bytes([i]))
     assert evictions(registry, "darkstar") == 4
-    assert evictions(registry, "shadow") == 8
+    assert evictions(registry, "shadow") == 12
 
 
 def test_the_shared_store_counts_under_the_namespace_of_the_entry_dropped(registry: CollectorRegistry) -> None:
