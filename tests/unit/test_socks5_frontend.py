@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import socket
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -305,3 +307,58 @@ async def test_a_client_that_left_during_the_early_dial_leaves_nothing_behind() 
         await asyncio.sleep(0.05)
         c.release.set()
         assert await c.tracker.wait_idle(5)
+
+
+async def test_an_early_dial_whose_connection_ended_before_the_connect_is_a_failure_reply() -> None:
+    """The early dial completed, then its connection was reset while the client had not sent its
+    CONNECT yet: the client gets a failure reply and the close, not SUCCEEDED on a dead connection."""
+    from ptdispatch.net.relay import RelayProtocol
+    from ptdispatch.transports.adapter import AppFactory
+    from ptdispatch.transports.base import ClientTransport, TransportSpec
+
+    far_sides: list[RelayProtocol] = []
+
+    async def resetter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # a reset
+
+    far = await asyncio.start_server(resetter, "127.0.0.1", 0)
+    far_port = far.sockets[0].getsockname()[1]
+
+    class Early(ClientTransport):
+        async def dial(
+            self, address: Address, app_factory: AppFactory, **_: object
+        ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+            made = await asyncio.get_running_loop().create_connection(app_factory, "127.0.0.1", far_port)
+            assert isinstance(made[1], RelayProtocol)
+            far_sides.append(made[1])
+            return made
+
+    spec = TransportSpec(
+        "early",
+        lambda raw: Early(),
+        lambda raw, ctx: None,  # type: ignore[arg-type,return-value]
+        names_servers=True,
+        dials_without_destination=True,
+    )
+    out, tracker = io.StringIO(), ConnectionTracker()
+    log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    method = dialer.ClientMethod("early", spec, {}, None, log, tracker)
+    method.check_options(per_connection_allowed=True)
+    srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+        writer.write(b"\x05\x01\x00")
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\x05\x00"
+        async with asyncio.timeout(5):  # the early dial completed, then its connection was reset
+            while not (far_sides and far_sides[0].lost):
+                await asyncio.sleep(0.01)
+        writer.write(b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50")
+        assert await asyncio.wait_for(reader.read(), 5) == b"\x05\x01\x00\x01" + bytes(6)  # failure, closed
+        writer.close()
+        assert await tracker.wait_idle(5), "the splice outlived both its sides"
+        assert "LOG WARN early: connection failed" in out.getvalue()
+        assert "LOG ERROR" not in out.getvalue()
+    finally:
+        srv.close()
+        far.close()

@@ -102,9 +102,17 @@ class Splice:
         """Give ``side`` its transport (switching that transport's protocol to it).
 
         ``early`` is data already read from ``transport`` by a previous protocol (SOCKS leftovers).
+        When the peer is already lost (it ended before this side came), ``transport`` is closed:
+        there is nothing left to relay to, and nothing else would ever close it.
         """
         side.transport = transport
         transport.set_protocol(side)
+        if side.peer.lost:
+            if self.error is not None:
+                transport.abort()
+            else:
+                transport.close()
+            return
         if early:
             side.bytes_in += len(early)
             side.pending.append(early)

@@ -139,6 +139,13 @@ class Socks5Frontend(asyncio.Protocol):
         if transport is None:  # the client left while we dialed
             splice.fail(ConnectionAbortedError("client went away"))
             return
+        if splice.b.lost:  # an early dial's connection that ended before the CONNECT request came
+            lost = splice.error or ConnectionResetError("the transport connection closed before the SOCKS request")
+            method.log.warn(f"{method.name}: connection failed: {lost or type(lost).__name__}")
+            splice.fail(lost)  # the client side never joins: the splice is done
+            transport.write(self._reply(reply_for(lost)))
+            transport.close()
+            return
         if method.log.enabled(LogLevel.INFO):
             method.log.info(f"{method.name}: connection from {method.log.peer(transport)} established")
         transport.write(self._reply(Reply.SUCCEEDED))
