@@ -42,6 +42,46 @@ async def test_json_block_timeout_replies_0x11(monkeypatch: pytest.MonkeyPatch) 
     srv.close()
 
 
+async def test_a_trickled_json_block_does_not_outlive_the_handshake_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A byte of the block now and then does not re-arm the timer: the block has ARGS_TIMEOUT from
+    the method reply, and never more than the handshake's own deadline."""
+    srv, port = await start(monkeypatch, HANDSHAKE_TIMEOUT=0.6, ARGS_TIMEOUT=0.4)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x05\x01\x09\x00\x00\xff\xff")  # 0x09, then a 65535-byte block
+    assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\x05\x09"
+    started = asyncio.get_running_loop().time()
+
+    async def trickle() -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            writer.write(b" ")
+
+    trickling = asyncio.get_running_loop().create_task(trickle())
+    try:
+        reply = await asyncio.wait_for(reader.read(-1), 5)
+    finally:
+        trickling.cancel()
+    assert reply == bytes([5, 0x11, 0, 1, 0, 0, 0, 0, 0, 0])
+    assert asyncio.get_running_loop().time() - started < 0.55
+    writer.close()
+    srv.close()
+
+
+async def test_a_completed_json_block_leaves_the_request_the_rest_of_the_handshake_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    srv, port = await start(monkeypatch, HANDSHAKE_TIMEOUT=1.0, ARGS_TIMEOUT=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x05\x01\x09\x00\x00")  # 0x09 and half the length of its block: the block's timer runs
+    assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\x05\x09"
+    writer.write(b"\x00\x02{}")  # the block is complete: the CONNECT request is next
+    await asyncio.sleep(0.5)  # past ARGS_TIMEOUT, within HANDSHAKE_TIMEOUT
+    assert not reader.at_eof()
+    assert await asyncio.wait_for(reader.read(-1), 5) == b""  # then the handshake timeout closes it
+    writer.close()
+    srv.close()
+
+
 async def test_handshake_timeout_closes(monkeypatch: pytest.MonkeyPatch) -> None:
     srv, port = await start(monkeypatch, HANDSHAKE_TIMEOUT=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

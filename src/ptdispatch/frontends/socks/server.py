@@ -16,7 +16,8 @@ from .protocol import NEED_DATA, Failure, Reply, Request, Socks5Server, reply
 HANDSHAKE_TIMEOUT = 30.0
 """Seconds a client has to complete the SOCKS5 handshake (greeting, arguments, request)."""
 ARGS_TIMEOUT = 10.0
-"""Seconds a client has to deliver a 0x09 parameter block once the method is chosen (reply 0x11)."""
+"""Seconds a client has to deliver a 0x09 parameter block once the method is chosen (reply 0x11);
+never past the handshake's own deadline."""
 
 
 class Socks5Frontend(asyncio.Protocol):
@@ -29,6 +30,8 @@ class Socks5Frontend(asyncio.Protocol):
         self._first = True
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # loop time the whole handshake must be over by
+        self._in_block = False  # the timer is the 0x09 parameter block's
         self._task: asyncio.Task[None] | None = None
         self._early: asyncio.Task[None] | None = None  # a dial started before the CONNECT request
         self._early_result: tuple[Splice | None, Exception | None] | None = None  # what it made
@@ -36,7 +39,9 @@ class Socks5Frontend(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        self._timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._timed_out)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + HANDSHAKE_TIMEOUT
+        self._timer = loop.call_at(self._deadline, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self._first and data:
@@ -46,10 +51,9 @@ class Socks5Frontend(asyncio.Protocol):
         event = self.core.receive_data(data)
         self._flush()
         if event is NEED_DATA:
-            if self.core.awaiting_json_block and self._timer is not None:
-                self._timer.cancel()
-                self._timer = asyncio.get_running_loop().call_later(ARGS_TIMEOUT, self._timed_out)
-            elif self._early is None and self.method.spec.dials_without_destination:
+            if self.core.awaiting_json_block != self._in_block and self._timer is not None:
+                self._block_timer()
+            if self._early is None and self.method.spec.dials_without_destination:
                 core = self.core
                 if isinstance(core, Socks5Server) and core.awaiting_request:
                     self._early = asyncio.get_running_loop().create_task(self._dial_early(core.args))
@@ -150,6 +154,17 @@ class Socks5Frontend(asyncio.Protocol):
             method.log.info(f"{method.name}: connection from {method.log.peer(transport)} established")
         transport.write(self._reply(Reply.SUCCEEDED))
         splice.attach(splice.a, transport, request.leftover)
+
+    def _block_timer(self) -> None:
+        """Entering the 0x09 parameter block: it has ARGS_TIMEOUT from now; leaving it: the request
+        has the rest of the handshake's.  Armed once per change, not per chunk (a block trickled in a
+        byte at a time must not keep the connection), and never past the handshake's deadline."""
+        assert self._timer is not None
+        self._timer.cancel()
+        self._in_block = not self._in_block
+        loop = asyncio.get_running_loop()
+        when = min(loop.time() + ARGS_TIMEOUT, self._deadline) if self._in_block else self._deadline
+        self._timer = loop.call_at(when, self._timed_out)
 
     def _timed_out(self) -> None:
         self._timer = None
