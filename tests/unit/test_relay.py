@@ -31,3 +31,27 @@ async def test_a_side_attached_after_its_peer_was_lost_is_closed() -> None:
     assert near.is_closing() and far.is_closing()
     near_end.close()
     far_end.close()
+
+
+async def test_join_keeps_the_pause_its_own_write_caused() -> None:
+    """The held-back bytes fill the far side's write buffer: the near side stays paused until that
+    buffer drains, instead of being read without limit into it."""
+    splice = Splice()
+    far, far_end = await _connected(splice.b)  # its other end does not read yet
+    near, near_end = await _connected(asyncio.Protocol())
+    near.pause_reading()  # as the SOCKS frontend leaves it
+    held = b"E" * (4 << 20)  # more than the socket buffers take
+    splice.attach(splice.a, near, held)
+    assert far.get_write_buffer_size() > 0
+    assert not near.is_reading()
+    loop = asyncio.get_running_loop()
+    got = 0
+    async with asyncio.timeout(5):
+        while got < len(held):  # the far side reads: the near side reads again once the buffer drains
+            got += len(await loop.sock_recv(far_end, 1 << 16))
+    async with asyncio.timeout(5):
+        while not near.is_reading():
+            await asyncio.sleep(0.01)
+    splice.close()
+    near_end.close()
+    far_end.close()

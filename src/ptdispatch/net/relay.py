@@ -33,6 +33,7 @@ class RelayProtocol(asyncio.Protocol):
         self.eof = False
         self.pending: list[bytes] = []  # read before the peer was attached
         self.lost = False
+        self.write_paused = False  # this side's transport asked us to stop writing into it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses (no typing.cast: a call per connection)
@@ -66,10 +67,12 @@ class RelayProtocol(asyncio.Protocol):
         self.splice.side_lost(self, exc)
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.peer.transport is not None:
             self.peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.peer.transport is not None:
             self.peer.transport.resume_reading()
 
@@ -123,7 +126,9 @@ class Splice:
         self.join()
 
     def join(self) -> None:
-        """Both sides have transports: deliver what each held back and let both read."""
+        """Both sides have transports: deliver what each held back and let both read, except a
+        side whose peer cannot take more (the held-back bytes may be what filled it): that side
+        reads again when the peer's ``resume_writing`` comes."""
         for one in (self.a, self.b):
             other = one.peer.transport
             if one.transport is None or other is None:
@@ -134,7 +139,7 @@ class Splice:
             if one.eof:
                 if other.can_write_eof():
                     other.write_eof()
-            else:
+            elif not one.peer.write_paused:
                 one.transport.resume_reading()
 
     def to_kernel(self) -> None:
