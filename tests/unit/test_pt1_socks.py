@@ -84,6 +84,7 @@ def test_socks4_ip_0_0_0_0_is_not_4a() -> None:
         (socks4(b"\xff=\xfe"), "USERID"),
         (socks4(b"", host=b"\xff\xfe"), "UTF-8"),
         (socks4(b"", host=b"x" * 256), "too long"),
+        (socks4(b"", host=b"x" * 64 + b".example"), "not valid"),  # a label the IDNA codec rejects
     ],
 )
 def test_socks4_rejections_send_0x5b(request_bytes: bytes, needle: str) -> None:

@@ -91,6 +91,28 @@ async def test_handshake_timeout_closes(monkeypatch: pytest.MonkeyPatch) -> None
     srv.close()
 
 
+async def test_a_server_address_the_idna_codec_rejects_is_an_ordinary_dial_failure() -> None:
+    """A per-connection serverAddress whose name getaddrinfo cannot encode (it raises UnicodeError,
+    not gaierror): reply 0x04 and a WARN line, not an internal error and no reply."""
+    out = io.StringIO()
+    method = _method({})
+    method.log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    method.check_options(per_connection_allowed=True)
+    srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+        user = b"serverAddress=" + b"x" * 64 + b".example:80"
+        writer.write(b"\x05\x01\x02" + bytes([1, len(user)]) + user + b"\x01\x00")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x05\x02\x01\x00"
+        writer.write(b"\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50")
+        assert await asyncio.wait_for(reader.read(), 5) == b"\x05\x04\x00\x01" + bytes(6)
+        writer.close()
+        assert "LOG WARN plain: connection failed" in out.getvalue()
+        assert "LOG ERROR" not in out.getvalue()
+    finally:
+        srv.close()
+
+
 def _method(options: dict[str, object]) -> dialer.ClientMethod:
     spec = registry.lookup("plain")
     assert spec is not None

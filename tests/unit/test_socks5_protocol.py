@@ -98,6 +98,17 @@ def test_json_block_not_an_object(body: bytes) -> None:
     assert s.data_to_send() == reply(Reply.ARGS_NOT_JSON)
 
 
+@pytest.mark.parametrize("name", [b"x" * 64 + b".example", b"a..b", b"..", "\ufffd.example".encode()])
+def test_a_domain_name_the_idna_codec_rejects_is_host_unreachable(name: bytes) -> None:
+    """getaddrinfo would raise UnicodeError for it (not gaierror): refused here like any bad name."""
+    s = Socks5Server()
+    feed(s, b"\x05\x01\x00")
+    s.data_to_send()
+    event = feed(s, b"\x05\x01\x00\x03" + bytes([len(name)]) + name + b"\x00\x50")
+    assert isinstance(event, Failure) and "not valid" in event.message
+    assert s.data_to_send() == reply(Reply.HOST_UNREACHABLE)
+
+
 def test_unsupported_command_and_address_type() -> None:
     s = Socks5Server()
     feed(s, b"\x05\x01\x00")

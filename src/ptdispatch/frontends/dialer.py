@@ -168,7 +168,7 @@ def reply_for(exc: BaseException) -> Reply:
         return Reply.CONNECTION_REFUSED
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return Reply.TTL_EXPIRED
-    if isinstance(exc, socket.gaierror):
+    if isinstance(exc, socket.gaierror | UnicodeError):  # UnicodeError: a name the IDNA codec rejects
         return Reply.HOST_UNREACHABLE
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.ENETDOWN):
         return Reply.NETWORK_UNREACHABLE

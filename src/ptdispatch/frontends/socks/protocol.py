@@ -225,6 +225,7 @@ class Socks5Server:
         if atyp == ATYP_DOMAIN:
             try:
                 host = raw.decode("utf-8")
+                host.encode("idna")  # what getaddrinfo does first; it raises UnicodeError, not gaierror
             except UnicodeError:
                 return self.fail(Reply.HOST_UNREACHABLE, "domain name is not valid")
             if not host:

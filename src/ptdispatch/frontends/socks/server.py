@@ -127,7 +127,10 @@ class Socks5Frontend(asyncio.Protocol):
     def _answer(self, request: Request, splice: Splice | None, error: Exception | None) -> None:
         """The SOCKS reply for the dial's outcome; on success, the splice takes the connection."""
         method, transport = self.method, self.transport
-        if isinstance(error, OSError | OptionsError):
+        # A bare UnicodeError is the IDNA codec refusing a host name (a label over 63 characters),
+        # which getaddrinfo raises instead of gaierror: the client's name, not a bug of ours (a
+        # bug's UnicodeDecodeError or UnicodeEncodeError stays an internal error).
+        if isinstance(error, OSError | OptionsError) or type(error) is UnicodeError:
             code = reply_for(error)
             method.log.warn(f"{method.name}: connection failed: {error or type(error).__name__}")
             if transport is not None:

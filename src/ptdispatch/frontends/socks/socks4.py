@@ -120,4 +120,8 @@ class Socks4Server:
             return self.fail(Reply.HOST_UNREACHABLE, "SOCKS4a host name is not valid UTF-8")
         if not host or len(raw) > MAX_HOSTNAME:
             return self.fail(Reply.HOST_UNREACHABLE, "SOCKS4a host name is empty or too long")
+        try:
+            host.encode("idna")  # what getaddrinfo does first; it raises UnicodeError, not gaierror
+        except UnicodeError:
+            return self.fail(Reply.HOST_UNREACHABLE, "SOCKS4a host name is not valid")
         return host, end + 1
