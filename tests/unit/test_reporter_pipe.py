@@ -67,3 +67,22 @@ def test_a_long_message_is_cut_below_pipe_buf() -> None:
         line = inp.read()
     assert line == b"LOG INFO " + b"y" * MAX_LOG + b"\n"
     assert len(line) < 4096
+
+
+@pytest.mark.parametrize("pt_version", ["3.0", "1"])
+@pytest.mark.parametrize("message", ["\U0001f600" * 3000, "y" + "é" * 3000, "x" + "\u20ac" * 3000, '\\"' * 3000])
+def test_a_long_message_is_cut_in_bytes_on_a_character_boundary(message: str, pt_version: str) -> None:
+    """Four-byte characters (a client's per-connection key in a WARN line) must not make the line
+    longer than PIPE_BUF, where a write to a pipe with one free page could block."""
+    r, w = os.pipe()
+    with os.fdopen(w, "w", encoding="utf-8") as out, open(os.devnull, "w") as err:
+        Reporter(out=out, err=err, level=LogLevel.INFO, pt_version=pt_version).log(LogLevel.INFO, message)
+    with os.fdopen(r, "rb") as inp:
+        line = inp.read()
+    assert len(line) < 4096
+    text = line.decode("utf-8")  # whole characters only
+    if pt_version == "3.0":
+        kept = text.removeprefix("LOG INFO ").removesuffix("\n")
+        assert message.startswith(kept) and len(kept.encode()) > MAX_LOG - 4
+    else:
+        assert text.startswith('LOG SEVERITY=info MESSAGE="') and text.endswith('"\n')

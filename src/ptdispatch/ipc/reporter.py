@@ -25,8 +25,9 @@ _PT1_SEVERITY = {
 
 
 MAX_LOG = 2000
-"""Characters of a LOG message kept: a LOG line stays under PIPE_BUF (4096 bytes), so writing it to
-a pipe with room never blocks."""
+"""Bytes (UTF-8) of a LOG message kept, cut on a character boundary: a LOG line stays under PIPE_BUF
+(4096 bytes) even with PT 1.0's escaping doubling every byte, so writing it to a pipe with room
+never blocks.  Counted in bytes, not characters: 2000 four-byte characters are an 8000-byte line."""
 
 
 def _pipe(stream: TextIO) -> int | None:
@@ -36,6 +37,19 @@ def _pipe(stream: TextIO) -> int | None:
         return fd if stat.S_ISFIFO(os.fstat(fd).st_mode) else None
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
+
+
+def _cut(message: str) -> str:
+    """``message`` cut to :data:`MAX_LOG` bytes of UTF-8, without splitting a character."""
+    if len(message) <= MAX_LOG // 4:  # fits even at four bytes a character: most messages
+        return message
+    raw = message.encode("utf-8", "surrogatepass")  # a lone surrogate is written (or refused) later, as before
+    if len(raw) <= MAX_LOG:
+        return message
+    end = MAX_LOG
+    while raw[end] & 0xC0 == 0x80:  # the first byte left out continues a character: leave that one out too
+        end -= 1
+    return raw[:end].decode("utf-8", "surrogatepass")
 
 
 def _clean(text: str) -> str:
@@ -98,7 +112,7 @@ class Reporter:
         self.line("LOG", args)
 
     def _log_args(self, level: LogLevel, message: str) -> str:
-        message = _clean(message[:MAX_LOG])
+        message = _clean(_cut(message))
         if self.pt_version == "1":
             quoted = escape(message, '"')
             return f'SEVERITY={_PT1_SEVERITY[level]} MESSAGE="{quoted}"'
