@@ -94,7 +94,8 @@ class ServerMethod:
     async def _dial_extorport(
         self, splice: Splice, accepted: asyncio.Transport, extorport: Address, authcookie: Path
     ) -> None:
-        # Read per connection: tor rewrites the cookie when it restarts.
+        # Read per connection: tor rewrites the cookie when it restarts.  A file missing or
+        # half-written just now raises ConfigError, which fails this connection (at WARN).
         cookie = read_cookie_file(authcookie)
         sock, leftover = await open_extorport(
             extorport, cookie, self.name, _peer_address(accepted), timeout=self.connect_timeout

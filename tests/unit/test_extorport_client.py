@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import socket
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ptdispatch.backends import ServerMethod
+from ptdispatch.config import LogLevel
 from ptdispatch.errors import RemoteProtocolError
 from ptdispatch.extorport import (
     ExtOrPortAuthError,
@@ -16,7 +21,11 @@ from ptdispatch.extorport import (
     ExtOrPortTimeout,
     open_extorport,
 )
+from ptdispatch.extorport.cookie import COOKIE_HEADER
+from ptdispatch.ipc.reporter import Reporter
+from ptdispatch.logs import EventLog
 from ptdispatch.net.addr import Address
+from ptdispatch.net.tracker import ConnectionTracker
 from tests.peers.fake_tor import COOKIE, DENY, NONCE, OKAY, FakeTor, fake_tor, mac, nonce_rng
 
 
@@ -200,3 +209,30 @@ async def test_failures_close_their_socket_and_the_next_connection_works() -> No
     async with fake_tor(FakeTor()) as address:
         sock, _ = await open_extorport(address, COOKIE, "obfs4", None)
         sock.close()
+
+
+@pytest.mark.parametrize("contents", [None, COOKIE_HEADER], ids=["missing", "header-only"])
+async def test_a_cookie_file_gone_bad_while_serving_fails_the_connection_at_warn(
+    tmp_path: Path, contents: bytes | None
+) -> None:
+    """The cookie is read per connection (tor rewrites it when it restarts): a missing or half-written
+    file fails that connection like an ExtORPort that cannot be reached, not as an internal error."""
+    cookie = tmp_path / "cookie"
+    if contents is not None:
+        cookie.write_bytes(contents)
+    out = io.StringIO()
+    log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    tracker = ConnectionTracker()
+    no_server: Any = None  # the connections come straight from the listener: no transport
+    method = ServerMethod("obfs4", no_server, None, log, tracker, extorport=Address("127.0.0.1", 9), authcookie=cookie)
+    srv = await asyncio.get_running_loop().create_server(method.accepted, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed
+        writer.close()
+        assert await tracker.wait_idle(5)
+        warns = [line for line in out.getvalue().splitlines() if line.startswith("LOG WARN")]
+        assert len(warns) == 1 and "ExtORPort auth cookie file" in warns[0] and str(cookie) in warns[0]
+        assert "LOG ERROR" not in out.getvalue()
+    finally:
+        srv.close()

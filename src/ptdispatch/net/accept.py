@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 
-from ..errors import OptionsError, RemoteProtocolError, internal_error
+from ..errors import ConfigError, RemoteProtocolError, internal_error
 from ..logs import EventLog
 from .addr import Address
 from .relay import RelayProtocol, Splice
@@ -48,7 +48,10 @@ class DialOnAccept(RelayProtocol):
         except asyncio.CancelledError:
             splice.fail(ConnectionAbortedError("accepted side went away"))
             raise
-        except (OSError, OptionsError, RemoteProtocolError) as exc:
+        # ConfigError: bad per-connection options, or tor's ExtORPort cookie file missing or
+        # half-written when this connection read it (tor rewrites it when it restarts): a failed
+        # dial like an unreachable target, not a bug.
+        except (OSError, ConfigError, RemoteProtocolError) as exc:
             self._log.warn(f"{self._label}: cannot connect onward: {exc or type(exc).__name__}")
             splice.fail(exc)
             return
