@@ -60,6 +60,17 @@ async def test_headers_over_16_kib_are_431() -> None:
         await still_serving(port)
 
 
+async def test_trailers_over_16_kib_are_431() -> None:
+    async with meek_server(Upstreams(on_data=echo)) as (port, _):
+        raw = (
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Session-Id: 123456789\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n" + (b"X-T: " + b"a" * 1000 + b"\r\n") * 17 + b"\r\n"
+        )
+        got = await exchange(port, raw, read_until_close=True)
+        assert got.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        await still_serving(port)
+
+
 async def test_slow_client_is_closed_after_the_read_timeout() -> None:
     async with meek_server(Upstreams(on_data=echo), Tuning(read_timeout=0.3)) as (port, _):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -85,6 +85,50 @@ def test_headers_over_the_limit_in_pieces_are_431() -> None:
     assert err.value.status == 431
 
 
+CHUNKED = b"POST / HTTP/1.1\r\nHost: x\r\nX-Session-Id: abcdefgh12\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"5\r\nhello\r\n0\r\n"] + [(b"X-T: " + b"a" * 1000 + b"\r\n") * 5] * 20,  # many lines
+        [b"5\r\nhello\r\n0\r\nX-T: "] + [b"a" * 1000] * 20,  # one line that never ends
+        [b"5\r\nhello\r\n0\r\n" + (b"X-T: " + b"a" * 1000 + b"\r\n") * 20],  # with the last chunk
+    ],
+)
+def test_trailers_over_the_limit_are_431(pieces: list[bytes]) -> None:
+    # llhttp reads trailers as header lines after the last chunk, and httptools buffers an unfinished
+    # one: without a limit, a client could make the server hold them until the read timeout.
+    r = reader()
+    r.feed(CHUNKED)
+    with pytest.raises(h1.HttpError) as err:
+        for piece in pieces:
+            r.feed(piece)
+    assert err.value.status == 431 and r.stopped and not r.ready
+
+
+def test_trailers_are_not_request_headers() -> None:
+    r = reader()
+    r.feed(CHUNKED.replace(b"X-Session-Id: abcdefgh12\r\n", b""))
+    r.feed(b"5\r\nhello\r\n0\r\n")  # the last chunk ends a piece: the next one is all trailers
+    r.feed(b"X-Session-Id: 1234567890\r\nX-Pad: " + b"p" * 8000 + b"\r\n\r\n")
+    (request,) = r.ready
+    assert request.body == b"hello" and h1.header(request.headers, b"x-session-id") is None
+    assert [name for name, _ in request.headers] == [b"host", b"transfer-encoding"]
+
+
+def test_chunk_framing_split_anywhere_is_not_taken_for_trailers() -> None:
+    # A piece that ends right after a chunk's size line leaves the next piece's start undecided
+    # (chunk data or trailers) until the data arrives.
+    raw = CHUNKED + b"8000\r\n" + b"d" * 0x8000 + b"\r\n8000\r\n" + b"e" * 0x8000 + b"\r\n0\r\nX-T: t\r\n\r\n"
+    for cut in (len(CHUNKED) + 7, len(CHUNKED) + 7 + 0x8000 + 9, len(raw) - 12, len(raw) - 2):
+        r = reader()
+        r.feed(raw[:cut])
+        r.feed(raw[cut:])
+        (request,) = r.ready
+        assert request.body == b"d" * 0x8000 + b"e" * 0x8000, cut
+
+
 def test_a_body_over_the_limit_keeps_its_first_bytes_and_stops() -> None:
     r = h1.RequestReader(max_header_bytes=16384, max_body=10)
     r.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n" + b"z" * 30)

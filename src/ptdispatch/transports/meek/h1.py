@@ -4,9 +4,11 @@ httptools (llhttp, Node.js's C parser), and the few messages meek writes, serial
 h11 did this job first; its pure-Python parsing and event validation cost about 50 µs per
 request/response pair on each side, llhttp about 2 (``bench/README.md``, "meek over httptools").
 
-Requests are read as Go's net/http reads them for meek-server, with one difference: a method that
+Requests are read as Go's net/http reads them for meek-server, with two differences: a method that
 llhttp does not know (any token is a valid method to Go) gets the handler's ``400 Bad request.``
-and a close only when the request starts a read, else the canned 400.
+and a close only when the request starts a read, else the canned 400; and the trailers of a chunked
+body (which Go keeps apart from the headers, and meek-server never reads) are dropped, and count
+against the header limit (431).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ class RequestReader:
         self._headers: Headers = []
         self._body = bytearray()
         self._too_large = False
+        self._after_chunk_header = False  # a chunk's size line came, and no data after it yet
+        self._trailer_bytes = 0
+        self._counted_whole = False  # the piece being fed counts whole as trailer bytes
 
     @property
     def stopped(self) -> bool:
@@ -97,6 +102,13 @@ class RequestReader:
         if not self._headers_done or fresh:
             self._head_bytes += len(data)
         completed = len(self.ready)
+        # After a chunk's size line with no data yet, the next piece is either that chunk's data or,
+        # after the last (empty) chunk, trailers: it counts whole as trailers unless data arrives
+        # (``on_body`` takes it back).  httptools buffers an unfinished trailer line, so the size of
+        # the complete ones (``on_header``) alone would not bound what is held.
+        self._counted_whole = self._busy and self._after_chunk_header
+        if self._counted_whole:
+            self._trailer_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -114,6 +126,9 @@ class RequestReader:
         if self._busy and not self._headers_done and self._head_bytes > self.max_header_bytes:
             self._stopped = True
             raise HttpError("headers too large", 431)
+        if self._busy and self._trailer_bytes > self.max_header_bytes:
+            self._stopped = True
+            raise HttpError("trailers too large", 431)
 
     # --- httptools callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -124,12 +139,21 @@ class RequestReader:
         self._headers = []
         self._body = bytearray()
         self._too_large = False
+        self._after_chunk_header = False
+        self._trailer_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        if not self._headers_done:
+            self._headers.append((name.lower(), value))
+            return
+        # A trailer: not a request header (Go keeps them apart; meek-server reads none).
+        if not self._counted_whole:
+            self._trailer_bytes += len(name) + len(value) + 4
+            if self._trailer_bytes > self.max_header_bytes:
+                self._fail(HttpError("trailers too large", 431))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -145,7 +169,15 @@ class RequestReader:
         expect = header(self._headers, b"expect")
         self._continue_due = expect is not None and expect.lower() == b"100-continue"
 
+    def on_chunk_header(self) -> None:
+        self._after_chunk_header = True
+
     def on_body(self, chunk: bytes) -> None:
+        if self._after_chunk_header:
+            self._after_chunk_header = False
+            if self._counted_whole:  # the piece was chunk data after all
+                self._counted_whole = False
+                self._trailer_bytes = 0
         room = self.max_body - len(self._body)
         if len(chunk) > room:
             self._body += chunk[:room]
