@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ptdispatch.transports.meek import ServerOptions, Tuning
+from ptdispatch.transports.meek.session import INBOUND_LIMIT, Session
 from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response
 
 pytestmark = pytest.mark.timeout(60)
@@ -175,6 +176,52 @@ async def test_upstream_reset_is_500_for_that_session_only() -> None:
         writer.close()
         assert first.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
         await still_serving(port)
+
+
+def _never_reads(up: Upstream) -> None:
+    assert up.transport is not None
+    up.transport.pause_reading()  # its own upstream is stuck
+
+
+async def test_a_session_whose_application_does_not_read_is_ended_not_fed() -> None:
+    # meek-server's io.Copy into tor blocks; a request that finds no room within dial_wait is 500 and
+    # ends the session, rather than have its body held with the others.
+    ups = Upstreams(on_made=_never_reads)
+    async with meek_server(ups, Tuning(dial_wait=0.3)) as (port, server):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        statuses = []
+        for _ in range(6):
+            writer.write(post("stuck-session", b"s" * 65536))
+            statuses.append((await read_response(reader)).split(b"\r\n", 1)[0])
+        writer.close()
+        assert statuses[:4] == [b"HTTP/1.1 200 OK"] * 4  # 256 KiB (INBOUND_LIMIT) held for it
+        assert statuses[4] == b"HTTP/1.1 500 Internal Server Error"
+        assert statuses[5] == b"HTTP/1.1 200 OK"  # a new session
+        assert len(ups.all) == 2 and ups.all[0].lost and not ups.all[1].lost
+        assert server.tables[0].sessions["stuck-session"].inbound_size == 65536
+
+
+async def test_concurrent_posts_to_a_session_that_does_not_read_hold_no_more_than_its_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    held: list[int] = []
+    deliver = Session.deliver
+
+    def watched(self: Session, body: bytes) -> None:
+        deliver(self, body)
+        held.append(self.inbound_size)
+
+    monkeypatch.setattr(Session, "deliver", watched)
+
+    async def one(port: int) -> bytes:
+        return (await exchange(port, post("stuck-session", b"s" * 65536), timeout=10)).split(b"\r\n", 1)[0]
+
+    ups = Upstreams(on_made=_never_reads)
+    async with meek_server(ups, Tuning(dial_wait=0.3)) as (port, _):
+        statuses = await asyncio.gather(*(one(port) for _ in range(50)))
+    assert max(held) <= INBOUND_LIMIT
+    assert statuses.count(b"HTTP/1.1 200 OK") <= 4 * len(ups.all)
+    assert set(statuses) == {b"HTTP/1.1 200 OK", b"HTTP/1.1 500 Internal Server Error"}
 
 
 async def test_client_that_never_reads_is_cut_after_the_write_timeout() -> None:

@@ -123,6 +123,29 @@ async def test_new_session_whose_dial_fails_is_500() -> None:
     assert ups.all[0].lost
 
 
+async def test_a_sessions_requests_are_answered_one_at_a_time() -> None:
+    # Two requests of one new session at once (two connections, as through a CDN): the second is
+    # read by the application only once the first is answered, so each answer carries its echo.
+    loop = asyncio.get_running_loop()
+
+    def slow_dial(up: Upstream) -> None:
+        assert up.transport is not None
+        up.transport.pause_reading()  # as DialOnAccept does while it dials
+        loop.call_later(0.3, up.transport.resume_reading)
+
+    async def one(body: bytes) -> tuple[bytes, float]:
+        got = await exchange(port, post(SID, body))
+        return got, loop.time() - started
+
+    async with meek_server(Upstreams(on_data=echo, on_made=slow_dial), Tuning(dial_wait=5.0)) as (port, _):
+        started = loop.time()
+        first = asyncio.ensure_future(one(b"first"))
+        await asyncio.sleep(0.05)
+        (a, a_at), (b, b_at) = await asyncio.gather(first, one(b"second"))
+    assert a.endswith(b"\r\n\r\nfirst") and b.endswith(b"\r\n\r\nsecond"), (a, b)
+    assert a_at < 1 and b_at < 1  # neither waits out dial_wait
+
+
 async def test_upstream_end_is_500_after_the_data_and_deletes_the_session() -> None:
     def answer_and_close(up: Upstream, data: bytes) -> None:
         assert up.transport is not None

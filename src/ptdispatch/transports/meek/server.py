@@ -164,21 +164,27 @@ class HttpConnection:
         if session is None:
             self.table.warn_full()
             return self._error(500, sid, len(body), date)
-        session.deliver(body)
-        if request.too_large:
-            self.table.delete(session)
+        async with session.turn:  # a session's requests (over any connections) one at a time
+            tuning = self.server.tuning
+            if request.too_large:
+                session.deliver(body)
+                self.table.delete(session)
+                self._log(b"POST", sid, len(body), 200)
+                return 200, wire.too_large_reply(date), b""
+            if not await session.wait_room(len(body), tuning.dial_wait):
+                self.table.delete(session)  # its application reads nothing: ended rather than fed more
+                return self._error(500, sid, len(body), date)
+            session.deliver(body)
+            opening = session.new and not body
+            await session.wait_ready(tuning.dial_wait)
+            # A new session's empty opening poll is answered as soon as its upstream is connected,
+            # without the 10 ms turnaround (the client holds its SOCKS reply until this answer).
+            payload = await session.take(0.0 if opening else tuning.turnaround)
+            if payload is None:
+                self.table.delete(session)
+                return self._error(500, sid, len(body), date)
             self._log(b"POST", sid, len(body), 200)
-            return 200, wire.too_large_reply(date), b""
-        opening = session.new and not body
-        await session.wait_ready(self.server.tuning.dial_wait)
-        # A new session's empty opening poll is answered as soon as its upstream is connected,
-        # without the 10 ms turnaround (the client holds its SOCKS reply until this answer).
-        payload = await session.take(0.0 if opening else self.server.tuning.turnaround)
-        if payload is None:
-            self.table.delete(session)
-            return self._error(500, sid, len(body), date)
-        self._log(b"POST", sid, len(body), 200)
-        return 200, wire.data_reply(payload, date), payload
+            return 200, wire.data_reply(payload, date), payload
 
     def _error(self, status: int, sid: str, size: int, date: bytes) -> tuple[int, h1.Headers, bytes]:
         self._log(b"POST", sid, size, status)

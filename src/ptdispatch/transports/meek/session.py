@@ -23,7 +23,8 @@ from .wire import MAX_PAYLOAD
 HIGH_WATER = 4 * MAX_PAYLOAD
 """Upstream bytes buffered before the application is told to pause writing."""
 INBOUND_LIMIT = 4 * MAX_PAYLOAD
-"""Request bytes held while the application does not read, before responses wait for it."""
+"""Request bytes held while the application does not read; a request that would pass it waits for
+room (:meth:`Session.wait_room`)."""
 PRESSURE_IDLE = 30.0
 """With the table full, sessions idle this long are ended early to make room for new ones.  A live
 client polls at least every 5 s (section 1.5), so such a session is almost surely abandoned: meek has
@@ -101,6 +102,7 @@ class Session:
         self.new = True
         self._writing_paused = False
         self._wakeup = Wakeup()  # the HTTP side waits for the application
+        self.turn = asyncio.Lock()  # one request at a time (a meek client has one in flight)
         self.transport = SessionTransport(self)
         self.app: asyncio.BaseProtocol = app_factory()
         self.app.connection_made(self.transport)
@@ -128,9 +130,24 @@ class Session:
         self.closed = True
         self._wakeup.wake()
 
-    # --- HTTP side ---------------------------------------------------------------------------
+    # --- HTTP side (one request at a time: ``turn``) --------------------------------------------
+    async def wait_room(self, size: int, timeout: float) -> bool:
+        """Wait (bounded) until ``size`` more request bytes fit in :data:`INBOUND_LIMIT` with what the
+        application has not read yet; False if they still do not.  meek-server's copy into its
+        upstream blocks instead, holding one body per request; the caller ends the session then
+        rather than have requests hold theirs while the application reads nothing."""
+        if self.inbound_size + size <= INBOUND_LIMIT:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.inbound_size + size > INBOUND_LIMIT and not self.closed:
+            if loop.time() >= deadline:
+                return False
+            await self._wakeup.wait(loop, deadline)
+        return True
+
     def deliver(self, body: bytes) -> None:
-        """A request body for the application."""
+        """A request body for the application (held while it does not read)."""
         if not body or self.ended or self.closed:
             return
         if self.reading and not self.inbound:
@@ -140,11 +157,11 @@ class Session:
             self.inbound_size += len(body)
 
     async def wait_ready(self, timeout: float) -> None:
-        """Wait (bounded) while the application holds its reads: a new session's upstream dial
-        (so a failed dial is answered 500), or a backlog over :data:`INBOUND_LIMIT`."""
+        """Wait (bounded) while a new session's application holds its reads for its upstream dial
+        (so a failed dial is answered 500)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self.closed and not self.ended and (self.new or self.inbound_size > INBOUND_LIMIT):
+        while not self.closed and not self.ended and self.new:
             if self.reading and not self.inbound:
                 break
             left = deadline - loop.time()
