@@ -15,6 +15,7 @@ import pytest
 
 import ptdispatch
 from ptdispatch.transports.meek import wire
+from tests.unit._meek_raw import Upstream, Upstreams, meek_server
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -128,8 +129,11 @@ def test_poll_interval_rule() -> None:
     assert wire.next_poll_interval(5.0, False, True) == 0.0
 
 
-async def test_keep_alive_trap_is_survived() -> None:
-    # The server closes after each answer without saying Connection: close.
+async def test_keep_alive_trap_is_survived(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server closes after each answer without saying Connection: close (as at an idle timeout
+    # just as the next request goes out; any idle time counts here).
+    monkeypatch.setattr(wire.RetryPolicy, "trap_idle", 0.0)
+
     def answer(n: int, seen: Seen) -> bytes | None:
         return None if n % 2 else ok(seen.body)
 
@@ -231,10 +235,12 @@ async def test_a_connection_the_server_closed_or_said_more_on_is_not_reused(make
 
 def test_retry_policy() -> None:
     policy = wire.RetryPolicy()
-    assert policy.resend_after_failure(reused=False, answered=False) is False  # a fresh connection failed
-    assert policy.resend_after_failure(reused=True, answered=True) is False  # the answer broke off
-    assert policy.resend_after_failure(reused=True, answered=False) is True  # the keep-alive trap, once
-    assert policy.resend_after_failure(reused=True, answered=False) is False
+    assert wire.RetryPolicy.trap_idle == 1.0
+    assert policy.resend_after_failure(idle=None, answered=False) is False  # a fresh connection failed
+    assert policy.resend_after_failure(idle=5.0, answered=True) is False  # the answer broke off
+    assert policy.resend_after_failure(idle=0.9, answered=False) is False  # not idle long: maybe consumed
+    assert policy.resend_after_failure(idle=1.0, answered=False) is True  # the keep-alive trap, once
+    assert policy.resend_after_failure(idle=5.0, answered=False) is False
     assert wire.RetryPolicy().after_status(200) == wire.SUCCESS
     assert wire.RetryPolicy().after_status(500) == wire.ENDED
     policy = wire.RetryPolicy()
@@ -256,3 +262,56 @@ async def test_a_server_that_stops_answering_ends_the_stream_at_the_exchange_tim
         assert time.monotonic() - started < 2  # the exchange's own timeout, not wait_for's
         writer.close()
     assert [s.body for s in script.seen] == [b"", b"x"]  # not sent again
+
+
+async def test_a_post_lost_after_the_server_read_it_is_not_sent_again() -> None:
+    # A relay (a CDN, a middlebox) drops the client's connection right after it forwarded a data
+    # POST: the server has read the body, and no answer byte comes.  Sending it again would hand
+    # the application the same bytes twice (and the first answer is lost): the stream ends.
+    def reply(up: Upstream, data: bytes) -> None:
+        assert up.transport is not None
+        up.transport.write(b"<reply to %d bytes>" % len(data))
+
+    ups = Upstreams(on_data=reply)
+    dropped: list[bytes] = []
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", server_port)
+
+        async def down() -> None:
+            while data := await server_r.read(65536):
+                client_w.write(data)
+
+        answers = asyncio.ensure_future(down())
+        try:
+            while data := await client_r.read(65536):
+                drop = b"Content-Length: 0\r\n" not in data and not dropped
+                if drop:
+                    answers.cancel()  # its answer never reaches the client
+                server_w.write(data)
+                if drop:
+                    dropped.append(data)
+                    await asyncio.sleep(0.05)  # the server reads the body and hands it over
+                    client_w.transport.abort()
+                    return
+        except ConnectionError:
+            pass
+        finally:
+            answers.cancel()
+            server_w.close()
+
+    async with meek_server(ups) as (server_port, _):
+        proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}/"
+        try:
+            reader, writer = await ptdispatch.open_connection("meeklite", ("192.0.2.1", 1), {"url": url})
+            await asyncio.sleep(0.3)  # a few polls: the connection is a reused keep-alive one
+            writer.write(b"HELLO-ONCE;")
+            with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+                await asyncio.wait_for(reader.readexactly(100), 5)
+            writer.close()
+        finally:
+            proxy.close()
+        assert len(dropped) == 1
+        assert bytes(ups.all[0].received) == b"HELLO-ONCE;"  # once
+        assert [row[2] for row in ups.log].count(11) == 1

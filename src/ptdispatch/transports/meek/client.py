@@ -1,10 +1,13 @@
 """The meek client (meek_lite): a session of HTTP POSTs, handed to the application as a stream.
 
 Requests and poll schedule as obfs4proxy 0.0.14 (sections 1.3-1.5 of the wire notes); better than it
-where safe (section 1.6-1.7): a request that fails on a reused keep-alive connection before any
-answer is sent again once on a fresh connection, and a non-200 other than 500 is retried after a
-short backoff, up to 10 times.  A 500 is meek-server's "this session is over" (its upstream ended or
-could not be dialled; a retry would open a new upstream connection): the stream ends.
+where safe (section 1.6-1.7): a request that fails before any answer on a keep-alive connection idle
+for a second or more (the keep-alive trap: the server's idle timeout struck as we reused it) is sent
+again once on a fresh connection, and a non-200 other than 500 is retried after a short backoff, up
+to 10 times.  Any other failure ends the stream, as obfs4proxy's does: the server may have read the
+body already, and a resend would hand it over twice.  A 500 is meek-server's "this session is over"
+(its upstream ended or could not be dialled; a retry would open a new upstream connection): the
+stream ends.
 """
 
 from __future__ import annotations
@@ -48,11 +51,12 @@ class ClientSession:
         policy = wire.RetryPolicy()
         while True:
             conn = self._conn = await self._pool.get(self.options, self.dialer)
+            idle = conn.idle_time()
             try:
                 reply = await conn.round_trip(request, EXCHANGE_TIMEOUT)
             except ExchangeFailed as exc:
                 self.drop()
-                if policy.resend_after_failure(conn.used, exc.answered):
+                if policy.resend_after_failure(idle, exc.answered):
                     continue
                 raise
             except BaseException:

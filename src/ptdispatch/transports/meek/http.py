@@ -40,7 +40,7 @@ class HttpClientConnection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.used = False  # completed one exchange: a failure before any answer may be the keep-alive trap
+        self.idle_since: float | None = None  # the loop time its last exchange ended (None: no exchange yet)
         self.reusable = True
         self._answered = False  # a response byte arrived in the current exchange
         self._parser: h1.ResponseReader | None = None  # the current exchange's
@@ -86,7 +86,7 @@ class HttpClientConnection(asyncio.Protocol):
                 raise ExchangeFailed(f"{type(exc).__name__}: {exc}", answered=True) from None
         if len(body) > MAX_RESPONSE_BODY:
             raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
-        self.used = True
+        self.idle_since = loop.time()
         self.reusable = parser.reusable
         return Reply(response.status, body)
 
@@ -129,6 +129,13 @@ class HttpClientConnection(asyncio.Protocol):
             waiter.set_result(parser.response)
         else:
             waiter.set_exception(ExchangeFailed(reason, answered=self._answered))
+
+    def idle_time(self) -> float | None:
+        """Seconds since its last exchange ended (None: it has had none): whether a failure of the
+        next one may be the keep-alive trap (:data:`.wire.TRAP_IDLE`)."""
+        if self.idle_since is None:
+            return None
+        return asyncio.get_running_loop().time() - self.idle_since
 
     @property
     def alive(self) -> bool:

@@ -142,24 +142,37 @@ MAX_TRIES = 10
 RETRY_BASE = 0.1
 RETRY_MAX = 2.0
 SUCCESS, ENDED, GIVE_UP = "success", "ended", "give-up"
+TRAP_IDLE = 1.0
+"""Seconds a keep-alive connection must have been idle before a request for a failure with no
+answer to be taken for the keep-alive trap (section 1.6): a server or CDN closing the connection at
+its idle timeout just as we reuse it.  Such timeouts are seconds long (meek-server 20 s, nginx 75 s,
+haproxy's ``http-keep-alive`` typically 1 s or more).  A connection busy until just before may
+instead have died after the server read the body (a relay dropping us, a reset): a failure without
+an answer cannot tell the two apart, and a resend would then hand the server's application the same
+bytes twice, and lose the first answer."""
 
 
 class RetryPolicy:
     """What the client does after each attempt at one POST (sans-IO; section 1.6-1.7, improved).
 
-    * a transport failure on a reused keep-alive connection before any response byte (the
-      keep-alive trap) is sent again at once on a fresh connection, once;
+    * a transport failure before any response byte, on a keep-alive connection that had been idle
+      for at least ``trap_idle`` seconds (the keep-alive trap), is sent again at once on a fresh
+      connection, once; any other transport failure ends the stream, as in obfs4proxy;
     * 200 is success; 500 is meek-server's "session over" (retrying would open a new upstream);
     * any other status is retried after 0.1 s doubling to 2 s, at most 10 answers in all.
     """
+
+    trap_idle = TRAP_IDLE  # tests shrink it
 
     def __init__(self) -> None:
         self.resent = False
         self.answers = 0
 
-    def resend_after_failure(self, reused: bool, answered: bool) -> bool:
-        """After a broken exchange: resend now (True) or give up (False)."""
-        if reused and not answered and not self.resent:
+    def resend_after_failure(self, idle: float | None, answered: bool) -> bool:
+        """After a broken exchange: resend now (True) or give up (False).  ``idle``: how long the
+        connection had been idle before the request (None: a fresh connection); ``answered``:
+        whether any response byte came."""
+        if idle is not None and idle >= self.trap_idle and not answered and not self.resent:
             self.resent = True
             return True
         return False
