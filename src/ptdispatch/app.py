@@ -261,7 +261,24 @@ async def _watch_parent(dispatcher: Dispatcher) -> None:
             dispatcher.request_stop("parent process exited")
 
 
-def _install_signals(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop) -> None:
+WORKER_STOP = signal.SIGUSR1
+"""What a ``-workers`` supervisor sends a worker to stop it gracefully (and the worker's
+PR_SET_PDEATHSIG).  A worker ignores SIGTERM and SIGINT: a signal sent to the whole process group
+(systemd's default KillMode=control-group, Ctrl-C in a terminal) reaches every worker as well as
+their parent, and the parent's own request that follows would otherwise be the worker's second
+signal, the one that leaves at once without draining.  The parent escalates with SIGKILL."""
+
+
+def _install_signals(dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop, *, worker: bool) -> None:
+    if worker:  # SIGTERM and SIGINT are ignored (see WORKER_STOP); a repeated request changes nothing
+
+        def on_stop() -> None:
+            parent_gone = os.getppid() != STARTING_PARENT
+            dispatcher.request_stop("parent process exited" if parent_gone else "asked by the supervisor")
+
+        loop.add_signal_handler(WORKER_STOP, on_stop)
+        return
+
     def on_signal(signum: int) -> None:
         if dispatcher.stop.is_set():
             os._exit(ExitCode.INTERRUPTED)  # second signal: leave at once
@@ -283,7 +300,7 @@ async def run(config: Config, reporter: Reporter, setup: ProcessSetup | None = N
         loop.default_exception_handler(context)  # the traceback goes to stderr, never stdout
 
     loop.set_exception_handler(on_loop_error)
-    _install_signals(dispatcher, loop)
+    _install_signals(dispatcher, loop, worker=dispatcher.setup.worker is not None)
     with library_logs(dispatcher.log):
         await dispatcher.start()
         if config.exit_on_stdin_close:

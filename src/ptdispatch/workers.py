@@ -6,8 +6,11 @@ SO_REUSEPORT socket each), forks the others onto the same ports, and only when e
 listening prints one set of method lines and ``*METHODS DONE``.  Then it forwards the workers'
 ``LOG`` lines (the workers' stdout is a pipe to it), restarts a worker that dies (with a WARN line),
 and carries the lifecycle to all of them: stdin closing (with -exit-on-stdin-close), SIGTERM/SIGINT
-and its own parent's death become SIGTERM for every worker, then SIGKILL after the grace period.
-Workers also get PR_SET_PDEATHSIG, so they do not outlive a parent killed with SIGKILL.
+and its own parent's death become one ``app.WORKER_STOP`` (SIGUSR1) for every worker, then SIGKILL
+after the grace period; a second SIGTERM/SIGINT kills the workers and leaves at once.  The workers
+ignore SIGTERM and SIGINT themselves, so a signal sent to the whole process group (systemd, Ctrl-C)
+is acted on once, by the parent, and every worker drains.  Workers also get PR_SET_PDEATHSIG (the
+same SIGUSR1), so they do not outlive a parent killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -179,8 +182,9 @@ class Supervisor:
 
     def _worker(self, index: int, ports: dict[str, int], out_fd: int) -> int:
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-            signal.signal(signum, signal.SIG_DFL)
+        for signum in (signal.SIGTERM, signal.SIGINT):  # the parent stops us: see app.WORKER_STOP
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in (self._wake_r, self._wake_w, *(w.fd for w in self.workers.values())):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -318,7 +322,7 @@ class Supervisor:
     def _stop_all(self) -> None:
         for pid in list(self.workers):
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, app.WORKER_STOP)
         deadline = time.monotonic() + app.SHUTDOWN_GRACE + 1.5
         while self.workers and time.monotonic() < deadline:
             self._pump(0.1)
@@ -356,11 +360,11 @@ def _describe(status: int) -> str:
 
 
 def _die_with_parent() -> None:
-    """PR_SET_PDEATHSIG: the kernel sends us SIGTERM when the supervisor dies (Linux)."""
+    """PR_SET_PDEATHSIG: the kernel sends us ``app.WORKER_STOP`` when the supervisor dies (Linux)."""
     with contextlib.suppress(Exception):
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(app.WORKER_STOP))
 
 
 __all__ = ["ProcessSetup", "Supervisor", "supervise"]

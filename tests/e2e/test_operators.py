@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from ptdispatch import api
-from tests.peers.dispatcher import client_hello, obfs4_roundtrip, obfs4_server, run_once, running, send_raw
+from tests.peers.dispatcher import (
+    COMMAND,
+    Dispatcher,
+    client_hello,
+    obfs4_roundtrip,
+    obfs4_server,
+    run_once,
+    running,
+    send_raw,
+)
 from tests.peers.managed import echo_server
 from tests.peers.procs import free_port
 from tests.peers.scrape import scrape, value
@@ -217,6 +226,56 @@ async def test_parent_killed_takes_the_workers_with_it(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.1)
         assert not alive
+    echo.close()
+
+
+async def _obfs4_connections(server: Dispatcher, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """``count`` open obfs4 connections, each with one byte echoed."""
+    conns = []
+    for _ in range(count):
+        reader, writer = await api.open_connection(
+            "obfs4", server.method("SMETHOD", "obfs4"), server.smethod_args("obfs4")
+        )
+        writer.write(b"x")
+        assert await asyncio.wait_for(reader.readexactly(1), 10) == b"x"
+        conns.append((reader, writer))
+    return conns
+
+
+async def test_sigterm_to_the_process_group_drains_every_worker(tmp_path: Path) -> None:
+    """systemd (KillMode=control-group) and a terminal's Ctrl-C signal the whole group: each worker
+    gets the signal as well as its parent.  The workers leave it to the parent, which asks each one
+    to stop once, so every worker drains (logs "stopped") instead of taking the parent's request for
+    a second signal and leaving at once."""
+    echo, eport = await echo_server()
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0",
+        "-target", f"127.0.0.1:{eport}", "-state", str(tmp_path / "state"), "-ipcLogLevel", "INFO",
+        "-workers", "2",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # a process group of its own, to signal as a whole
+    )  # fmt: skip
+    server = Dispatcher(proc)
+    try:
+        while "SMETHODS DONE" not in server.lines:
+            assert await server.more_lines(timeout=0.5) or proc.returncode is None, server.lines
+        conns = await _obfs4_connections(server, 6)
+        pids = worker_pids(server.lines)
+        os.kill(pids[0], signal.SIGTERM)  # the group's signal reaching a worker well before the parent's
+        await server.more_lines(timeout=0.3)
+        assert not any("worker 0: stopping" in line for line in server.lines)  # it left that to its parent
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        await server.more_lines(timeout=2)
+        for index in (0, 1):
+            assert any(f"worker {index}: stopped (" in line for line in server.lines), server.lines
+        assert any("stopped (SIGTERM)" in line and "worker" not in line for line in server.lines)
+        for _, writer in conns:
+            writer.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     echo.close()
 
 
