@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from . import app, metrics
@@ -123,12 +123,16 @@ class Supervisor:
         return True
 
     def _wait_ready(self, workers: list[Worker]) -> bool:
+        """Wait until all of ``workers`` are listening; False if one of them dies first (the caller
+        says so), on a stop, or after START_TIMEOUT.  Any other worker lost meanwhile (the first one
+        while the others start) is logged and restarted as at any other time."""
         deadline = time.monotonic() + START_TIMEOUT
         while not all(w.ready for w in workers):
-            if self.stop_reason or time.monotonic() > deadline or any(w.pid not in self.workers for w in workers):
+            lost = any(w.pid not in self.workers and not w.ready for w in workers)
+            if self.stop_reason or time.monotonic() > deadline or lost:
                 return False
             self._pump(0.2)
-            self._reap(restart=False)
+            self._reap(starting=workers)
         return True
 
     def _reserve(self) -> None:
@@ -250,7 +254,10 @@ class Supervisor:
             os.close(worker.fd)
             worker.fd = -1
 
-    def _reap(self, *, restart: bool = True) -> None:
+    def _reap(self, *, restart: bool = True, starting: Sequence[Worker] = ()) -> None:
+        """Collect the workers that exited; restart them (with a WARN line) unless stopping, told
+        not to, or one of ``starting`` that never got to listen (a failed start is reported by
+        :meth:`_wait_ready`'s caller)."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -266,7 +273,7 @@ class Supervisor:
             self._close_pipe(worker)
             metrics.mark_dead(pid)
             self._count_workers()
-            if self.stop_reason or not restart:
+            if self.stop_reason or not restart or (worker in starting and not worker.ready):
                 continue
             lived = time.monotonic() - worker.started
             delay = 0.0 if lived > 5.0 else 1.0

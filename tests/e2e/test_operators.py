@@ -22,6 +22,7 @@ from tests.peers.dispatcher import (
     run_once,
     running,
     send_raw,
+    stop,
 )
 from tests.peers.managed import echo_server
 from tests.peers.procs import free_port
@@ -276,6 +277,50 @@ async def test_sigterm_to_the_process_group_drains_every_worker(tmp_path: Path) 
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+    echo.close()
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child) for task in os.listdir(f"/proc/{pid}/task") for child in _read(f"/proc/{pid}/task/{task}/children")
+    ]
+
+
+def _read(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().split()
+    except OSError:
+        return []
+
+
+async def test_first_worker_lost_while_the_others_start_is_restarted(tmp_path: Path) -> None:
+    echo, eport = await echo_server()
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, "-server", "-transport", "obfs4", "-bindaddr", "obfs4-127.0.0.1:0",
+        "-target", f"127.0.0.1:{eport}", "-state", str(tmp_path / "state"), "-ipcLogLevel", "INFO",
+        "-workers", "3",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    server = Dispatcher(proc)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            while (line := (await proc.stdout.readline()).decode().rstrip("\n")) != "SMETHODS DONE":
+                assert line, server.lines
+                server.lines.append(line)
+                if "worker 1 started" in line:  # worker 0 is listening; the others are starting
+                    first = worker_pids(server.lines)[0]
+                    os.kill(first, signal.SIGKILL)
+            server.lines.append(line)
+        async with asyncio.timeout(10):
+            while worker_pids(server.lines)[0] == first:
+                server.lines.append((await proc.stdout.readline()).decode().rstrip("\n"))
+        assert any(f"worker 0 (pid {first}) was killed by SIGKILL; restarting it" in line for line in server.lines)
+        await server.more_lines(timeout=1.0)
+        assert len(_children(proc.pid)) == 3
+        await obfs4_roundtrip(server)
+    finally:
+        await stop(proc)
     echo.close()
 
 
