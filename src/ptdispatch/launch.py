@@ -142,7 +142,12 @@ def prepare(config: Config, reporter: Reporter) -> Prepared:
             raise
         if multiprocess:
             metrics.install(None)  # the parent's own values (build info, workers, restarts)
-    store = replay.build(config.workers, config.replay_store, lambda m: reporter.log(LogLevel.WARN, m))
+    store = replay.build(
+        config.workers,
+        config.replay_store,
+        lambda m: reporter.log(LogLevel.WARN, m),
+        lambda m: reporter.log(LogLevel.INFO, m),
+    )
     servers: dict[str, ServerTransport] = {}
     if config.workers > 1 and config.role is Role.SERVER:
         servers = _build_servers(config, store)

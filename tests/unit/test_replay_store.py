@@ -6,6 +6,7 @@ import os
 import time
 from types import FrameType
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,8 +136,35 @@ def test_seen_filter_for_darkstar() -> None:
 
 
 def test_build_picks_the_store() -> None:
-    assert build(1, None, print) is None
-    assert isinstance(build(2, None, print), SharedReplayStore)
+    assert build(1, None, print, print) is None
+    assert isinstance(build(2, None, print, print), SharedReplayStore)
+
+
+def test_redis_back_is_an_info_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis lost is a WARN line; Redis back again an INFO line (build passes both through)."""
+    import redis
+
+    from ptdispatch.replay.redis_store import RedisReplayStore
+
+    logged: list[tuple[str, str]] = []
+    store = build(
+        2, "redis://127.0.0.1:1/0", lambda m: logged.append(("WARN", m)), lambda m: logged.append(("INFO", m))
+    )
+    assert isinstance(store, RedisReplayStore)
+    monkeypatch.setattr(store, "_retry_after", 0.0)
+    answers: list[Exception | bool] = [redis.ConnectionError("refused"), True]
+
+    def set_nx(_key: bytes, _ttl: float) -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(store, "_set_nx", set_nx)
+    assert store.check_and_add(b"obfs4", b"a", 60.0)
+    assert store.check_and_add(b"obfs4", b"b", 60.0)
+    assert [level for level, _ in logged] == ["WARN", "INFO"]
+    assert "is back" in logged[1][1]
 
 
 def test_check_cost_under_20_microseconds() -> None:

@@ -33,10 +33,13 @@ class SeenFilter:
         return not self._store.check_and_add(self._namespace, key, self._ttl)
 
 
-def build(workers: int, url: str | None, warn: Callable[[str], None]) -> ReplayStore | None:
+def build(
+    workers: int, url: str | None, warn: Callable[[str], None], info: Callable[[str], None]
+) -> ReplayStore | None:
     """The store the server transports share: None (each keeps its own filter) for one worker
     without ``-replayStore``; shared memory for several workers; Redis (with the shared-memory store
-    as its local layer and fallback) when ``url`` is given.  Call before the workers are forked."""
+    as its local layer and fallback) when ``url`` is given.  Call before the workers are forked.
+    ``warn`` and ``info`` log a line at that level (Redis lost, Redis back)."""
     if workers <= 1 and url is None:
         return None
     local = SharedReplayStore()
@@ -44,4 +47,4 @@ def build(workers: int, url: str | None, warn: Callable[[str], None]) -> ReplayS
         return local
     from .redis_store import RedisReplayStore
 
-    return RedisReplayStore(url, local, warn=warn)
+    return RedisReplayStore(url, local, warn=warn, info=info)
