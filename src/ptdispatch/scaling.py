@@ -25,13 +25,12 @@ MAX_WORKERS = 256
 
 
 def parse_workers(text: str, source: str) -> int:
-    """``N`` (1..256) or ``auto`` (one per CPU this process may run on)."""
-    if text.strip().lower() == "auto":
-        return max(1, len(os.sched_getaffinity(0)))
-    try:
-        count = int(text, 10)
-    except ValueError:
-        count = 0
+    """``N`` (1..256, ASCII digits only: ``int()`` would also take ``1_6``, ``+2`` or other scripts'
+    digits) or ``auto`` (one per CPU this process may run on, at most 256)."""
+    word = text.strip()
+    if word.lower() == "auto":
+        return min(MAX_WORKERS, max(1, len(os.sched_getaffinity(0))))
+    count = int(word) if word.isascii() and word.isdigit() else 0
     if not 1 <= count <= MAX_WORKERS:
         raise ConfigError(f"{source} {text!r}: give a number of worker processes from 1 to {MAX_WORKERS}, or auto")
     return count

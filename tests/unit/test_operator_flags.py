@@ -41,6 +41,9 @@ def test_values() -> None:
         (("-workers", "abc"), "-workers 'abc'"),
         (("-workers", "-2"), "-workers '-2'"),
         (("-workers", "100000"), "-workers '100000'"),
+        (("-workers", "1_6"), "-workers '1_6'"),  # int() would read 16
+        (("-workers", "\u0663"), "-workers '\u0663'"),  # an Arabic-Indic 3
+        (("-workers", "+2"), "-workers '+2'"),
         (("-metrics", "localhost:9464"), "-metrics"),
         (("-metrics", "127.0.0.1"), "-metrics"),
         (("-replayStore", "http://127.0.0.1:6379"), "-replayStore"),
@@ -51,6 +54,11 @@ def test_bad_values_name_the_flag(argv: tuple[str, ...], named: str) -> None:
     with pytest.raises(ConfigError) as info:
         config(*argv)
     assert str(info.value).startswith(named), info.value
+
+
+def test_auto_workers_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(1000)))
+    assert config("-workers", "auto").workers == 256  # as many as an explicit count may ask for
 
 
 def server_env(**extra: str) -> dict[str, str]:

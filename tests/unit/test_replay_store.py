@@ -299,3 +299,29 @@ def test_one_holder_at_a_time_after_a_holder_dies() -> None:
             os.close(fd)
         assert [_wait_exit(pid, 5.0) for pid in waiters] == [0, 0, 0], f"trial {trial}"
         assert not inside[1], f"trial {trial}: two workers inside the lock at once"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:secret@127.0.0.1:1/0",
+        "redis://127.0.0.1:1/0?password=secret",
+        "redis://:secret@127.0.0.1:1/0?password=secret#secret",
+        "unix:///run/redis.sock?db=0&password=secret",
+    ],
+)
+def test_redis_password_never_logged(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    from ptdispatch.replay.redis_store import RedisReplayStore
+
+    logged: list[str] = []
+    store = RedisReplayStore(url, SharedReplayStore(capacity=64), warn=logged.append, info=logged.append)
+
+    def refused(_key: bytes, _ttl: float) -> bool:
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(store, "_set_nx", refused)
+    assert store.check_and_add(b"obfs4", b"a", 60.0)
+    assert len(logged) == 1 and "secret" not in logged[0], logged
+    assert ("127.0.0.1:1/0" if url.startswith("redis") else "/run/redis.sock") in logged[0]

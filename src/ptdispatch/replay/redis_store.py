@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..metrics import replay_store_up
 from .base import ReplayStore
@@ -100,4 +101,7 @@ class RedisReplayStore:
             replay_store_up(False)
 
     def _where(self) -> str:
-        return self.url.split("@")[-1]
+        """The URL for a log line, without what may hold a password: no ``user:password@``, no query
+        (``?password=`` is another way to give one), no fragment."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
