@@ -201,6 +201,19 @@ async def test_transport_error_on_a_fresh_connection_ends_the_stream() -> None:
         writer.close()
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [b"SSH-2.0-OpenSSH_9.2\r\n", b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope"],
+    ids=["not-http", "bad-gzip"],
+)
+async def test_an_answer_that_is_not_http_is_a_remote_protocol_error(answer: bytes) -> None:
+    """Garbage from the server is the peer's fault, caught as ``ptdispatch.RemoteProtocolError`` as
+    with every other transport (not a bare connection error)."""
+    async with scripted(Script(lambda n, seen: answer)) as url:
+        with pytest.raises(ptdispatch.RemoteProtocolError, match=r"not HTTP/1\.1|gzip"):
+            await ptdispatch.open_connection("meeklite", ("192.0.2.1", 1), {"url": url})
+
+
 async def test_sessions_share_idle_keep_alive_connections() -> None:
     script = Script(echo_script)
     async with scripted(script) as url:

@@ -18,7 +18,8 @@ MAX_RESPONSE_BODY = 16 * wire.MAX_PAYLOAD
 
 
 class ExchangeFailed(ConnectionError):
-    """The connection broke during an exchange; ``answered`` tells whether any response byte came."""
+    """The connection broke during an exchange; ``answered`` tells whether any response byte came.
+    (An answer that breaks HTTP is a ``RemoteProtocolError`` instead.)"""
 
     def __init__(self, message: str, *, answered: bool) -> None:
         super().__init__(message)
@@ -83,7 +84,7 @@ class HttpClientConnection(asyncio.Protocol):
             try:
                 body = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, MAX_RESPONSE_BODY + 1)
             except zlib.error as exc:
-                raise ExchangeFailed(f"{type(exc).__name__}: {exc}", answered=True) from None
+                raise RemoteProtocolError(f"the server's gzip body does not decode: {exc}") from None
         if len(body) > MAX_RESPONSE_BODY:
             raise RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes")
         self.idle_since = loop.time()
@@ -102,8 +103,8 @@ class HttpClientConnection(asyncio.Protocol):
         self._answered = True
         try:
             parser.feed(data)
-        except ValueError as exc:
-            waiter.set_exception(ExchangeFailed(str(exc), answered=True))
+        except ValueError as exc:  # bytes that are no HTTP/1.1 answer: the peer's fault, as in every transport
+            waiter.set_exception(RemoteProtocolError(f"the server's answer is not HTTP/1.1: {exc}"))
             return
         except h1.ResponseTooLarge:
             waiter.set_exception(RemoteProtocolError(f"response body over {MAX_RESPONSE_BODY} bytes"))
