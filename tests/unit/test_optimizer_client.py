@@ -283,8 +283,23 @@ def test_server_side_is_refused() -> None:
         SPEC.server({}, ServerContext(state_dir=Path()))
 
 
+def test_server_side_is_refused_before_its_options_are_read() -> None:
+    """A server given the client's options hears that there is no server side, not that
+    ``transports`` is an unknown key."""
+    with pytest.raises(OptionsError, match="client-only"):
+        SPEC.make_server(options(("plain", {"serverAddress": "127.0.0.1:1"})), ServerContext(state_dir=Path()))
+
+
 def test_registered() -> None:
-    assert registry.lookup("Optimizer") is SPEC and "optimizer" in registry.names()
+    assert registry.lookup("Optimizer") is SPEC and registry.lookup("optimizer") is SPEC
+    assert "Optimizer" in registry.names()  # the spec's spelling, as in method lines
+
+
+def test_registry_names_are_the_specs_spelling() -> None:
+    for name in registry.names():
+        spec = registry.lookup(name)
+        assert spec is not None
+        assert spec.name == name or name in ("meek", "meek_lite"), (name, spec.name)  # meek's aliases
 
 
 # --- the dispatcher's routing ------------------------------------------------------------------------

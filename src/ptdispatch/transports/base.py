@@ -311,6 +311,8 @@ class TransportSpec:
     #: connection, a CDN's above all), and the server keeps it in one process: under ``-workers``
     #: one worker alone serves this transport's listener.
     sessions_span_connections: bool = False
+    #: There is no server side (Optimizer): ``make_server`` says so before it looks at any key.
+    client_only: bool = False
 
     def unknown_keys(self, raw: RawOptions, *, server: bool) -> list[str]:
         """The keys of ``raw`` that this side of the transport does not know, in their order."""
@@ -333,6 +335,7 @@ class TransportSpec:
         return self.client(raw)
 
     def make_server(self, raw: RawOptions, ctx: ServerContext) -> ServerTransport:
-        """A configured server (unknown keys refused first)."""
-        self.check_keys(raw, server=True)
+        """A configured server (unknown keys refused first, unless there is no server side at all)."""
+        if not self.client_only:
+            self.check_keys(raw, server=True)
         return self.server(raw, ctx)

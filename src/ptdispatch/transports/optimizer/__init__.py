@@ -218,4 +218,5 @@ SPEC = TransportSpec(
     client_keys=CLIENT_KEYS,
     server_keys=frozenset(),
     names_servers=True,
+    client_only=True,
 )
