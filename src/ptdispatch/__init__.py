@@ -3,14 +3,16 @@
 The transports are usable from asyncio code directly; see :mod:`ptdispatch.api`.
 """
 
-from .api import client_transport, connect, listen, open_connection, server_transport, start_server
+from .api import Address, Timeouts, client_transport, connect, listen, open_connection, server_transport, start_server
 from .errors import ConfigError, OptionsError, PTError, RemoteProtocolError
 
 __all__ = [
+    "Address",
     "ConfigError",
     "OptionsError",
     "PTError",
     "RemoteProtocolError",
+    "Timeouts",
     "client_transport",
     "connect",
     "listen",

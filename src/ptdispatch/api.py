@@ -20,6 +20,18 @@ from .transports import registry
 from .transports.adapter import AppFactory, ErrorCallback
 from .transports.base import ClientTransport, RawOptions, ServerContext, ServerTransport, Timeouts, TransportSpec
 
+__all__ = [
+    "Address",
+    "Timeouts",
+    "client_transport",
+    "connect",
+    "get_spec",
+    "listen",
+    "open_connection",
+    "server_transport",
+    "start_server",
+]
+
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 STREAM_LIMIT = 2**16
 
@@ -92,7 +104,7 @@ async def open_connection(
     address: str | Address | tuple[str, int],
     options: Mapping[str, object] | None = None,
     *,
-    destination: str | Address | None = None,
+    destination: str | Address | tuple[str, int] | None = None,
     proxy: str | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Like :func:`asyncio.open_connection`, through transport ``transport``."""

@@ -27,3 +27,22 @@ async def test_plain_roundtrip() -> None:
     writer.close()
     server.close()
     await server.wait_closed()
+
+
+def test_the_types_in_the_api_signatures_are_exported() -> None:
+    """``Address`` and ``Timeouts`` appear in the signatures of ``connect`` and ``start_server``."""
+    assert {"Address", "Timeouts"} <= set(ptdispatch.__all__)
+    assert ptdispatch.Timeouts(handshake=5.0).handshake == 5.0
+    assert ptdispatch.Address("127.0.0.1", 1).port == 1
+
+
+async def test_open_connection_takes_a_destination_tuple() -> None:
+    server = await ptdispatch.start_server(echo, "plain", "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await ptdispatch.open_connection("plain", ("127.0.0.1", port), destination=("127.0.0.1", port))
+    writer.write(b"x")
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(-1), 10) == b"x"  # the echo handler ends and closes
+    writer.close()
+    server.close()
+    await server.wait_closed()
