@@ -113,6 +113,7 @@ class Metrics:
             **r,
         )
         self.workers = Gauge("ptdispatch_workers", "Worker processes running", multiprocess_mode="livemax", **r)
+        self.workers.set(1)  # one process serves; under -workers the supervisor sets N (the live maximum)
         info = Gauge("ptdispatch_build_info", "Build information", ["version"], multiprocess_mode="max", **r)
         info.labels(__version__).set(1)
         self._listeners: dict[tuple[str, str], _Children] = {}

@@ -56,6 +56,7 @@ async def test_metrics_single_process(tmp_path: Path) -> None:
     assert value(samples, "ptdispatch_handshake_duration_seconds_count", transport="obfs4") == 4
     assert value(samples, "ptdispatch_open_connections", transport="obfs4") == 0
     assert value(samples, "ptdispatch_build_info") == 1
+    assert value(samples, "ptdispatch_workers") == 1  # a single process serves (an alert on 0 must not fire)
     labels = {v for (_n, lbl) in samples for _k, v in lbl}
     assert not any("127.0.0.1" in v for v in labels), labels  # no address ever becomes a label
 
