@@ -247,6 +247,21 @@ async def test_obfs4_args_from_smethod_through_socks5_and_socks4(tmp_path: Path)
                 await echo_through(await socks4a(cport, ("127.0.0.1", sport), args), 20_000)
 
 
+async def test_bad_obfs4_state_file_costs_obfs4_alone(tmp_path: Path) -> None:
+    _need_obfs4()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "obfs4_state.json").write_bytes(b'{"node-id":"\xff"}')  # not UTF-8
+    server_env = pt1(
+        tmp_path / "s", TOR_PT_SERVER_TRANSPORTS="obfs4,obfs3",
+        TOR_PT_SERVER_BINDADDR="obfs4-127.0.0.1:0,obfs3-127.0.0.1:0", TOR_PT_ORPORT="127.0.0.1:1",
+    )  # fmt: skip
+    async with running(env=server_env) as server:
+        assert server.lines[-1] == "SMETHODS DONE"
+        assert address(server, "SMETHOD", "obfs3")
+        errors = [line for line in server.lines if line.startswith("SMETHOD-ERROR ")]
+        assert len(errors) == 1 and errors[0].startswith("SMETHOD-ERROR obfs4 ") and "not UTF-8" in errors[0]
+
+
 # --- ExtORPort from TOR_PT_EXTENDED_SERVER_PORT -----------------------------------------------------------
 class ScriptedTor(FakeTor):
     """A FakeTor answering each connection with the next reply (and cookie) from a script."""

@@ -135,6 +135,31 @@ def test_corrupt_state_file(tmp_path: Path) -> None:
         _server(tmp_path)
 
 
+def test_state_file_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "obfs4_state.json").write_bytes(b'{"node-id":"\xff"}')
+    with pytest.raises(OptionsError, match=r"statefile .*not UTF-8") as info:
+        _server(tmp_path)
+    assert info.value.transport == "obfs4"
+
+
+def test_fresh_state_file_cannot_be_written(tmp_path: Path) -> None:
+    (tmp_path / "obfs4_state.json.tmp").mkdir()  # in the way of the atomic write
+    with pytest.raises(OptionsError, match="cannot write") as info:
+        _server(tmp_path)
+    assert info.value.transport == "obfs4"
+    assert not (tmp_path / "obfs4_state.json").exists()
+
+
+@pytest.mark.parametrize("keys", [False, True], ids=["from-state", "from-options"])
+def test_state_dir_cannot_be_made(tmp_path: Path, keys: bool) -> None:
+    state = tmp_path / "state"
+    state.symlink_to(tmp_path / "gone" / "state")  # dangling: neither readable nor creatable (even as root)
+    raw = {"node-id": NODE_ID.hex(), "private-key": os.urandom(32).hex(), "drbg-seed": os.urandom(24).hex()}
+    with pytest.raises(OptionsError, match="cannot write the obfs4 state") as info:
+        SPEC.server(raw if keys else {}, ServerContext(state_dir=state))
+    assert info.value.transport == "obfs4"
+
+
 def test_bad_iat_in_state_file(tmp_path: Path) -> None:
     server = _server(tmp_path)
     fields = json.loads((tmp_path / "obfs4_state.json").read_text())

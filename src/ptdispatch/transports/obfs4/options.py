@@ -131,6 +131,5 @@ def parse_server(raw: RawOptions, ctx: ServerContext) -> Obfs4Server:
     if "iat-mode" in raw or "iatMode" in raw:
         fields["iat-mode"] = _iat_mode(raw)
     state = st.state_from_fields(fields)
-    ctx.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st.save(ctx.state_dir, state)
+    st.save(ctx.state_dir, state)  # creates the state directory if need be
     return Obfs4Server(state, ctx.state_dir, ctx.rng, ctx.clock, ctx.replay, timeouts=ctx.timeouts or SERVER_TIMEOUTS)

@@ -173,15 +173,21 @@ def _write_private(path: Path, text: str) -> None:
 
 def load_file(state_dir: Path, rng: Rng) -> dict[str, object]:
     """The state file's fields, creating the file with new keys if it does not exist."""
+    # Every failure here is an OptionsError, so that a bad state directory costs obfs4 alone an
+    # SMETHOD-ERROR rather than taking the whole dispatcher (and its other transports) down.
     path = state_dir / STATE_FILE
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        with contextlib.suppress(FileExistsError):
-            state_dir.mkdir(mode=0o700, parents=True)
         fresh = new_state(rng)
-        _write_private(path, fresh.to_json())
         text = fresh.to_json()
+        try:
+            make_state_dir(state_dir)
+            _write_private(path, text)
+        except OSError as exc:
+            raise OptionsError("obfs4", f"cannot write the obfs4 state in {state_dir}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise OptionsError("obfs4", f"failed to load statefile {str(path)!r}: not UTF-8") from None
     except OSError as exc:
         raise OptionsError("obfs4", f"cannot read {path}: {exc.strerror}") from None
     try:
@@ -193,9 +199,16 @@ def load_file(state_dir: Path, rng: Rng) -> dict[str, object]:
     return fields
 
 
+def make_state_dir(state_dir: Path) -> None:
+    """Create ``state_dir`` (mode 0700) if it does not exist; raises OSError."""
+    with contextlib.suppress(FileExistsError):
+        state_dir.mkdir(mode=0o700, parents=True)
+
+
 def save(state_dir: Path, state: ServerState) -> None:
     """Write the state file and the bridge line back (as obfs4proxy does on every start)."""
     try:
+        make_state_dir(state_dir)
         _write_private(state_dir / STATE_FILE, state.to_json())
         write_bridge_line(state_dir, state)
     except OSError as exc:
