@@ -44,6 +44,9 @@ class Pair:
     handshake: bool = True
     #: Frames are authenticated: a stream cut inside one is detected at EOF.
     framed: bool = False
+    #: The size of a frame's length field on the wire (sealed or obfuscated), for framed rows: a
+    #: stream cut right after it, before any of the payload, is inside a frame too.
+    length_header: int = 0
     #: The server writes its own handshake before reading anything (so it is not silent).
     server_speaks_first: bool = False
     #: A probe meets silence for the linger (else the server may close at once).
@@ -96,6 +99,8 @@ class Pair:
         return LINGER if self.linger_floor is None else self.linger_floor
 
 
+#: Shadowsocks AEAD's and DarkStar's frame length: two bytes and their 16-byte tag.
+SEALED_LENGTH = 18
 SHADOW = {"password": "conformance", "cipherName": "aes-128-gcm"}
 #: DarkStar draws each connection's linger in [LINGER/6, LINGER] (its 10-60 s at the defaults).
 DARKSTAR_FLOOR = LINGER / 6
@@ -140,21 +145,49 @@ PAIRS: dict[str, Pair] = {
     ),
     "obfs2": Pair("obfs2", server_speaks_first=True),
     "obfs3": Pair("obfs3", server_speaks_first=True),
-    "obfs4": Pair("obfs4", framed=True, probe_lingers=True),
-    "obfs4-iat1": Pair("obfs4", {"iat-mode": "1"}, framed=True, probe_lingers=True),
-    "obfs4-iat2": Pair("obfs4", {"iat-mode": "2"}, framed=True, probe_lingers=True),
-    "shadow": Pair("shadow", SHADOW, SHADOW, destination=Address("192.0.2.1", 80), framed=True, probe_lingers=True),
+    "obfs4": Pair("obfs4", framed=True, length_header=2, probe_lingers=True),
+    "obfs4-iat1": Pair("obfs4", {"iat-mode": "1"}, framed=True, length_header=2, probe_lingers=True),
+    "obfs4-iat2": Pair("obfs4", {"iat-mode": "2"}, framed=True, length_header=2, probe_lingers=True),
+    "shadow": Pair(
+        "shadow",
+        SHADOW,
+        SHADOW,
+        destination=Address("192.0.2.1", 80),
+        framed=True,
+        length_header=SEALED_LENGTH,
+        probe_lingers=True,
+    ),
     "shadow-darkstar": Pair(
-        "shadow", {"cipherName": "DarkStar"}, framed=True, probe_lingers=True, linger_floor=DARKSTAR_FLOOR
+        "shadow",
+        {"cipherName": "DarkStar"},
+        framed=True,
+        length_header=SEALED_LENGTH,
+        probe_lingers=True,
+        linger_floor=DARKSTAR_FLOOR,
     ),
     "starbridge": Pair(
-        "starbridge", framed=True, server_speaks_first=True, probe_lingers=True, linger_floor=DARKSTAR_FLOOR
+        "starbridge",
+        framed=True,
+        length_header=SEALED_LENGTH,
+        server_speaks_first=True,
+        probe_lingers=True,
+        linger_floor=DARKSTAR_FLOOR,
     ),
     "replicant": Pair(
-        "replicant", framed=True, server_speaks_first=True, probe_lingers=True, linger_floor=DARKSTAR_FLOOR
+        "replicant",
+        framed=True,
+        length_header=SEALED_LENGTH,
+        server_speaks_first=True,
+        probe_lingers=True,
+        linger_floor=DARKSTAR_FLOOR,
     ),
     "replicant-none": Pair(
-        "replicant", {"toneburst": "none"}, framed=True, probe_lingers=True, linger_floor=DARKSTAR_FLOOR
+        "replicant",
+        {"toneburst": "none"},
+        framed=True,
+        length_header=SEALED_LENGTH,
+        probe_lingers=True,
+        linger_floor=DARKSTAR_FLOOR,
     ),
     "meeklite": Pair(
         "meeklite",

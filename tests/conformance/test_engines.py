@@ -95,12 +95,16 @@ def test_garbage_raises_only_remote_protocol_error(pair_id: str, chunks: list[by
 
 
 @pytest.mark.parametrize("pair_id", pair_ids(where="framed", engine=True))
-def test_eof_inside_a_frame_is_an_error(pair_id: str) -> None:
+@pytest.mark.parametrize("after_length", [False, True], ids=["before-the-last-byte", "right-after-a-length"])
+def test_eof_inside_a_frame_is_an_error(pair_id: str, after_length: bool) -> None:
+    # Right after a frame's length nothing is held back unread, but the frame's payload is owed.
+    header = PAIRS[pair_id].length_header
+    assert header, f"{pair_id} is framed: its row must give its length_header"
     c, s = engines(pair_id)
     connect(c, s)
     c.send_data(b"x" * 5000)
     data = wire(c)
-    s.receive_data(data[:-1])
+    s.receive_data(data[:header] if after_length else data[:-1])
     with pytest.raises(RemoteProtocolError):
         s.receive_eof()
 

@@ -83,8 +83,9 @@ class FrameOpener:
 
     @property
     def pending(self) -> int:
-        """Bytes held back waiting for the rest of a frame."""
-        return len(self._buffer)
+        """Bytes held back waiting for the rest of a frame, counting a frame whose length was read
+        and whose payload was not (nothing is held back then, but the stream is not at a frame's end)."""
+        return len(self._buffer) + self._need
 
     def feed(self, data: bytes) -> bytes:
         view = memoryview(data)
