@@ -154,7 +154,7 @@ async def test_ss_local_stream_replayed_to_our_server() -> None:
     cipher = "chacha20-ietf-poly1305"
     errors: list[Exception] = []
     config = parse_config({"password": PASSWORD, "cipherName": cipher})
-    transport = ShadowServer(config, bounds=ServerTimeouts(linger=(1.0, 1.0)))
+    transport = ShadowServer(config, bounds=ServerTimeouts(handshake=(1.0, 1.0), linger=(1.0, 1.0)))
 
     def factory() -> asyncio.StreamReaderProtocol:
         return asyncio.StreamReaderProtocol(asyncio.StreamReader(), echo)

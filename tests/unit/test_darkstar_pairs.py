@@ -176,7 +176,7 @@ def test_truncated_hello_waits_then_times_out(tmp_path: Path) -> None:
     s.start(100.0, SERVER_TIMEOUTS)
     timer = s.get_timer()
     assert timer is not None and 130 <= timer <= 160
-    assert 10 <= s.failure_linger() <= 60
+    assert 10 <= s.linger_at(timer) <= 60  # then the linger, to the connection's one close time
 
 
 def test_bad_tag_and_truncated_frames(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from ptdispatch.transports.shadow.ciphers import CIPHERS
 from tests.peers.managed import echo_handler as echo
 
 OPTIONS = {"password": "api-test", "cipherName": "chacha20-ietf-poly1305"}
-SHORT_LINGER = ServerTimeouts(linger=(1.0, 1.0))
+#: A failed handshake closes at its start + the handshake timeout + the linger: 2 s here.
+SHORT = ServerTimeouts(handshake=(1.0, 1.0), linger=(1.0, 1.0))
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -99,7 +100,7 @@ async def good_client_works(port: int) -> None:
     ids=["random", "http", "zeros"],
 )
 async def test_probe_gets_silence_then_close(garbage: bytes) -> None:
-    server, port = await start(OPTIONS, SHORT_LINGER)
+    server, port = await start(OPTIONS, SHORT)
     try:
         reader, writer = await probe(port, garbage)
         await good_client_works(port)
@@ -111,10 +112,10 @@ async def test_probe_gets_silence_then_close(garbage: bytes) -> None:
 
 
 async def test_short_probe_times_out_quietly() -> None:
-    server, port = await start(OPTIONS, ServerTimeouts(handshake=(1.0, 1.0)))
+    server, port = await start(OPTIONS, SHORT)
     try:
-        reader, writer = await probe(port, os.urandom(20))
-        await assert_quiet_then_closed(reader, 0.2, 3.0)
+        reader, writer = await probe(port, os.urandom(20))  # too short to fail: the timeout, then the linger
+        await assert_quiet_then_closed(reader, 1.5, 3.0)
         writer.close()
     finally:
         server.close()
@@ -122,7 +123,7 @@ async def test_short_probe_times_out_quietly() -> None:
 
 
 async def test_replayed_connection_rejected_over_the_network() -> None:
-    server, port = await start(OPTIONS, SHORT_LINGER)
+    server, port = await start(OPTIONS, SHORT)
     try:
         engine = ShadowClient(parse_config(OPTIONS)).new_engine(Address("192.0.2.1", 80))
         engine.initiate()
@@ -142,7 +143,7 @@ async def test_replayed_connection_rejected_over_the_network() -> None:
 
 
 async def test_wrong_password_client_gets_nothing() -> None:
-    server, port = await start(OPTIONS, SHORT_LINGER)
+    server, port = await start(OPTIONS, SHORT)
     try:
         reader, writer = await ptdispatch.open_connection(
             "shadow", f"127.0.0.1:{port}", {**OPTIONS, "password": "wrong"}, destination="10.0.0.1:1"

@@ -18,7 +18,15 @@ from ptdispatch.transports.darkstar.engine import (
 )
 from ptdispatch.transports.darkstar.handshake import server_identifier
 from ptdispatch.transports.darkstar.replay import ReplayFilter
-from ptdispatch.transports.starburst import EHLO, STARTTLS, STEP_TIMEOUT, Starburst, TonedEngine, server_script
+from ptdispatch.transports.starburst import (
+    EHLO,
+    LINE_LIMIT,
+    STARTTLS,
+    STEP_TIMEOUT,
+    Starburst,
+    TonedEngine,
+    server_script,
+)
 
 KEY = ServerKey(new_ephemeral())
 SID = server_identifier(None)
@@ -67,7 +75,36 @@ def test_a_stalled_step_is_cut_at_its_own_deadline(step: int) -> None:
     engine.handle_timer(due - 0.01)
     with pytest.raises(HandshakeTimeout) as info:
         engine.handle_timer(due)
-    assert 10 <= info.value.linger <= 60  # the prober treatment: DarkStar's random linger
+    # The prober treatment: until DarkStar's close time, its start + its random timeout and linger.
+    close = 1000.0 + engine.inner.linger_at(1000.0)
+    assert 1000.0 + 30 + 10 <= close <= 1000.0 + 60 + 60
+    assert due + info.value.linger == pytest.approx(close)
+
+
+def test_an_over_long_line_closes_when_a_stalled_step_would() -> None:
+    """A line over the limit fails at a byte count: its linger runs to DarkStar's one close time,
+    the time a prober that sent a byte fewer and stalled is closed at, too."""
+
+    def close_time(sends: list[tuple[float, bytes]]) -> float:
+        clock = Clock()
+        engine = server(clock, rng=lambda n: b"\x5a" * n)  # the same draws for every scenario
+        try:
+            for when, data in sends:
+                clock.now = when
+                engine.receive_data(data)
+            due = engine.get_timer()
+            assert due is not None
+            clock.now = due
+            engine.handle_timer(due)
+        except RemoteProtocolError as exc:
+            return round(clock.now + exc.linger, 6)
+        raise AssertionError("neither a failure nor a timeout")
+
+    line = b"x" * (LINE_LIMIT + 1)
+    stalled = close_time([(1000.0, line[:-1])])
+    assert 1000.0 + 30 + 10 <= stalled <= 1000.0 + 60 + 60
+    assert close_time([(1000.0, line)]) == stalled
+    assert close_time([(1000.0, line[:10]), (1005.0, line[10:])]) == stalled
 
 
 def test_a_step_completed_late_is_refused() -> None:
@@ -87,7 +124,10 @@ def test_configured_handshake_timeout_shortens_every_step() -> None:
     assert engine.get_timer() == pytest.approx(1001.9)
     with pytest.raises(HandshakeTimeout) as info:
         engine.handle_timer(1001.9)
-    assert 0.1 <= info.value.linger <= 0.6
+    # Until DarkStar's close time (start + 0.5-1 s + 0.1-0.6 s), if that is still to come.
+    close = 1000.0 + engine.inner.linger_at(1000.0)
+    assert 1000.6 <= close <= 1001.6
+    assert info.value.linger == pytest.approx(max(0.0, close - 1001.9))
 
 
 def test_darkstar_draws_its_timeouts_within_the_configured_bounds() -> None:
@@ -97,12 +137,12 @@ def test_darkstar_draws_its_timeouts_within_the_configured_bounds() -> None:
         engine.start(0.0, SERVER_TIMEOUTS)
         timer = engine.get_timer()
         assert timer is not None and 30.0 <= timer <= 60.0
-        assert 10.0 <= engine.failure_linger() <= 60.0
+        assert 10.0 <= engine.linger_at(timer) <= 60.0
         short = DarkStarServerEngine(KEY, SID, ReplayFilter())
         short.start(0.0, Timeouts(handshake=1.0, linger=0.6))
         timer = short.get_timer()
         assert timer is not None and 0.5 <= timer <= 1.0
-        assert 0.1 <= short.failure_linger() <= 0.6
+        assert 0.1 <= short.linger_at(timer) <= 0.6
         seen.add(timer)
     assert len(seen) > 5  # still random
 
@@ -115,7 +155,7 @@ def test_darkstar_handshake_timeout_fires_with_the_drawn_linger() -> None:
     assert due is not None and 1.0 <= due <= 2.0
     with pytest.raises(HandshakeTimeout) as info:
         engine.handle_timer(due)
-    assert info.value.linger == engine.failure_linger()
+    assert info.value.linger == pytest.approx(engine.linger)
 
 
 def test_client_handshake_deadline_is_the_configured_one() -> None:

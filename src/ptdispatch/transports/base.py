@@ -64,10 +64,20 @@ class Engine(ABC):
     :meth:`handle_timer` when it expires; times are ``time.monotonic()`` seconds and are only ever
     passed in.  The defaults implement the handshake deadline from :class:`Timeouts`, so an engine
     needs only ``established``, ``receive_data``, ``send_data`` and ``data_to_send``.
+
+    A server that must not tell a prober when its bytes crossed the count that fails calls
+    :meth:`keep_close_time` at :meth:`start`: every failure of the handshake then lingers until one
+    time drawn for the connection (its start + handshake timeout + linger), the time a timeout
+    closes it too, instead of for a linger counted from the failure.  A failure met inside
+    :meth:`receive_data` reads the time from :attr:`clock`.
     """
 
     _deadline: float | None = None
     _timeouts: Timeouts = DEFAULT_TIMEOUTS
+    _close_at: float | None = None
+    #: The adapter's clock (the one :meth:`start` and :meth:`handle_timer` get their times from),
+    #: read only by :meth:`failure_linger`; tests set their own on the engine.
+    clock: Callable[[], float] = time.monotonic
 
     @property
     @abstractmethod
@@ -114,12 +124,34 @@ class Engine(ABC):
         if deadline is not None and now >= deadline and not self.established:
             self._deadline = None
             message = f"no handshake within {self._timeouts.handshake:g} s"
-            raise HandshakeTimeout(message, linger=self._timeouts.linger)
+            raise HandshakeTimeout(message, linger=self.linger_at(now))
+
+    def keep_close_time(self, now: float) -> None:
+        """Close this connection at one time if its handshake fails, whatever failed and when:
+        ``now`` + the handshake timeout + the linger (of the :class:`Timeouts` given to
+        :meth:`start`).  A linger counted from the failure would close a probe that sent enough
+        bytes to fail sooner than one that sent too few and met the timeout, so when the close
+        came would tell the prober how many bytes it takes; obfs4proxy's ``closeAfterDelay``
+        likewise counts from the connection's start.  :meth:`forget_close_time` ends it."""
+        self._close_at = now + self._timeouts.handshake + self._timeouts.linger
+
+    def forget_close_time(self) -> None:
+        """The handshake is complete: a later failure lingers the configured linger from then."""
+        self._close_at = None
+
+    def linger_at(self, now: float) -> float:
+        """Seconds to linger after a failure at ``now``: until the close time while one is kept
+        (:meth:`keep_close_time`; 0 once it has passed), else the configured linger."""
+        close_at = self._close_at
+        if close_at is None:
+            return self._timeouts.linger
+        return max(0.0, close_at - now)
 
     def failure_linger(self) -> float:
-        """Seconds to linger after a bug in this engine (the adapter asks; default: as long as
-        after a handshake timeout).  Engines whose own failures linger return that instead."""
-        return self._timeouts.linger
+        """Seconds to linger after a failure now (:meth:`linger_at` by :attr:`clock`): what
+        engines give the errors they raise, and what the adapter asks after a bug in the engine
+        (by default as long as after a handshake timeout)."""
+        return self.linger_at(self.clock())
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         """Connection metadata the engine learned (e.g. ``requested_destination``), read by

@@ -10,7 +10,8 @@ Spec: obfsproxy ``doc/obfs2/obfs2-protocol-spec.txt``; where it and obfs4proxy d
 * data keys need both seeds, so nobody sends data before reading the peer's seed;
 * either side gives the peer 30 s to complete the handshake; ``shared-secret`` is refused;
 * a bad header is not answered by a close at that byte count (obfs4proxy closes at once, which a
-  prober can count): the connection is read and discarded for another 30 s, then closed.
+  prober can count): the connection is read and discarded until the time a peer that sent too
+  little is closed at, 30 s after the connection began (plus a configured linger, 0 by default).
 
 ``MAC(s, x) = SHA256(s || x || s)``; a MAC's first 16 bytes are an AES-128 key, its last 16 the
 initial 128-bit counter block.
@@ -115,6 +116,10 @@ class Obfs2Engine(Engine):
     def established(self) -> bool:
         return self._rx is not None
 
+    def start(self, now: float, timeouts: Timeouts) -> None:
+        super().start(now, timeouts)
+        self.keep_close_time(now)  # a bad header closes when a timeout would have
+
     def initiate(self) -> None:
         if self._seed:
             return
@@ -178,10 +183,10 @@ class Obfs2Engine(Engine):
         pad_len: int
         magic, pad_len = _HEADER.unpack(aes_ctr(mac(label, peer_seed)).update(head[SEED_LEN:]))
         if magic != MAGIC:
-            raise RemoteProtocolError("obfs2: wrong magic value in the handshake", linger=self._timeouts.handshake)
+            raise RemoteProtocolError("obfs2: wrong magic value in the handshake", linger=self.failure_linger())
         if pad_len > MAX_PADDING:
             message = f"obfs2: handshake padding of {pad_len} bytes exceeds {MAX_PADDING}"
-            raise RemoteProtocolError(message, linger=self._timeouts.handshake)
+            raise RemoteProtocolError(message, linger=self.failure_linger())
         self._peer_seed = peer_seed
         return pad_len
 
@@ -191,6 +196,7 @@ class Obfs2Engine(Engine):
         resp = aes_ctr(mac(RESPONDER_DATA, both))
         tx, rx = (init, resp) if self._initiator else (resp, init)
         self._tx, self._rx = tx, rx
+        self.forget_close_time()
         if self._pending:
             self._out.append(tx.update(join(self._pending)))
             self._pending = []

@@ -11,7 +11,9 @@ Spec: obfsproxy ``doc/obfs3/obfs3-protocol-spec.txt``; behaviour matched to obfs
   must start within 8194 bytes (obfs4proxy gives up once 8194 + 32 bytes hold no magic);
 * better than obfs4proxy, which then waits for the magic with no deadline: once any byte after the
   key has come (a peer sends its padding and magic in one write), the magic must follow within the
-  handshake timeout (any 192 bytes are a key, so a prober is otherwise kept forever);
+  handshake timeout (any 192 bytes are a key, so a prober is otherwise kept forever); padding
+  without the magic up to the scan limit is read and discarded until that same time, so neither
+  close tells a prober when it reached the limit;
 * ``X_SECRET = HMAC-SHA256(SHARED, "Initiator/Responder obfuscated data")``: key ``[:16]``, initial
   counter block ``[16:32]``; ``X_MAGIC = HMAC-SHA256(SHARED, "Initiator/Responder magic")``.
 """
@@ -64,7 +66,6 @@ class Obfs3Engine(Engine):
 
     __slots__ = (
         "_buf",
-        "_clock",
         "_initiator",
         "_key",
         "_magic_deadline",
@@ -83,7 +84,7 @@ class Obfs3Engine(Engine):
     def __init__(self, initiator: bool, rng: Rng = os.urandom, clock: Clock = time.monotonic) -> None:
         self._initiator = initiator
         self._rng = rng
-        self._clock = clock
+        self.clock = clock
         self._magic_deadline: float | None = None  # set by the first byte after the peer's key
         self._state = HandshakeState.KEY
         self._key: uniformdh.PrivateKey | None = None
@@ -170,18 +171,21 @@ class Obfs3Engine(Engine):
         end = min(len(buf), SCAN_LIMIT)
         pos = buf.find(self._rx_magic, self._scan_from, end)
         if pos < 0:
+            if buf and self._magic_deadline is None:
+                now = self.clock()
+                self._magic_deadline = now + self._timeouts.handshake
+                self.keep_close_time(now)  # failing at the scan limit closes when the magic's timeout would
             if len(buf) >= SCAN_LIMIT:
                 message = f"obfs3: no peer magic within {MAX_PADDING} bytes of padding"
-                raise RemoteProtocolError(message, linger=self._timeouts.handshake)  # no close at a byte count
+                raise RemoteProtocolError(message, linger=self.failure_linger())  # no close at a byte count
             self._scan_from = max(0, len(buf) - MAGIC_LEN + 1)
-            if buf and self._magic_deadline is None:
-                self._magic_deadline = self._clock() + self._timeouts.handshake
             return b""
         rest = bytes(buf[pos + MAGIC_LEN :])
         buf.clear()
         self._rx = rx = aes_ctr(self._rx_secret)
         self._state = HandshakeState.DATA
         self._magic_deadline = None
+        self.forget_close_time()
         return rx.update(rest) if rest else b""
 
     # --- time ----------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ class Obfs3Engine(Engine):
         if deadline is not None and now >= deadline:
             self._magic_deadline = None
             message = f"obfs3: no peer magic within {self._timeouts.handshake:g} s of its padding"
-            raise HandshakeTimeout(message, linger=0.0)  # the handshake timeout has passed already
+            raise HandshakeTimeout(message, linger=self.linger_at(now))
         super().handle_timer(now)
 
 

@@ -157,9 +157,10 @@ class Starburst:
 class TonedEngine(Engine):
     """A toneburst, then ``inner`` (the DarkStar engine) on the same connection.
 
-    A failed or late toneburst lingers as ``inner`` would after its own failure (the server's
-    prober treatment; 0 for a client).  Times come from the toneburst's clock, which must be the
-    adapter's (``time.monotonic``) unless a test injects both.
+    A failed or late toneburst lingers as ``inner`` would after its own failure at that time (the
+    server's prober treatment: until the DarkStar engine's close time; 0 for a client).  Times come
+    from the toneburst's clock, which must be the adapter's (``time.monotonic``) unless a test
+    injects both.
     """
 
     def __init__(self, tone: Starburst, inner: Engine) -> None:
@@ -184,7 +185,7 @@ class TonedEngine(Engine):
         self._inner.start(now, timeouts)  # its own (random) deadline bounds the whole handshake
 
     def failure_linger(self) -> float:
-        return self._inner.failure_linger()
+        return self._inner.linger_at(self._tone.clock())
 
     def initiate(self) -> None:
         self._tone.start()
@@ -203,14 +204,14 @@ class TonedEngine(Engine):
         if self._inner_started:
             assert self._inner_deadline is not None
             if not self._inner.established and now >= self._inner_deadline:
-                self._timeout("the DarkStar handshake")
+                self._timeout("the DarkStar handshake", now)
             self._inner.handle_timer(now)
         elif now >= self._tone.deadline:
-            self._timeout("a toneburst step")
+            self._timeout("a toneburst step", now)
 
-    def _timeout(self, what: str) -> None:
+    def _timeout(self, what: str, now: float) -> None:
         raise HandshakeTimeout(
-            f"Starburst: {what} took more than {self._step_timeout:g} s", linger=self.failure_linger()
+            f"Starburst: {what} took more than {self._step_timeout:g} s", linger=self._inner.linger_at(now)
         )
 
     def receive_data(self, data: bytes) -> bytes:

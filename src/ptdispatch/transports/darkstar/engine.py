@@ -3,9 +3,11 @@
 The client sends its 64-byte hello at :meth:`~DarkStarClientEngine.initiate` and is established
 once the server's 64-byte reply checks out.  The server answers only a hello whose confirmation
 code verifies and whose ephemeral key it has not seen; anything else (a wrong server key, a replay,
-an invalid point) raises ``RemoteProtocolError`` with a random ``linger``: the adapter then reads
-and discards until it expires and closes without having sent a byte.  A peer that stops short of
-64 bytes meets the handshake timeout, itself random, with the same linger.
+an invalid point) raises ``RemoteProtocolError`` with a ``linger``: the adapter then reads and
+discards until it expires and closes without having sent a byte.  A peer that stops short of 64
+bytes meets the handshake timeout, itself random, and then the linger.  Either way the connection
+closes at the same time, its start + its handshake timeout + its linger (the failure's ``linger``
+is what is left of that), so the close does not tell a prober when its bytes reached 64.
 
 Time (the :class:`~ptdispatch.transports.base.Engine` timer): each server connection draws two
 fractions at birth; :meth:`DarkStarServerEngine.start` turns them into its handshake timeout in
@@ -200,8 +202,11 @@ class DarkStarServerEngine(_Session, Engine):
         self._buffer = b""
         self._open = False
         self._draw = (random_fraction(rng), random_fraction(rng))
-        #: Seconds to linger after a failure (drawn again from the configured bound at start).
-        self.linger = self.draw(SERVER_TIMEOUTS).linger
+        # Drawn again from the configured bounds at start.
+        self._timeouts = self.draw(SERVER_TIMEOUTS)
+        #: Seconds to linger after a failure once the close time has been reached (a timeout) or
+        #: forgotten (a failure after the handshake).
+        self.linger = self._timeouts.linger
 
     def draw(self, bounds: Timeouts) -> Timeouts:
         """This connection's handshake timeout and linger within ``bounds`` (the upper bounds)."""
@@ -215,13 +220,11 @@ class DarkStarServerEngine(_Session, Engine):
         drawn = self.draw(timeouts)
         self.linger = drawn.linger
         super().start(now, drawn)
+        self.keep_close_time(now)  # a timeout and a failure both close at start + timeout + linger
 
     @property
     def established(self) -> bool:
         return self._open
-
-    def failure_linger(self) -> float:
-        return self.linger
 
     def receive_data(self, data: bytes) -> bytes:
         if self._open:
@@ -233,6 +236,7 @@ class DarkStarServerEngine(_Session, Engine):
         self._buffer = b""
         self._answer(hello)
         self._open = True
+        self.forget_close_time()
         return self.open(rest)
 
     def receive_eof(self) -> None:
@@ -241,7 +245,7 @@ class DarkStarServerEngine(_Session, Engine):
         self.check_eof(self.linger)
 
     def _fail(self, message: str) -> RemoteProtocolError:
-        return RemoteProtocolError(f"DarkStar: {message}", linger=self.linger)
+        return RemoteProtocolError(f"DarkStar: {message}", linger=self.failure_linger())
 
     def _answer(self, hello: bytes) -> None:
         client_x, code = hello[:COORD], hello[COORD:]

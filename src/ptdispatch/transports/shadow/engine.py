@@ -13,11 +13,15 @@ measurable CPU (bench/README.md, tenth session).
 The server is established when the first chunk has been authenticated and its address header
 parsed; the address is exposed as :attr:`ShadowServerEngine.requested_destination` (callers read
 it as ``get_extra_info("requested_destination")`` of the plaintext transport) for logging and is
-not obeyed.  Every failure from the network raises ``RemoteProtocolError`` with a random
-``linger`` of 10-60 s: the adapter reads and discards until it expires, then aborts, never sending
-a byte.  (ss-libev closes at once, which tells a prober how many bytes it takes to fail; we linger
-as obfs4proxy does.)  A peer that sends too little to fail (less than salt + 18 bytes) meets the
-handshake timeout instead, itself random in 30-60 s, so the two cases look alike from outside.
+not obeyed.  Each server connection draws a handshake timeout in 30-60 s and a linger in 10-60 s,
+and a failed handshake closes at one time, its start + that timeout + that linger, whatever failed
+and when: a peer that sends too little to fail (less than salt + 18 bytes) meets the timeout and
+then the linger; one that fails raises ``RemoteProtocolError`` with the ``linger`` left until that
+time, and the adapter reads and discards until it expires, then aborts, never sending a byte.
+(ss-libev closes at once, which tells a prober how many bytes it takes to fail; a linger counted
+from the failure would tell it too, by any close before the timeout's; obfs4proxy also closes at a
+time counted from the connection's start.)  A failure after the handshake (a chunk that fails
+authentication) lingers the drawn linger from then.
 """
 
 from __future__ import annotations
@@ -168,6 +172,7 @@ class ShadowServerEngine(Engine):
         self._established = False
         self._salt = b""
         self.handshake_timeout, self.linger = _timings(rng(8), bounds.handshake, bounds.linger)
+        self._timeouts = Timeouts(handshake=self.handshake_timeout, linger=self.linger)  # also before start
         #: Where the client asked to go (logged by the dispatcher; never obeyed).
         self.requested_destination: Address | None = None
         cipher = config.cipher
@@ -178,11 +183,10 @@ class ShadowServerEngine(Engine):
         return self._established
 
     def start(self, now: float, timeouts: Timeouts) -> None:
-        # This connection's own draw replaces the transport-wide figure; a timeout closes at once.
-        super().start(now, Timeouts(handshake=self.handshake_timeout, linger=0.0))
-
-    def failure_linger(self) -> float:
-        return self.linger
+        # This connection's own draw replaces the transport-wide figure; a failed handshake closes
+        # at start + timeout + linger, whether it timed out or failed.
+        super().start(now, self._timeouts)
+        self.keep_close_time(now)
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         if name == "requested_destination" and self.requested_destination is not None:
@@ -195,12 +199,20 @@ class ShadowServerEngine(Engine):
             raise RemoteProtocolError("connection closed inside a chunk", linger=self.linger)
 
     def receive_data(self, data: bytes) -> bytes:
-        plain = self._opener.feed(data)
-        if not self._established and self._opener.chunks:
+        if self._established:
+            return self._opener.feed(data)
+        try:
+            plain = self._opener.feed(data)
+            if not self._opener.chunks:
+                return plain
             plain = self._first_chunk(plain, self._opener.first_payload_size or 0)
-            self._established = True
-            # The reply's key is ready before the reply (the server is idle while its target is dialed).
-            self._sender.prepare()
+        except RemoteProtocolError as exc:
+            exc.linger = self.failure_linger()  # until the connection's close time (Engine.keep_close_time)
+            raise
+        self._established = True
+        self.forget_close_time()
+        # The reply's key is ready before the reply (the server is idle while its target is dialed).
+        self._sender.prepare()
         return plain
 
     def send_data(self, data: bytes) -> None:
