@@ -153,6 +153,24 @@ def test_wrong_magic_is_refused() -> None:
         Obfs2Engine(False).receive_data(bad)
 
 
+def test_a_bad_header_lingers_on_a_server_not_on_a_client() -> None:
+    """A server's bad header closes when a timeout would have (nothing told to a prober); a
+    client's fails at once."""
+    now = time.monotonic()
+    bad_from_client = _handshake(os.urandom(16), b"Initiator obfuscation padding", obfs2.MAGIC ^ 1, 0)
+    server = Obfs2Engine(False)
+    server.start(now, Timeouts(handshake=30.0))
+    with pytest.raises(RemoteProtocolError) as failed:
+        server.receive_data(bad_from_client)
+    assert failed.value.linger > 25.0
+    bad_from_server = _handshake(os.urandom(16), b"Responder obfuscation padding", obfs2.MAGIC ^ 1, 0)
+    client = Obfs2Engine(True)
+    client.start(now, Timeouts(handshake=30.0))
+    with pytest.raises(RemoteProtocolError) as failed:
+        client.receive_data(bad_from_server)
+    assert failed.value.linger == 0.0
+
+
 def test_own_direction_label_is_refused() -> None:
     """A server's handshake reflected back at it (responder label) does not pass as a client's."""
     server = Obfs2Engine(False)

@@ -148,6 +148,19 @@ def test_no_magic_within_the_limit_fails_only_at_the_limit() -> None:
         server.receive_data(junk[-1:])
 
 
+def test_a_client_tells_its_application_at_once() -> None:
+    """No magic from the server within the limit: the client fails with no linger (lingering hides a
+    server from probers; a client that lingered kept its application waiting 30 s for the error)."""
+    client, _ = pair()
+    client.start(time.monotonic(), Timeouts(handshake=30.0))
+    _, pub, _ = _peer_stream(0)
+    client.receive_data(pub)
+    with pytest.raises(RemoteProtocolError) as failed:
+        client.receive_data(os.urandom(obfs3.SCAN_LIMIT))
+    assert failed.value.linger == 0.0
+    assert client.failure_linger() == 0.0
+
+
 def test_magic_split_across_chunks() -> None:
     server, pub, stream = _peer_stream(100)
     out = server.receive_data(pub)

@@ -118,7 +118,8 @@ class Obfs2Engine(Engine):
 
     def start(self, now: float, timeouts: Timeouts) -> None:
         super().start(now, timeouts)
-        self.keep_close_time(now)  # a bad header closes when a timeout would have
+        if not self._initiator:  # a server's bad header closes when a timeout would have; a client hides nothing
+            self.keep_close_time(now)
 
     def initiate(self) -> None:
         if self._seed:

@@ -174,7 +174,10 @@ class Obfs3Engine(Engine):
             if buf and self._magic_deadline is None:
                 now = self.clock()
                 self._magic_deadline = now + self._timeouts.handshake
-                self.keep_close_time(now)  # failing at the scan limit closes when the magic's timeout would
+                # A server failing at the scan limit closes when the magic's timeout would; a client
+                # hides nothing from anyone and tells its application at once.
+                if not self._initiator:
+                    self.keep_close_time(now)
             if len(buf) >= SCAN_LIMIT:
                 message = f"obfs3: no peer magic within {MAX_PADDING} bytes of padding"
                 raise RemoteProtocolError(message, linger=self.failure_linger())  # no close at a byte count
