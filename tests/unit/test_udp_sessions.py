@@ -19,13 +19,13 @@ from ptdispatch.errors import OptionsError
 from ptdispatch.frontends.dialer import ClientMethod
 from ptdispatch.logs import EventLog
 from ptdispatch.net.addr import Address
-from ptdispatch.net.tracker import ConnectionTracker
+from ptdispatch.net.tracker import ConnectionTracker, Tracked
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import ServerContext
 from ptdispatch.udp.client import SourceAddr, UdpListener, start_udp_client
 from ptdispatch.udp.framing import encode_frame
 from ptdispatch.udp.pool import Received, State
-from ptdispatch.udp.server import UdpServerMethod
+from ptdispatch.udp.server import TargetSession, UdpServerMethod
 
 BINDING = bytes.fromhex("000100002112a4420102030405060708090a0b0c")
 
@@ -434,3 +434,134 @@ async def test_client_sessions_run_on_through_graceful_shutdown() -> None:
         tracker.abort_all()  # the grace period is over
         await wait_for(lambda: r.client.transport is None)  # the last session gone, the socket closes
         assert len(tracker) == 0
+
+
+class Flooder(Peer):
+    """A target that answers each datagram with about 25 MB of replies."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        for _ in range(400):
+            self.transport.sendto(b"x" * 64_000, addr)
+
+
+def deaf_client(port: int) -> socket.socket:
+    """A transport connection to the server whose application never reads (a small window)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    return s
+
+
+async def test_server_session_removed_while_its_client_does_not_read_is_cut(evicted: bool = True) -> None:
+    """udpMaxSessions and udpIdleTimeout free the connection even with unsent replies queued for a
+    client that stays connected and never reads: a graceful close would wait for them for good."""
+    flooder, target = await udp_peer(Flooder)
+    options = {"udpMaxSessions": 1} if evicted else {"udpIdleTimeout": 0.3}
+    log = EventLog(Logs())  # type: ignore[arg-type]
+    spec = registry.lookup("plain")
+    assert spec is not None
+    method = UdpServerMethod("plain", Address("127.0.0.1", target), False, options, log)
+
+    class Watched(TargetSession):
+        lost = False
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost = True
+            super().connection_lost(exc)
+
+    sessions: list[Watched] = []
+
+    def accepted() -> asyncio.Protocol:
+        sessions.append(Watched(method))
+        return sessions[-1]
+
+    server = spec.server({}, ServerContext(state_dir=Path()))
+    listener = await api.listen(server, "127.0.0.1", 0, accepted, on_error=method.handshake_failed)
+    port = listener.sockets[0].getsockname()[1]
+    clients = [deaf_client(port)]
+    try:
+        async with asyncio.timeout(5):
+            while not sessions or sessions[0].conn is None or not sessions[0].conn.get_write_buffer_size():
+                with contextlib.suppress(BlockingIOError):
+                    clients[0].send(encode_frame(b"go"))
+                await asyncio.sleep(0.05)
+        first = sessions[0]
+        if evicted:
+            clients.append(deaf_client(port))
+            await wait_for(lambda: len(sessions) == 2)
+        await wait_for(lambda: first.lost)
+        assert first.session is not None and first.session.removed == ("evicted" if evicted else "idle timeout")
+        assert len(method.tracker) == (1 if evicted else 0)
+    finally:
+        for s in clients:
+            s.close()
+        listener.close()
+        method.close()
+        assert flooder.transport is not None
+        flooder.transport.close()
+        await asyncio.sleep(0.05)
+
+
+async def test_server_session_idle_while_its_client_does_not_read_is_cut() -> None:
+    await test_server_session_removed_while_its_client_does_not_read_is_cut(evicted=False)
+
+
+async def test_client_session_removed_while_its_server_does_not_read_is_cut(evicted: bool = True) -> None:
+    """The client side of the same: an evicted or idle session whose server never reads does not stay
+    tracked (shutdown would wait the whole grace period for it) with its connection open."""
+    deaf = socket.socket()  # accepts (the backlog does) and never reads
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    deaf.bind(("127.0.0.1", 0))
+    deaf.listen(8)
+    spec = registry.lookup("plain")
+    assert spec is not None
+    options: dict[str, object] = {"serverAddress": f"127.0.0.1:{deaf.getsockname()[1]}"}
+    options.update({"udpMaxSessions": 1} if evicted else {"udpIdleTimeout": 0.3})
+
+    class Tracker(ConnectionTracker):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gone: list[object] = []
+
+        def discard(self, item: Tracked) -> None:
+            self.gone.append(item)
+            super().discard(item)
+
+    tracker = Tracker()
+    client = await start_udp_client(
+        ClientMethod("plain", spec, options, None, EventLog(Logs()), tracker),  # type: ignore[arg-type]
+        Address("127.0.0.1", 0),
+        stun=False,
+    )
+    peer, _ = await udp_peer()
+    assert peer.transport is not None
+    destination = tuple(client.address)
+    try:
+        peer.transport.sendto(b"first", destination)
+        await wait_for(lambda: len(tracker) == 1)
+        session = client.pool.sessions()[0]
+        assert session.conn is not None
+        upstream = session.conn.get_protocol()
+        async with asyncio.timeout(5):
+            while not session.conn.get_write_buffer_size():
+                peer.transport.sendto(b"y" * 60_000, destination)
+                await asyncio.sleep(0.001)
+        if evicted:
+            other, _ = await udp_peer()
+            assert other.transport is not None
+            other.transport.sendto(b"second", destination)
+            await wait_for(lambda: session.removed is not None)
+            other.transport.close()
+        await wait_for(lambda: upstream in tracker.gone)  # its connection_lost came
+        assert session.removed == ("evicted" if evicted else "idle timeout")
+    finally:
+        client.abort()
+        peer.transport.close()
+        deaf.close()
+        await asyncio.sleep(0.05)
+
+
+async def test_client_session_idle_while_its_server_does_not_read_is_cut() -> None:
+    await test_client_session_removed_while_its_server_does_not_read_is_cut(evicted=False)

@@ -22,6 +22,10 @@ ON_UVLOOP = [
     "test_write_failure_removes_the_session",
     "test_connection_failure_removes_the_waiting_entry",
     "test_flood_of_source_ports_keeps_the_pool_bounded",
+    "test_server_session_removed_while_its_client_does_not_read_is_cut",
+    "test_server_session_idle_while_its_client_does_not_read_is_cut",
+    "test_client_session_removed_while_its_server_does_not_read_is_cut",
+    "test_client_session_idle_while_its_server_does_not_read_is_cut",
 ]
 
 

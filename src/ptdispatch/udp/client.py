@@ -127,9 +127,14 @@ class UdpListener(asyncio.DatagramProtocol):
                 self.log.failure(f"{method.name}: UDP session {self._who(session.key)}", "connection failed", exc)
 
     def _discard(self, session: ClientSession) -> None:
-        """The pool removed ``session``: close its connection or stop its dial."""
+        """The pool removed ``session``: cut its connection or stop its dial.
+
+        An abort, not a graceful close: that waits, without bound, for the queued frames to drain,
+        so a server that stays connected and never reads would keep the connection (still tracked:
+        graceful shutdown then waits out its whole grace period) and up to ``WRITE_BUFFER_LIMIT`` of
+        stale datagrams for good."""
         if session.conn is not None:
-            session.conn.close()
+            session.conn.abort()
         task = session.handle
         if isinstance(task, asyncio.Task) and not task.done():
             task.cancel()

@@ -90,13 +90,13 @@ class UdpServerMethod:
         session, evicted = self.pool.add_connected(owner, conn)
         for old in evicted:
             self.log.debug(f"{self.name}: UDP session evicted (pool full)")
-            old.key.shutdown()
+            old.key.shutdown(abort=True)
         self._timer.arm()
         return session
 
     def _expired(self, session: ServerSession) -> None:
         self.log.debug(f"{self.name}: UDP session closed: idle timeout")
-        session.key.shutdown()
+        session.key.shutdown(abort=True)
 
     def close(self) -> None:
         self._timer.cancel()
@@ -171,7 +171,12 @@ class TargetSession(asyncio.Protocol):
         self.shutdown(abort=True)
 
     def shutdown(self, *, abort: bool = False) -> None:
-        """End the session: the UDP socket, and the transport connection."""
+        """End the session: the UDP socket, and the transport connection.
+
+        The pool's removals (eviction, idle timeout, write failure) abort: a graceful close waits,
+        without bound, for the queued replies to drain, so a client that stays connected and never
+        reads would keep the connection (untracked by then) and up to ``WRITE_BUFFER_LIMIT`` of
+        stale datagrams for good.  An abort also cuts a connection that is already closing."""
         if not self.done and self.conn is not None:
             metrics.udp_session(self.method.name, -1)
         self.done = True
@@ -180,10 +185,10 @@ class TargetSession(asyncio.Protocol):
         if self.udp is not None:
             self.udp.close()
             self.udp = None
-        if self.conn is not None and not self.conn.is_closing():
+        if self.conn is not None:
             if abort:
                 self.conn.abort()
-            else:
+            elif not self.conn.is_closing():
                 self.conn.close()
 
     # --- the UDP socket to the target ----------------------------------------------------------
@@ -243,7 +248,7 @@ class TargetSession(asyncio.Protocol):
             if method.pool.write_failed(session):
                 method.log.debug(f"{method.name}: UDP session closed: write failure")
             self.dropped += 1
-            self.shutdown()
+            self.shutdown(abort=True)
             return
         method.pool.touch(session)
 
