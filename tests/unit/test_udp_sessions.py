@@ -565,3 +565,28 @@ async def test_client_session_removed_while_its_server_does_not_read_is_cut(evic
 
 async def test_client_session_idle_while_its_server_does_not_read_is_cut() -> None:
     await test_client_session_removed_while_its_server_does_not_read_is_cut(evicted=False)
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..b"])
+async def test_target_name_the_idna_codec_refuses_ends_the_session(host: str) -> None:
+    """getaddrinfo() raises UnicodeError, not OSError, for a name with a label over 63 characters or
+    an empty one: each session ends with the WARN of a failed resolution, not a dead task (and no
+    socket, dropping everything until the idle timeout)."""
+    logs = Logs()
+    spec = registry.lookup("plain")
+    assert spec is not None
+    method = UdpServerMethod("plain", Address(host, 5353), False, {}, EventLog(logs))  # type: ignore[arg-type]
+    server = spec.server({}, ServerContext(state_dir=Path()))
+    listener = await api.listen(server, "127.0.0.1", 0, method.accepted, on_error=method.handshake_failed)
+    reader, writer = await raw_stream(listener.sockets[0].getsockname()[1], encode_frame(b"q" * 100))
+    try:
+        with contextlib.suppress(ConnectionResetError):  # a reset if it closes before reading the frame
+            assert await asyncio.wait_for(reader.read(), 3) == b""  # the server ends the session
+        assert logs.has("UDP session closed: cannot open a socket to the target")
+        assert len(method.pool) == 0 and len(method.tracker) == 0
+    finally:
+        writer.close()
+        listener.close()
+        method.close()
+        await asyncio.sleep(0.05)
+        gc.collect()  # the dead task's "never retrieved" report here, not inside a later import

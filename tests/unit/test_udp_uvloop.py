@@ -62,3 +62,9 @@ def test_on_uvloop(name: str) -> None:
 def test_bad_stream_on_uvloop() -> None:
     on_uvloop("test_bad_stream_closes_that_session_only", False, b"\x00\x05ab", "inside a frame")
     on_uvloop("test_bad_stream_closes_that_session_only", True, BINDING + b"junk" * 5, "not a STUN stream")
+
+
+def test_target_name_the_idna_codec_refuses_on_uvloop() -> None:
+    """uvloop's getaddrinfo() encodes the name itself (UnicodeError as well)."""
+    on_uvloop("test_target_name_the_idna_codec_refuses_ends_the_session", "a" * 64 + ".example")
+    on_uvloop("test_target_name_the_idna_codec_refuses_ends_the_session", "a..b")

@@ -200,7 +200,9 @@ class TargetSession(asyncio.Protocol):
                 return
             sock = _connected_socket(family, sockaddr)
             udp, _ = await self.method.loop.create_datagram_endpoint(lambda: TargetProtocol(self), sock=sock)
-        except OSError as exc:
+        # getaddrinfo() fails with UnicodeError, not OSError, for a name the IDNA codec refuses (a label
+        # over 63 characters, an empty one): a failed resolution like any other.
+        except (OSError, UnicodeError) as exc:
             if sock is not None:
                 sock.close()
             self.method.log.warn(f"{self.method.name}: UDP session closed: cannot open a socket to the target: {exc}")
