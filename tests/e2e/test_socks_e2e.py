@@ -1,4 +1,5 @@
-"""SOCKS5 and transparent-TCP through a real client+server pair, including bad input."""
+"""SOCKS5 and transparent-TCP through a real client+server pair, including bad input and a transport
+connection that fails mid-stream (a reset for the application, not a FIN)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ import json
 import os
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from python_socks.async_.asyncio import Proxy
 
+from ptdispatch import api
+from ptdispatch.net.addr import Address
+from ptdispatch.transports.base import Timeouts
+from ptdispatch.transports.darkstar.engine import DarkStarServerEngine, ServerKey
+from ptdispatch.transports.darkstar.handshake import server_identifier
+from ptdispatch.transports.darkstar.keys import encode_public, generate_compact
+from ptdispatch.transports.darkstar.replay import ReplayFilter
 from tests.peers.dispatcher import Dispatcher, running
 from tests.peers.managed import echo_server
 
@@ -239,3 +248,129 @@ async def test_transparent_tcp(tmp_path: Path) -> None:
             assert await asyncio.wait_for(reader.read(-1), 10) == blob  # half-close passes through
             writer.close()
     echo.close()
+
+
+# --- a transport connection that fails mid-stream: the application must see a reset, not a FIN ------
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> tuple[bytes, type[BaseException] | None]:
+    """What ``reader`` gets until its connection ends, and how it ended (None: a clean EOF)."""
+    got = b""
+    try:
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(1 << 16):
+                got += chunk
+    except OSError as exc:
+        return got, type(exc)
+    return got, None
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["cut", "whole"])
+async def test_a_frame_cut_in_two_resets_the_socks_application(tmp_path: Path, cut: bool) -> None:
+    """A DarkStar server sends a frame, then (once the application has answered, so the relay is
+    joined) a second one, whole or cut after 17 bytes, then FIN.  The cut is a protocol error:
+    the SOCKS application must see a reset, since a FIN would pass the first frame off as the
+    whole stream; the whole one ends with a FIN as before."""
+    key = ServerKey(generate_compact())
+    ports: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        engine = DarkStarServerEngine(key, server_identifier(Address("127.0.0.1", ports[0])), ReplayFilter())
+        engine.start(time.monotonic(), Timeouts())
+        engine.receive_data(await reader.readexactly(64))
+        engine.send_data(b"first frame")
+        writer.write(engine.data_to_send())
+        while not engine.receive_data(await reader.read(1000)):  # the application's answer
+            assert not reader.at_eof()
+        engine.send_data(b"second frame")
+        last = engine.data_to_send()
+        writer.write(last[:17] if cut else last)
+        writer.write_eof()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+
+    fake = await asyncio.start_server(serve, "127.0.0.1", 0)
+    ports.append(fake.sockets[0].getsockname()[1])
+    options = {
+        "cipherName": "DarkStar",
+        "serverPublicKey": encode_public(key.public),
+        "serverAddress": f"127.0.0.1:{ports[0]}",
+    }
+    async with running("-transport", "shadow", "-options", json.dumps(options), "-state", str(tmp_path)) as client:
+        reader, writer = await socks_connect(client.method("CMETHOD", "shadow")[1], ("127.0.0.1", 80))
+        assert await asyncio.wait_for(reader.readexactly(11), 10) == b"first frame"
+        writer.write(b"go on")
+        await writer.drain()
+        if cut:
+            assert await _read_to_end(reader) == (b"", ConnectionResetError)
+        else:
+            assert await _read_to_end(reader) == (b"second frame", None)
+        writer.close()
+    fake.close()
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["cut", "whole"])
+async def test_a_frame_cut_in_two_resets_the_servers_target(tmp_path: Path, cut: bool) -> None:
+    """The other direction: a shadow client sends a chunk, then (once the target has it) a second
+    one, whole or missing its last 3 bytes, then FIN.  The server's target sees a reset for the cut
+    stream, a FIN for the whole one."""
+    shadow = {"password": "cut in two", "cipherName": "chacha20-ietf-poly1305"}
+    targets: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    target = await asyncio.start_server(lambda r, w: targets.put_nowait((r, w)), "127.0.0.1", 0)
+    tport = target.sockets[0].getsockname()[1]
+    async with running(
+        "-server", "-transport", "shadow", "-bindaddr", "shadow-127.0.0.1:0", "-target", f"127.0.0.1:{tport}",
+        "-state", str(tmp_path), "-options", json.dumps({"shadow": shadow}),
+    ) as server:  # fmt: skip
+        engine = api.client_transport("shadow", shadow).new_engine(Address("127.0.0.1", 9))  # type: ignore[attr-defined]
+        engine.start(time.monotonic(), Timeouts())
+        engine.initiate()
+        engine.send_data(b"first chunk")
+        _, wire_w = await asyncio.open_connection(*server.method("SMETHOD", "shadow"))
+        wire_w.write(engine.data_to_send())
+        tgt_r, tgt_w = await asyncio.wait_for(targets.get(), 10)
+        assert await asyncio.wait_for(tgt_r.readexactly(11), 10) == b"first chunk"
+        engine.send_data(b"second chunk")
+        last = engine.data_to_send()
+        wire_w.write(last[:-3] if cut else last)
+        wire_w.write_eof()
+        if cut:
+            assert await _read_to_end(tgt_r) == (b"", ConnectionResetError)
+        else:
+            assert await _read_to_end(tgt_r) == (b"second chunk", None)
+        tgt_w.close()
+        wire_w.close()
+    target.close()
+
+
+async def test_a_target_reset_reaches_the_socks_application_as_a_reset(tmp_path: Path) -> None:
+    """The server resets the transport connection (its wire socket, under the engine) when the target
+    resets; the client then resets the SOCKS application's connection."""
+    shadow = {"password": "reset", "cipherName": "chacha20-ietf-poly1305"}
+
+    async def resetting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readexactly(5))
+        await writer.drain()
+        await reader.readexactly(3)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    target = await asyncio.start_server(resetting, "127.0.0.1", 0)
+    tport = target.sockets[0].getsockname()[1]
+    async with running(
+        "-server", "-transport", "shadow", "-bindaddr", "shadow-127.0.0.1:0", "-target", f"127.0.0.1:{tport}",
+        "-state", str(tmp_path / "s"), "-options", json.dumps({"shadow": shadow}),
+    ) as server:  # fmt: skip
+        _, sport = server.method("SMETHOD", "shadow")
+        options = {**shadow, "serverAddress": f"127.0.0.1:{sport}"}
+        async with running(
+            "-transport", "shadow", "-options", json.dumps(options), "-state", str(tmp_path / "c")
+        ) as client:  # fmt: skip
+            reader, writer = await socks_connect(client.method("CMETHOD", "shadow")[1])
+            writer.write(b"hello")
+            assert await asyncio.wait_for(reader.readexactly(5), 10) == b"hello"
+            writer.write(b"bye")
+            assert await _read_to_end(reader) == (b"", ConnectionResetError)
+            writer.close()
+    target.close()

@@ -1,7 +1,8 @@
 """Bulk relaying in the kernel (``net.kernel``): a splice between two plain TCP sockets moves into
 ``splice(2)`` after ``SWITCH_AFTER`` bytes, on uvloop and on asyncio's own loop.  What the Python
 relay guarantees must still hold: every byte in order both ways, the byte counts, half-close each
-way, back-pressure, a reset or an outside abort ending both sides, and no descriptor left behind."""
+way, back-pressure, a reset ending both sides (a reset on the other side too) or an outside abort, and no
+descriptor left behind."""
 
 from __future__ import annotations
 
@@ -156,21 +157,27 @@ def test_a_slow_receiver_holds_the_sender_back(loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_a_reset_ends_both_sides_and_leaves_no_descriptor(loop: str) -> None:
+@pytest.mark.parametrize("resetting", ["target", "app"])
+def test_a_reset_is_a_reset_on_the_other_side_and_leaves_no_descriptor(loop: str, resetting: str) -> None:
+    """A FIN to the other side would pass what it got off as the whole stream: it gets a reset."""
+
     async def test(relayed: Relayed) -> None:
         before, pooled = _open_fds(), kernel.pooled_pipes()
         (app_r, app_w), (tgt_r, tgt_w) = relayed.app, relayed.target
         await _send(app_w, os.urandom(BIG), eof=False)
         await asyncio.wait_for(tgt_r.readexactly(BIG), 30)
         assert relayed.splice.kernel is not None and not relayed.splice.kernel.ended
-        sock = tgt_w.get_extra_info("socket")
+        writer, other = (tgt_w, app_r) if resetting == "target" else (app_w, tgt_r)
+        sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        tgt_w.transport.abort()  # RST to the relay
+        writer.transport.abort()  # RST to the relay
         assert isinstance(await asyncio.wait_for(relayed.done, 10), OSError)
-        assert await asyncio.wait_for(app_r.read(), 10) == b""  # the app's side was closed
+        with pytest.raises(ConnectionResetError):  # the other side was reset, not closed
+            await asyncio.wait_for(other.read(), 10)
         await asyncio.sleep(0.1)
-        # gone: the relay's two sockets and their duplicates, and the target's socket; pipes are pooled
-        assert _open_fds() == before - 3 + 2 * (kernel.pooled_pipes() - pooled)
+        # gone: the relay's two sockets and their duplicates, and both ends' sockets (one aborted, the
+        # other closed by its loop on the reset); pipes are pooled
+        assert _open_fds() == before - 4 + 2 * (kernel.pooled_pipes() - pooled)
 
     run(loop, test)
 

@@ -9,10 +9,12 @@ one socket into a pipe and on into the other socket, two system calls and no cop
 
 The switch happens only at a quiet point: both transports' write buffers empty, no half-close yet,
 nothing held back.  Both transports are paused and stay open (their sockets are read and written
-through duplicated descriptors) until the relay ends; then they are closed, or aborted after an
-error, which runs the splice's usual end.  Back-pressure is the pipe: when the receiving socket
-is full, the sending one is no longer read until the pipe has drained.  A half-close passes through
-as ``shutdown(SHUT_WR)`` once the pipe of that direction is empty.
+through duplicated descriptors) until the relay ends; then they are closed, or reset after an
+error (a reset or a failure on either socket: both peers see ECONNRESET, never a FIN that would
+pass a truncated stream off as complete), which runs the splice's usual end.  Back-pressure is
+the pipe: when the receiving socket is full, the sending one is no longer read until the pipe has
+drained.  A half-close passes through as ``shutdown(SHUT_WR)`` once the pipe of that direction is
+empty.
 
 Pipes come from a small per-process pool and go back to it empty, so an idle connection holds no
 pipe: only connections with bytes in flight do.  A process that is not root and has many bulk
@@ -186,7 +188,7 @@ class KernelRelay:
     """Both directions of a splice between transports ``a`` and ``b``, relayed by the kernel.
 
     ``on_end(error)`` runs once, when both directions have ended (``None``) or on the first error;
-    the transports are then closed (aborted after an error) by the caller.
+    the transports are then closed (reset after an error) by the caller.
     """
 
     def __init__(

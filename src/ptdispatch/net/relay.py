@@ -2,8 +2,10 @@
 
 A :class:`Splice` owns two :class:`RelayProtocol` halves.  Each half forwards what its transport
 reads to the other half's transport, pauses reading while the other side's write buffer is full,
-passes EOF through as a half-close, and when both directions are done (or either side fails)
-closes both.  Either side can be a plain socket or a transport connection's
+passes EOF through as a half-close, and when both directions are done closes both.  A side lost
+with an error (a reset, a frame cut in two, a failed tag) resets the other side's connection
+(:func:`reset_transport`), so that its peer never takes the truncated stream for a complete one.
+Either side can be a plain socket or a transport connection's
 :class:`~ptdispatch.transports.adapter.EngineTransport`.  Between two plain TCP sockets, a
 direction that has carried :data:`~ptdispatch.net.kernel.SWITCH_AFTER` bytes moves the whole
 connection into the kernel (:mod:`ptdispatch.net.kernel`).
@@ -12,7 +14,10 @@ connection into the kernel (:mod:`ptdispatch.net.kernel`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import socket
+import struct
 from collections.abc import Callable
 
 from . import kernel
@@ -20,6 +25,19 @@ from . import kernel
 RETRY_AFTER = 64 * 1024
 """When a switch to the kernel finds a write buffer not empty, the bytes to relay before trying again."""
 _SWITCH_AT: float = kernel.SWITCH_AFTER if kernel.available() else math.inf
+_LINGER_ZERO = struct.pack("ii", 1, 0)  # struct linger: on, 0 s
+
+
+def reset_transport(transport: asyncio.Transport) -> None:
+    """Abort ``transport`` so that its peer sees a reset (RST: ``ECONNRESET``), not the FIN of a
+    clean end: ``SO_LINGER`` 0 on its socket, then ``abort()``.  A transport connection's
+    ``EngineTransport`` hands over its wire socket; one without a socket (meek's sessions) is
+    just aborted."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    transport.abort()
 
 
 class RelayProtocol(asyncio.Protocol):
@@ -105,14 +123,15 @@ class Splice:
         """Give ``side`` its transport (switching that transport's protocol to it).
 
         ``early`` is data already read from ``transport`` by a previous protocol (SOCKS leftovers).
-        When the peer is already lost (it ended before this side came), ``transport`` is closed:
-        there is nothing left to relay to, and nothing else would ever close it.
+        When the peer is already lost (it ended before this side came), ``transport`` is closed
+        (reset, if the peer ended with an error): there is nothing left to relay to, and nothing
+        else would ever close it.
         """
         side.transport = transport
         transport.set_protocol(side)
         if side.peer.lost:
             if self.error is not None:
-                transport.abort()
+                reset_transport(transport)
             else:
                 transport.close()
             return
@@ -169,10 +188,10 @@ class Splice:
     def _kernel_ended(self, error: Exception | None) -> None:
         if error is None:
             self.close()
-        else:
+        else:  # a reset, or a local failure, on either socket: bytes were lost, both ways perhaps
             if self.error is None:
                 self.error = error
-            self.abort()
+            self.reset()
 
     def _stop_kernel(self) -> None:
         if self.kernel is not None:
@@ -198,6 +217,13 @@ class Splice:
             if side.transport is not None:
                 side.transport.abort()
 
+    def reset(self) -> None:
+        """Abort both sides so that each peer sees a reset, not a FIN (:func:`reset_transport`)."""
+        self._stop_kernel()
+        for side in (self.a, self.b):
+            if side.transport is not None:
+                reset_transport(side.transport)
+
     def fail(self, exc: BaseException) -> None:
         """A side could not be connected (dial failed): close the other and finish."""
         if self.error is None and isinstance(exc, Exception):
@@ -220,8 +246,8 @@ class Splice:
             self.error = exc
         other = side.peer.transport
         if other is not None and not other.is_closing():
-            if exc is not None:
-                other.abort()
+            if exc is not None:  # what the other side's peer got so far is not the whole stream
+                reset_transport(other)
             else:
                 other.close()
         if self._lost == 2 and self._on_done is not None:
