@@ -61,6 +61,29 @@ async def test_headers_over_16_kib_are_431() -> None:
         await still_serving(port)
 
 
+async def test_after_a_431_the_server_half_closes_and_waits_before_closing() -> None:
+    """Go's closeWriteAndWait: the answer and a FIN come at once, the socket closes 0.5 s later, so
+    request bytes still on their way do not reset the connection before the client read the answer."""
+    async with meek_server(Upstreams(on_data=echo)) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 17_000 + b"\r\n\r\n")
+        got = await asyncio.wait_for(reader.read(), 5)  # the answer, then the server's FIN
+        assert got.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        start = asyncio.get_running_loop().time()
+        writer.write(b"more of the request" * 100)  # the server's socket is still open: no reset yet
+        await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            while True:  # until the server closes over the unread bytes: a reset
+                await asyncio.sleep(0.05)
+                writer.write(b"x")
+                await writer.drain()
+                if asyncio.get_running_loop().time() - start > 3:
+                    raise AssertionError("the server never closed")
+        assert asyncio.get_running_loop().time() - start > 0.3
+        writer.close()
+        await still_serving(port)
+
+
 async def test_trailers_over_16_kib_are_431() -> None:
     async with meek_server(Upstreams(on_data=echo)) as (port, _):
         raw = (

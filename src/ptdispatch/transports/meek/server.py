@@ -32,6 +32,10 @@ READ_TIMEOUT = 20.0
 STALENESS = 120.0
 DIAL_WAIT = 30.0
 """How long a new session's first answer waits for the upstream dial (failure: 500)."""
+RST_AVOIDANCE = 0.5
+"""Go's ``rstAvoidanceDelay``: after a 431 or a body over the limit, the server half-closes and
+waits this long before it closes, so the client reads the answer before the reset that closing
+over unread request bytes makes (``closeWriteAndWait``)."""
 
 RequestLog = Callable[[str, str, int, int], None]
 """``log(method, session_id, body_length, status)`` for each request (tests, debugging)."""
@@ -63,17 +67,33 @@ class HttpConnection:
         self._loop = asyncio.get_running_loop()
         self._deadline = 0.0  # when reading the request (or writing the answer) must be done; 0: none
         self._timer: asyncio.TimerHandle | None = None
+        self._wait_before_close = False  # answered a 431 or a body over the limit: as Go, see RST_AVOIDANCE
 
     async def run(self) -> None:
         try:
             while await self._one_exchange():
                 pass
+            if self._wait_before_close:
+                await self._close_write_and_wait()
         except (ConnectionError, ssl.SSLError):
             pass
         finally:
             if self._timer is not None:
                 self._timer.cancel()
             self.writer.close()
+
+    async def _close_write_and_wait(self) -> None:
+        """Half-close and wait :data:`RST_AVOIDANCE` without reading, as Go's server does after a 431
+        or a body over the limit: closing at once over the request bytes still coming would reset
+        the connection, and the reset can destroy the answer before the client reads it."""
+        self._deadline = 0.0
+        transport = cast(asyncio.Transport, self.writer.transport)
+        if transport.is_closing():
+            return
+        transport.pause_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        await asyncio.sleep(RST_AVOIDANCE)
 
     def _arm(self, seconds: float) -> None:
         """Go's ReadTimeout/WriteTimeout: past the deadline the connection is cut, unanswered.  One
@@ -104,6 +124,7 @@ class HttpConnection:
                                         close=True))  # fmt: skip
             else:
                 self._write(wire.canned_error(exc.status))
+                self._wait_before_close = exc.status == 431
             metrics.meek_request(self.server.name, b"", 400 if exc.handler else exc.status)
             return False
         if request is None:
@@ -116,6 +137,7 @@ class HttpConnection:
                              http10=request.http10)  # fmt: skip
         if not self._write(answer):
             return False
+        self._wait_before_close = request.too_large
         if self.writer.transport.get_write_buffer_size():
             self._arm(timeout)
             await self.writer.drain()
