@@ -36,6 +36,21 @@ from .scaling import ProcessSetup
 
 RunLoop = Callable[[Coroutine[Any, Any, int]], int]
 START_TIMEOUT = 30.0
+QUICK_DEATH = 5.0
+"""A worker that dies sooner than this after it started is restarted after a delay, which doubles
+with each such death in a row (1, 2, 4 ... up to :data:`MAX_RESTART_DELAY` seconds): a worker that
+cannot live is not forked again every second forever (each fork leaves metric files behind)."""
+MAX_RESTART_DELAY = 60.0
+
+
+def restart_delay(lived: float, quick_deaths: int) -> float:
+    """Seconds before restarting a worker that died after ``lived`` seconds, ``quick_deaths`` being how
+    many of its deaths in a row, this one included, came within :data:`QUICK_DEATH` of its start."""
+    if lived > QUICK_DEATH:
+        return 0.0
+    return min(2.0 ** (quick_deaths - 1), MAX_RESTART_DELAY)
+
+
 _DONE = ("SMETHODS DONE", "CMETHODS DONE")
 
 
@@ -74,6 +89,7 @@ class Supervisor:
         self.reserved: list[socket.socket] = []
         self.selector = selectors.DefaultSelector()
         self.restarts: list[tuple[float, int]] = []
+        self._quick_deaths: dict[int, int] = {}  # by worker index: its deaths in a row soon after starting
         self.stop_reason = ""
         self.signals = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -276,7 +292,9 @@ class Supervisor:
             if self.stop_reason or not restart or (worker in starting and not worker.ready):
                 continue
             lived = time.monotonic() - worker.started
-            delay = 0.0 if lived > 5.0 else 1.0
+            quick = self._quick_deaths.get(worker.index, 0) + 1 if lived <= QUICK_DEATH else 0
+            self._quick_deaths[worker.index] = quick
+            delay = restart_delay(lived, quick)
             self.reporter.log(
                 LogLevel.WARN, f"worker {worker.index} (pid {pid}) {_describe(status)}; restarting it in {delay:g} s"
             )
