@@ -90,6 +90,7 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.restarts: list[tuple[float, int]] = []
         self._quick_deaths: dict[int, int] = {}  # by worker index: its deaths in a row soon after starting
+        self._first_errors: set[str] | None = None  # the first worker's *-ERROR lines, once it started
         self.stop_reason = ""
         self.signals = 0
         self._wake_r, self._wake_w = os.pipe()
@@ -126,6 +127,7 @@ class Supervisor:
             self.reporter.log(LogLevel.ERROR, "the first worker did not start")
             return False
         self.ports = _ports(first.startup)
+        self._first_errors = {line for line in first.startup if line.partition(" ")[0].endswith("-ERROR")}
         self._reserve()
         others = [self._fork(i, self.ports) for i in range(1, self.config.workers)]
         if not self._wait_ready(others):
@@ -260,8 +262,18 @@ class Supervisor:
         elif not worker.ready:
             worker.startup.append(line)
             worker.ready = line in _DONE
+            if worker.ready and self._first_errors is not None:
+                self._check_methods(worker)
         elif keyword.endswith("-ERROR"):
             self.reporter.log(LogLevel.WARN, f"worker {worker.index}: {line}")
+
+    def _check_methods(self, worker: Worker) -> None:
+        """A worker after the first (or one restarted) that failed a method the first one serves:
+        the parent's method lines were printed once and cannot change, so say it in a WARN line."""
+        assert self._first_errors is not None
+        for line in worker.startup:
+            if line.partition(" ")[0].endswith("-ERROR") and line not in self._first_errors:
+                self.reporter.log(LogLevel.WARN, f"worker {worker.index} (pid {worker.pid}) started without it: {line}")
 
     def _close_pipe(self, worker: Worker) -> None:
         if worker.fd >= 0:
