@@ -33,8 +33,8 @@ from tests.peers.managed import echo_handler as echo  # noqa: E402
 
 CLIENT_OPTIONS = {"shadow": {"password": "demo password", "cipherName": "chacha20-ietf-poly1305"}}
 SERVER_OPTIONS = CLIENT_OPTIONS
-CLIENT_ONLY = {"optimizer": "obfs4"}
-"""Client-only transports, and the server transport the demo runs under them."""
+UNDER_CLIENT_ONLY = "obfs4"
+"""The server transport the demo runs under a client-only one (Optimizer, over this one child)."""
 CHUNK = 256 * 1024
 
 
@@ -59,8 +59,8 @@ def client_options(name: str, server_args: dict[str, str], host: str, port: int)
     if spec is not None and spec.name == "meeklite":  # meek: the url names the server
         return {"url": f"http://{host}:{port}/"}
     options: dict[str, object] = {**CLIENT_OPTIONS.get(name, {}), **server_args, "serverAddress": f"{host}:{port}"}
-    if name in CLIENT_ONLY:  # Optimizer over one child, the server's own transport
-        return {"strategy": "first", "transports": [{"name": CLIENT_ONLY[name], "config": options}]}
+    if spec is not None and spec.client_only:  # Optimizer over one child, the server's own transport
+        return {"strategy": "first", "transports": [{"name": UNDER_CLIENT_ONLY, "config": options}]}
     return options
 
 
@@ -123,7 +123,8 @@ async def push(port: int, size: int, label: str) -> tuple[float, bool]:
 
 
 async def demo_one(name: str, size: int, state: Path, echo_port: int) -> tuple[str, float, bool]:
-    served = CLIENT_ONLY.get(name, name)
+    spec = registry.lookup(name)
+    served = UNDER_CLIENT_ONLY if spec is not None and spec.client_only else name
     server_opts = json.dumps({served: SERVER_OPTIONS.get(served, {})})
     async with running(
         "-server", "-transport", served, "-bindaddr", f"{served}-127.0.0.1:0", "-target", f"127.0.0.1:{echo_port}",
@@ -148,12 +149,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def transport_list(text: str) -> list[str]:
-    """``--transport obfs4,shadow``: names separated by commas, each one we have."""
-    names = [name.strip().lower() for name in text.split(",")]
+    """``--transport obfs4,shadow``: names separated by commas (any letter case), each one we have,
+    in its canonical spelling."""
     known = available()
-    for name in names:
-        if name not in known:
+    canonical = {name.lower(): name for name in known}
+    names = []
+    for name in (part.strip() for part in text.split(",")):
+        if name.lower() not in canonical:
             raise argparse.ArgumentTypeError(f"unknown transport {name!r}; known: {', '.join(known)}")
+        names.append(canonical[name.lower()])
     return names
 
 
