@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from ptdispatch.transports.meek import Tuning
+from ptdispatch.transports.meek.session import SessionTable
 from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response, undated
 
 pytestmark = pytest.mark.timeout(30)
@@ -262,3 +263,18 @@ async def test_http10_client_gets_no_chunking_and_a_close() -> None:
         got = await exchange(port, raw, read_until_close=True)
     head = b"HTTP/1.1 200 OK\r\n" + OCTET + b"Date: X\r\nConnection: close\r\n\r\n"
     assert undated(got) == head + b"w" * 5000
+
+
+async def test_a_closed_table_makes_no_new_session() -> None:
+    """A request read just before the listener closed must not dial a new upstream connection."""
+    made: list[object] = []
+
+    def factory() -> asyncio.Protocol:
+        made.append(object())
+        return asyncio.Protocol()
+
+    table = SessionTable(factory, cap=16, staleness=60)
+    assert table.get("a-session-id", lambda: None) is not None
+    table.close()
+    assert table.get("another-session-id", lambda: None) is None
+    assert len(made) == 1

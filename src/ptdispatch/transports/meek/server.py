@@ -184,7 +184,8 @@ class HttpConnection:
 
         session = self.table.get(sid, peer)
         if session is None:
-            self.table.warn_full()
+            if not self.table.closed:
+                self.table.warn_full()
             return self._error(500, sid, len(body), date)
         async with session.turn:  # a session's requests (over any connections) one at a time
             tuning = self.server.tuning

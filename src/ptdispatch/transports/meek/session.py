@@ -229,6 +229,7 @@ class SessionTable:
         self._warned: dict[str, float] = {}  # when each kind of WARN line was last written
         self.refused = 0
         self.made_room = 0
+        self.closed = False  # the listener closed: no new session (a request read just before gets 500)
 
     def warn_full(self) -> None:
         """A new session was refused: log it, at most once a minute."""
@@ -245,10 +246,13 @@ class SessionTable:
             log.warning(message, *args)
 
     def get(self, sid: str, peer: Callable[[], tuple[str, int] | None]) -> Session | None:
-        """The session for ``sid``, created if new; ``None`` when the table is full."""
+        """The session for ``sid``, created if new; ``None`` when the table is full, or closed (a
+        request read just before the listener closed must not dial a new upstream)."""
         sessions = self.sessions
         session = sessions.get(sid)
         if session is None or session.ended:
+            if self.closed:
+                return None
             if len(sessions) >= self.cap and not self._make_room():
                 return None
             session = Session(sid, peer(), self._app_factory)
@@ -299,6 +303,7 @@ class SessionTable:
             self.reap()
 
     def close(self) -> None:
+        self.closed = True
         if self._reaper is not None:
             self._reaper.cancel()
         for session in list(self.sessions.values()):
