@@ -65,6 +65,12 @@ class _Writer:
     def abort(self) -> None:
         self.closed = True
 
+    def pause_reading(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return False
+
     def get_write_buffer_size(self) -> int:
         return 0
 
@@ -87,7 +93,9 @@ class _App(asyncio.Protocol):
             self.transport.close()
 
 
-_SERVER = MeekServer(ServerOptions(), Tuning(staleness=60.0, read_timeout=LIMIT, turnaround=0.0, dial_wait=0.0))
+_SERVER = MeekServer(
+    ServerOptions(), Tuning(staleness=60.0, read_timeout=LIMIT, turnaround=0.0, dial_wait=0.0, rst_avoidance=0.0)
+)
 """A real server object (never listening): what each connection reads of its server is what it would be."""
 
 

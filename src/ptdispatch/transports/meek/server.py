@@ -50,6 +50,7 @@ class Tuning:
     turnaround: float = wire.TURNAROUND
     dial_wait: float = DIAL_WAIT
     pressure_idle: float = PRESSURE_IDLE
+    rst_avoidance: float = RST_AVOIDANCE
 
 
 class HttpConnection:
@@ -83,9 +84,10 @@ class HttpConnection:
             self.writer.close()
 
     async def _close_write_and_wait(self) -> None:
-        """Half-close and wait :data:`RST_AVOIDANCE` without reading, as Go's server does after a 431
-        or a body over the limit: closing at once over the request bytes still coming would reset
-        the connection, and the reset can destroy the answer before the client reads it."""
+        """Half-close and wait ``Tuning.rst_avoidance`` (:data:`RST_AVOIDANCE`) without reading, as
+        Go's server does after a 431 or a body over the limit: closing at once over the request
+        bytes still coming would reset the connection, and the reset can destroy the answer before
+        the client reads it."""
         self._deadline = 0.0
         transport = cast(asyncio.Transport, self.writer.transport)
         if transport.is_closing():
@@ -93,7 +95,7 @@ class HttpConnection:
         transport.pause_reading()
         if transport.can_write_eof():
             transport.write_eof()
-        await asyncio.sleep(RST_AVOIDANCE)
+        await asyncio.sleep(self.server.tuning.rst_avoidance)
 
     def _arm(self, seconds: float) -> None:
         """Go's ReadTimeout/WriteTimeout: past the deadline the connection is cut, unanswered.  One
