@@ -52,6 +52,10 @@ class Fake(ClientTransport):
         if self.behaviour == "options":
             raise OptionsError("fake", "no destination")
         protocol = app_factory()
+        if self.behaviour == "made-hang":  # a handshake done as the time share runs out
+            await asyncio.sleep(3600)
+        if self.behaviour == "made-reset":
+            raise ConnectionResetError("reset after the handshake")
         return asyncio.Transport(), protocol
 
 
@@ -138,6 +142,27 @@ async def test_no_time_at_all_is_a_timeout() -> None:
     with pytest.raises(TimeoutError, match=r"1 not tried \(out of time\)"):
         await client.dial(NOWHERE, app, dialer=Dialer(timeout=0))
     assert fakes[0].dials == []
+
+
+@pytest.mark.parametrize(("behaviour", "error"), [("made-hang", TimeoutError), ("made-reset", ConnectionResetError)])
+async def test_a_child_that_made_the_app_ends_the_dial_when_it_fails(behaviour: str, error: type[Exception]) -> None:
+    """A child that fails after it handed its connection to the application (its handshake
+    done in the same event-loop pass as its time share ran out) ends the dial with its error:
+    the application was told, and the dispatcher's factory returns the same relay half each
+    time, so a second child must not hand it a second connection."""
+    strategy = Recording([0, 1])
+    client, fakes = optimizer([behaviour, "ok"], strategy)
+    made: list[asyncio.Protocol] = []
+
+    def factory() -> asyncio.Protocol:
+        made.append(asyncio.Protocol())
+        return made[-1]
+
+    with pytest.raises(error):
+        await client.dial(NOWHERE, factory, dialer=Dialer(timeout=0.2))
+    assert len(made) == 1
+    assert fakes[1].dials == []
+    assert strategy.reports == [(0, False)]
 
 
 async def test_cancelled_dial_reports_nothing() -> None:

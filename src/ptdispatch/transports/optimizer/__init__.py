@@ -23,8 +23,10 @@ by a strategy, with failover to the others.  Client options::
 Failover: when a child's dial fails, the next child in the strategy's order is tried, all within
 the one connect timeout of the dialer; each attempt gets an equal share of the time left
 (remaining / children left), so a child that hangs cannot use up the others' time.  A connection
-fails only when every child has failed.  The strategy's state lives on the client object, which
-the dispatcher keeps for the life of the process.
+fails when every child has failed, or when a child fails after it handed its connection to the
+application (which was then told of its end): the application is made once per dial.  The
+strategy's state lives on the client object, which the dispatcher keeps for the life of the
+process.
 
 Server side: there is none (run the children's servers); asking for one is an ``OptionsError``.
 """
@@ -93,16 +95,19 @@ class OptimizerClient(ClientTransport):
             budget = remaining / (len(order) - position)
             child = self.children[index]
             started = loop.time()
+            handoff = _Handoff(app_factory)
             try:
                 async with asyncio.timeout(budget):
                     child_dialer = dataclasses.replace(dialer, timeout=budget)
                     result = await child.transport.dial(
-                        child.server or address, app_factory, destination=destination, dialer=child_dialer
+                        child.server or address, handoff, destination=destination, dialer=child_dialer
                     )
             except (OSError, OptionsError) as exc:
                 self.strategy.report(index, False, loop.time() - started)
                 if isinstance(exc, TimeoutError) and not str(exc):
                     exc = TimeoutError(f"no connection within {budget:.3g} s")
+                if handoff.called:
+                    raise exc  # the application has this child's connection, and heard it end
                 failures.append((child, exc))
                 continue
             self.strategy.report(index, True, loop.time() - started)
@@ -115,6 +120,27 @@ class OptimizerClient(ClientTransport):
                 child.transport.check(destination)
             except OptionsError as exc:
                 raise OptionsError(NAME, f"{child.label}: {exc.message}") from None
+
+
+class _Handoff:
+    """One child's ``app_factory``: the dispatcher's, remembering whether the child called it.
+
+    A child calls it once its handshake is done, and the application then hears of that
+    connection, its end included, should the child's dial still fail (a handshake done in the
+    same event-loop pass as its time share runs out: the timeout then aborts it).  The dialer's
+    factory may hand out one protocol only (the dispatcher's returns its relay half, which a lost
+    connection has already ended), so after that no other child may be tried: the dial fails.
+    """
+
+    __slots__ = ("called", "factory")
+
+    def __init__(self, factory: AppFactory) -> None:
+        self.factory = factory
+        self.called = False
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        self.called = True
+        return self.factory()
 
 
 def _all_failed(failures: list[tuple[Child, Exception]], count: int) -> Exception:
