@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import random
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from ptdispatch import api
 from ptdispatch.config import LogLevel
-from ptdispatch.errors import OptionsError
+from ptdispatch.errors import InternalError, OptionsError
 from ptdispatch.frontends import dialer
 from ptdispatch.ipc.reporter import Reporter
 from ptdispatch.logs import EventLog
@@ -22,11 +23,15 @@ from ptdispatch.net.tracker import ConnectionTracker
 from ptdispatch.net.upstream import DIRECT, Dialer
 from ptdispatch.transports import registry
 from ptdispatch.transports.adapter import AppFactory
-from ptdispatch.transports.base import ClientTransport, ServerContext
+from ptdispatch.transports.base import ClientTransport, Engine, EngineClientTransport, ServerContext
 from ptdispatch.transports.optimizer import SPEC, Child, OptimizerClient
 from ptdispatch.transports.optimizer.strategies import First, Rotate, Strategy, Track
 
 NOWHERE = Address("192.0.2.1", 1)
+
+
+class Stop(BaseException):
+    """Not an ``Exception``: it must go through the Optimizer untouched."""
 
 
 class Fake(ClientTransport):
@@ -51,11 +56,17 @@ class Fake(ClientTransport):
             await asyncio.sleep(3600)
         if self.behaviour == "options":
             raise OptionsError("fake", "no destination")
+        if self.behaviour == "bug":  # what the adapter raises for a bug in an engine
+            raise InternalError("internal error: ValueError: engine bug")
+        if self.behaviour == "stop":
+            raise Stop
         protocol = app_factory()
         if self.behaviour == "made-hang":  # a handshake done as the time share runs out
             await asyncio.sleep(3600)
         if self.behaviour == "made-reset":
             raise ConnectionResetError("reset after the handshake")
+        if self.behaviour == "made-bug":
+            raise InternalError("internal error: ValueError: bug after the handshake")
         return asyncio.Transport(), protocol
 
 
@@ -144,7 +155,10 @@ async def test_no_time_at_all_is_a_timeout() -> None:
     assert fakes[0].dials == []
 
 
-@pytest.mark.parametrize(("behaviour", "error"), [("made-hang", TimeoutError), ("made-reset", ConnectionResetError)])
+@pytest.mark.parametrize(
+    ("behaviour", "error"),
+    [("made-hang", TimeoutError), ("made-reset", ConnectionResetError), ("made-bug", InternalError)],
+)
 async def test_a_child_that_made_the_app_ends_the_dial_when_it_fails(behaviour: str, error: type[Exception]) -> None:
     """A child that fails after it handed its connection to the application (its handshake
     done in the same event-loop pass as its time share ran out) ends the dial with its error:
@@ -163,6 +177,79 @@ async def test_a_child_that_made_the_app_ends_the_dial_when_it_fails(behaviour: 
     assert len(made) == 1
     assert fakes[1].dials == []
     assert strategy.reports == [(0, False)]
+
+
+async def test_a_child_with_a_bug_is_reported_logged_and_failed_over(caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in one child costs that child's attempt only: the strategy hears of it as a
+    failure, it is logged at ERROR (the next child's success would hide it) and the next child
+    carries the connection."""
+    strategy = Recording([0, 1])
+    client, fakes = optimizer(["bug", "ok"], strategy)
+    with caplog.at_level(logging.ERROR, logger="ptdispatch"):
+        await client.dial(NOWHERE, app)
+    assert strategy.reports == [(0, False), (1, True)]
+    assert len(fakes[1].dials) == 1
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.name.startswith("ptdispatch.")
+    assert r"transports[0] (fake): internal error: ValueError: engine bug" in record.getMessage()
+
+
+async def test_every_child_with_a_bug_is_a_connection_error() -> None:
+    client, _ = optimizer(["bug", "refuse"])
+    with pytest.raises(ConnectionError, match=r"every transport failed.*engine bug.*refused") as info:
+        await client.dial(NOWHERE, app)
+    assert type(info.value) is ConnectionError
+
+
+async def test_a_base_exception_goes_through() -> None:
+    strategy = Recording([0, 1])
+    client, fakes = optimizer(["stop", "ok"], strategy)
+    with pytest.raises(Stop):
+        await client.dial(NOWHERE, app)
+    assert fakes[1].dials == [] and strategy.reports == []
+
+
+class Buggy(Engine):
+    """A client engine that fails on the first byte from its server."""
+
+    @property
+    def established(self) -> bool:
+        return False
+
+    def receive_data(self, data: bytes) -> bytes:
+        raise ValueError("engine bug")
+
+    def send_data(self, data: bytes) -> None:
+        pass
+
+    def data_to_send(self) -> bytes:
+        return b""
+
+
+class BuggyClient(EngineClientTransport):
+    def new_engine(self, destination: Address | None) -> Engine:
+        return Buggy()
+
+
+async def test_track_passes_over_a_child_whose_engine_has_a_bug() -> None:
+    """Through the real adapter, whose error boundary turns the bug into an ``InternalError``."""
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello")
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ok = Fake("ok")
+    strategy = Track(2)
+    buggy = Child("transports[0] (buggy)", BuggyClient(), Address("127.0.0.1", port))
+    client = OptimizerClient([buggy, Child("transports[1] (fake)", ok, NOWHERE)], strategy)
+    try:
+        await client.dial(NOWHERE, app, dialer=Dialer(timeout=5))
+    finally:
+        server.close()
+    assert len(ok.dials) == 1
+    assert strategy.order() == [1, 0]
 
 
 async def test_cancelled_dial_reports_nothing() -> None:
@@ -192,7 +279,7 @@ async def test_track_skips_the_child_that_failed() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    behaviours=st.lists(st.sampled_from(["ok", "refuse", "options"]), min_size=1, max_size=5),
+    behaviours=st.lists(st.sampled_from(["ok", "refuse", "options", "bug"]), min_size=1, max_size=5),
     order=st.randoms(use_true_random=False),
 )
 def test_the_first_working_child_in_the_order_carries_the_connection(

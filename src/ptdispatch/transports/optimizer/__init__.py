@@ -20,9 +20,10 @@ by a strategy, with failover to the others.  Client options::
     ``first`` (the default), ``random``, ``rotate``, ``track`` or ``minimizeDialDuration`` (any
     letter case); see :mod:`.strategies`.
 
-Failover: when a child's dial fails, the next child in the strategy's order is tried, all within
-the one connect timeout of the dialer; each attempt gets an equal share of the time left
-(remaining / children left), so a child that hangs cannot use up the others' time.  A connection
+Failover: when a child's dial fails (a bug in it too, which is logged at ERROR and reported to
+the strategy like any failure), the next child in the strategy's order is tried, all within the
+one connect timeout of the dialer; each attempt gets an equal share of the time left (remaining
+/ children left), so a child that hangs cannot use up the others' time.  A connection
 fails when every child has failed, or when a child fails after it handed its connection to the
 application (which was then told of its end): the application is made once per dial.  The
 strategy's state lives on the client object, which the dispatcher keeps for the life of the
@@ -35,10 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ...errors import OptionsError
+from ...errors import OptionsError, internal_error
 from ...net.addr import Address, parse_hostport
 from ...net.upstream import DIRECT, Dialer
 from ..adapter import AppFactory
@@ -53,6 +55,8 @@ CLIENT_KEYS = frozenset({"transports", "strategy"})
 ENTRY_KEYS = frozenset({"name", "config", "address"})
 
 __all__ = ["SPEC", "Child", "OptimizerClient", "parse_children"]
+
+log = logging.getLogger("ptdispatch.optimizer")
 
 
 @dataclass(frozen=True)
@@ -102,12 +106,14 @@ class OptimizerClient(ClientTransport):
                     result = await child.transport.dial(
                         child.server or address, handoff, destination=destination, dialer=child_dialer
                     )
-            except (OSError, OptionsError) as exc:
+            except Exception as exc:  # a bug in one child (InternalError...) too: the others may work
                 self.strategy.report(index, False, loop.time() - started)
                 if isinstance(exc, TimeoutError) and not str(exc):
                     exc = TimeoutError(f"no connection within {budget:.3g} s")
                 if handoff.called:
                     raise exc  # the application has this child's connection, and heard it end
+                if _is_bug(exc):  # logged here: the next child's success would hide it
+                    log.error("%s: %s: %s", NAME, child.label, internal_error(exc))
                 failures.append((child, exc))
                 continue
             self.strategy.report(index, True, loop.time() - started)
@@ -141,6 +147,12 @@ class _Handoff:
     def __call__(self) -> asyncio.BaseProtocol:
         self.called = True
         return self.factory()
+
+
+def _is_bug(exc: Exception) -> bool:
+    """Not the network's, the peer's or the options' fault, as the dispatcher tells them apart (a
+    bare ``UnicodeError`` is the IDNA codec refusing a host name)."""
+    return not isinstance(exc, OSError | OptionsError) and type(exc) is not UnicodeError
 
 
 def _all_failed(failures: list[tuple[Child, Exception]], count: int) -> Exception:
