@@ -116,6 +116,42 @@ def test_paced_writes_are_small_with_short_delays(tmp_path: Path, iat_mode: int)
     assert c.buffered_size() == 0 and c.get_timer() is None
 
 
+@pytest.mark.parametrize("iat_mode", [1, 2])
+def test_the_pause_after_a_writes_last_piece_holds_the_next_write(
+    tmp_path: Path, iat_mode: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """obfs4proxy's Write sleeps after every piece, the last included, so the next write's
+    first piece goes no sooner than that; an idle engine needs no timer meanwhile."""
+    c, s, _ = pair(tmp_path, iat_mode)
+    monkeypatch.setattr(c, "_delay", lambda: 0.005)  # every pause 5 ms
+
+    def drain(now: float) -> tuple[bytes, float]:
+        """Every queued piece, each released when due from ``now``; and the last one's time."""
+        out = b""
+        while c.buffered_size():
+            when = c.get_timer()
+            assert when is not None
+            now = max(now, when)
+            c.handle_timer(now)
+            out += c.data_to_send()
+        return out, now
+
+    c.send_data(b"a")
+    assert c.get_timer() == 0.0  # the first write of a connection: at once
+    first, last = drain(1.0)
+    assert c.get_timer() is None
+    c.send_data(b"b")  # 1 ms after the last piece: 4 ms of its pause are left
+    assert c.get_timer() == pytest.approx(last + 0.005)
+    c.handle_timer(last + 0.001)
+    assert c.data_to_send() == b"" and c.get_timer() == pytest.approx(last + 0.005)
+    second, last = drain(last + 0.001)
+    assert c.get_timer() is None
+    c.send_data(b"c")  # due when the pause ends: at once for a timer that runs later
+    assert c.get_timer() == pytest.approx(last + 0.005)
+    third, _ = drain(last + 1.0)
+    assert s.receive_data(first + second + third) == b"abc"
+
+
 def test_iat_none_is_one_write_and_padded(tmp_path: Path) -> None:
     c, s, _ = pair(tmp_path, 0)
     c.send_data(b"x")

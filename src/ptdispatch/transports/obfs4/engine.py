@@ -2,8 +2,9 @@
 
 Each :meth:`send_data` is one obfs4proxy ``Write``: the data is cut into 1427-byte payload
 packets, then (iat-mode 0 and 1) padded once per burst to a length drawn from the seeded
-distribution.  iat-mode 1 writes the burst in <= 1448-byte pieces separated by 0-10 ms;
-iat-mode 2 also draws every piece's length (padding when short), as obfs4proxy does.
+distribution.  iat-mode 1 writes the burst in <= 1448-byte pieces, each followed by 0-10 ms
+(the last too: the next write waits for it); iat-mode 2 also draws every piece's length
+(padding when short), as obfs4proxy does.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class Obfs4Engine(Engine):
             raise RemoteProtocolError("obfs4: connection closed inside a frame")
 
     def get_timer(self) -> float | None:
-        if self._writes:
+        if self._writes:  # nothing queued, no timer: _due may be long past, then it is at once
             return self._due if self._due is not None else 0.0  # 0.0: in the past, at once
         return super().get_timer()
 
@@ -135,12 +136,14 @@ class Obfs4Engine(Engine):
 
     def _release(self, now: float) -> None:
         """Move the next shaped write to the output, and time the one after it: one piece per
-        write, as obfs4proxy writes each piece with its own call (a zero delay is due at once)."""
-        writes = self._writes
-        chunk, delay = writes.popleft()
+        write, as obfs4proxy writes each piece with its own call (a zero delay is due at once).
+
+        The pause after a write's last piece is kept too: obfs4proxy's ``Write`` sleeps after
+        every piece, so the next write's first piece waits for it (a later one goes at once)."""
+        chunk, delay = self._writes.popleft()
         self._backlog -= len(chunk)
         self._out.append(chunk)
-        self._due = now + delay if writes else None
+        self._due = now + delay
 
     def _queue(self, chunk: bytes, delay: float) -> None:
         self._writes.append((chunk, delay))
