@@ -1,9 +1,15 @@
-"""Outgoing connections: direct, or through an upstream proxy (``-proxy``) via python-socks."""
+"""Outgoing connections: direct, or through an upstream proxy (``-proxy``).
+
+SOCKS proxies go through python-socks; HTTP proxies through our own CONNECT exchange (see
+``_http_connect``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
+import re
 import socket
 import ssl as _ssl
 from collections.abc import Callable, Coroutine
@@ -12,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
-from .addr import Address, is_ip
+from .addr import Address, format_hostport, is_ip
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
@@ -118,6 +124,8 @@ async def open_socket(
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         raise last or OSError(f"no address found for {address.host}")
+    if proxy.scheme == "http":
+        return await _http_tunnel(address, proxy, timeout)
     from python_socks import ProxyError, ProxyTimeoutError
     from python_socks.async_.asyncio import Proxy
 
@@ -131,6 +139,96 @@ async def open_socket(
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+HTTP_REPLY_LIMIT = 16384
+"""Most bytes of an HTTP proxy's reply to CONNECT, status line to blank line; a longer one fails the dial."""
+
+_HTTP_STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
+_HOST_NAME = re.compile(rb"[A-Za-z0-9_.-]+")
+
+
+async def _http_tunnel(address: Address, proxy: UpstreamProxy, timeout: float) -> socket.socket:
+    """A socket to ``address`` through the HTTP proxy, within ``timeout`` seconds in all."""
+    from python_socks import ProxyConnectionError
+
+    try:
+        async with asyncio.timeout(timeout):
+            try:
+                sock = await open_socket(Address(proxy.host, proxy.port), None, timeout=timeout)
+            except TimeoutError:
+                raise
+            except OSError as exc:  # as python-socks reports a SOCKS proxy it cannot reach
+                message = f"Could not connect to proxy {Address(proxy.host, proxy.port)} [{exc.strerror}]"
+                raise ProxyConnectionError(exc.errno, message) from exc
+            try:
+                await _http_connect(sock, address, proxy)
+            except BaseException:
+                sock.close()
+                raise
+    except TimeoutError:
+        raise TimeoutError(f"Proxy connection timed out: {timeout}") from None
+    return sock
+
+
+async def _http_connect(sock: socket.socket, address: Address, proxy: UpstreamProxy) -> None:
+    """Ask the HTTP proxy on ``sock`` for a tunnel to ``address``; raise ``ProxyRefused`` if it says no.
+
+    Written by hand: python-socks reads the reply once, up to 64 KiB, and looks only at its status
+    line, so the rest of the header block could become tunnel data and tunnel bytes in the same
+    read were lost.  Here the reply is read with MSG_PEEK and only its bytes up to the blank line
+    are taken from the socket, so whatever the proxy sent after them is still there, in order, for
+    the transport (or the TLS layer) the socket is handed to.
+    """
+    loop = asyncio.get_running_loop()
+    if is_ip(address.host):
+        host = format_hostport(str(ipaddress.ip_address(address.host)), address.port).encode()
+    else:
+        name = address.host.encode("idna")
+        if not _HOST_NAME.fullmatch(name):  # nothing that could end the request line or add a header
+            raise UnicodeError(f"{address.host!r} is not a host name")
+        host = name + b":%d" % address.port
+    request = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (host, host)
+    if proxy.username is not None:
+        credentials = f"{proxy.username}:{proxy.password or ''}".encode()
+        request += b"Proxy-Authorization: Basic " + base64.b64encode(credentials) + b"\r\n"
+    await loop.sock_sendall(sock, request + b"\r\n")
+    head = bytearray()
+    while True:
+        await _readable(loop, sock)
+        peeked = sock.recv(HTTP_REPLY_LIMIT + 1 - len(head), socket.MSG_PEEK)
+        if not peeked:
+            raise ProxyRefused("the HTTP proxy closed the connection within its reply", None)
+        taken = len(head)
+        head += peeked
+        end = head.find(b"\r\n\r\n", max(0, taken - 3))
+        if end >= 0 and end + 4 <= HTTP_REPLY_LIMIT:
+            sock.recv(end + 4 - taken)  # all there (peeked): the tunnel's bytes stay in the socket
+            break
+        if len(head) > HTTP_REPLY_LIMIT:
+            raise ProxyRefused(f"the HTTP proxy's reply is over {HTTP_REPLY_LIMIT} bytes", None)
+        sock.recv(len(peeked))  # no blank line yet: all of it is the reply's
+    status_line = bytes(head[: head.index(b"\r\n")])
+    status = _HTTP_STATUS.fullmatch(status_line)
+    if status is None:
+        raise ProxyRefused(f"the HTTP proxy answered {status_line[:80].decode('latin-1')!r}", None)
+    if status[1] != b"200":
+        raise ProxyRefused(f"the HTTP proxy answered {status_line[:80].decode('latin-1')!r}", int(status[1]))
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until ``sock`` has something to read (or its end)."""
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():  # it can run again before the waiting task resumes: the socket stays readable
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
 
 
 def create_connection(
