@@ -174,6 +174,15 @@ def test_env_errors(argv: tuple[str, ...], needle: str) -> None:
         "http://127.0.0.1:8080/path",
         "socks5://[127.0.0.1:9",  # found by fuzzing: urlsplit's ValueError
         "socks5://\udcb2@127.0.0.1:9",  # found by fuzzing: undecodable argv bytes in the user name
+        # credentials the scheme cannot carry (each would fail every dial)
+        "socks5://b%C3%B6b:pw@127.0.0.1:9",
+        "socks5://bob:p%C3%B6@127.0.0.1:9",
+        "socks5://b\u00f6b:pw@127.0.0.1:9",
+        "socks4a://b%C3%B6b@127.0.0.1:9",
+        "socks4a://a%00b@127.0.0.1:9",
+        "http://us%3Aer:pw@127.0.0.1:9",
+        f"socks5://{'u' * 256}:pw@127.0.0.1:9",
+        f"socks5://u:{'%C3%B6' * 128}@127.0.0.1:9",
     ],
 )
 def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
@@ -191,6 +200,8 @@ def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
         ("socks4a://127.0.0.1:1080", UpstreamProxy("socks4a", "127.0.0.1", 1080)),
         ("http://[::1]:3128", UpstreamProxy("http", "::1", 3128)),
         ("HTTP://a:b@[::1]:3128", UpstreamProxy("http", "::1", 3128, "a", "b")),
+        ("socks4a://alice@127.0.0.1:1", UpstreamProxy("socks4a", "127.0.0.1", 1, "alice")),
+        ("http://b%C3%B6b:p%3A%C3%B6@127.0.0.1:1", UpstreamProxy("http", "127.0.0.1", 1, "b\u00f6b", "p:\u00f6")),
     ],
 )
 def test_good_proxy(uri: str, parsed: UpstreamProxy) -> None:

@@ -213,7 +213,14 @@ def test_no_role() -> None:
 
 
 @pytest.mark.parametrize(
-    "proxy", ["gopher://127.0.0.1:70", "socks5://proxy.example:1080", "socks5://127.0.0.1", "socks4a://u:p@127.0.0.1:1"]
+    "proxy",
+    [
+        "gopher://127.0.0.1:70",
+        "socks5://proxy.example:1080",
+        "socks5://127.0.0.1",
+        "socks4a://u:p@127.0.0.1:1",
+        "socks5://b%C3%B6b:pw@127.0.0.1:1",  # SOCKS carries ASCII credentials only
+    ],
 )
 def test_bad_proxy_is_a_proxy_error(proxy: str) -> None:
     with pytest.raises(ProxyConfigError):

@@ -173,3 +173,68 @@ async def test_http_connect_refuses_a_name_that_would_change_the_request() -> No
         with pytest.raises(UnicodeError):
             await dialer.create_connection(Received, Address("example.com\r\nX-Evil: 1", 443))
     assert requests == []
+
+
+# --- credentials ---------------------------------------------------------------------------------------
+def socks4_proxy(seen: list[bytes]) -> Handler:
+    """A SOCKS4a proxy that grants every request; ``seen`` gets each request's user id."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(8)
+        seen.append((await reader.readuntil(b"\0"))[:-1])
+        await reader.readuntil(b"\0")  # the host name (4a)
+        writer.write(b"\0\x5a" + bytes(6))
+        await reader.read()
+
+    return handle
+
+
+def socks5_proxy(seen: list[tuple[bytes, bytes]]) -> Handler:
+    """A SOCKS5 proxy that wants a user name and password (``seen`` gets them) and grants every request."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, count = await reader.readexactly(2)
+        assert 2 in await reader.readexactly(count)
+        writer.write(b"\x05\x02")
+        _, size = await reader.readexactly(2)
+        user = await reader.readexactly(size)
+        password = await reader.readexactly((await reader.readexactly(1))[0])
+        seen.append((user, password))
+        writer.write(b"\x01\x00")
+        head = await reader.readexactly(5)
+        await reader.readexactly(head[4] + 2)
+        writer.write(b"\x05\x00\x00\x01" + bytes(6))
+        await reader.read()
+
+    return handle
+
+
+async def dial_through(uri: str, handler: Handler) -> None:
+    async with fake_proxy(handler) as port:
+        dialer = Dialer(proxy=UpstreamProxy.parse(uri.format(port=port)), timeout=5)
+        transport, _ = await dialer.create_connection(Received, TARGET)
+        transport.close()
+
+
+@pytest.mark.timeout(20)
+async def test_socks4a_user_id_reaches_the_proxy() -> None:
+    seen: list[bytes] = []
+    await dial_through("socks4a://alice@127.0.0.1:{port}", socks4_proxy(seen))
+    assert seen == [b"alice"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("userinfo", "user", "password"),
+    [
+        ("bob:hunter2", b"bob", b"hunter2"),
+        ("bob:p%40ss%2Fword", b"bob", b"p@ss/word"),
+        ("bob:se%23cret", b"bob", b"se#cret"),
+        ("bob:100%2541", b"bob", b"100%41"),  # decoded once
+        ("b%3Aob:p%3Fw%5B", b"b:ob", b"p?w["),
+    ],
+)
+async def test_socks5_credentials_reach_the_proxy_as_written(userinfo: str, user: bytes, password: bytes) -> None:
+    seen: list[tuple[bytes, bytes]] = []
+    await dial_through(f"socks5://{userinfo}@127.0.0.1:{{port}}", socks5_proxy(seen))
+    assert seen == [(user, password)]

@@ -22,8 +22,8 @@ from .addr import Address, format_hostport, is_ip
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
-SCHEMES = {"socks5": "socks5", "socks4a": "socks4", "http": "http"}
-"""Accepted ``-proxy`` schemes -> python-socks scheme (socks4a: python-socks' socks4 with remote DNS).
+SCHEMES = {"socks5": "SOCKS5", "socks4a": "SOCKS4", "http": "HTTP"}
+"""Accepted ``-proxy`` schemes -> python-socks' ProxyType (socks4a: its SOCKS4 with remote DNS).
 Plain ``socks4://`` is refused, as the spec's own example says ("SOCKS 4 upstream proxies unsupported")."""
 
 
@@ -63,20 +63,20 @@ class UpstreamProxy:
         password = unquote(parts.password) if parts.password is not None else None
         if scheme.startswith("socks4") and password:
             raise ConfigError("a socks4a proxy takes no password")
+        # Credentials the scheme cannot carry are refused here, once, rather than failing every dial.
         try:
             too_long = username is not None and max(len(username.encode()), len((password or "").encode())) > 255
         except UnicodeEncodeError:  # undecodable bytes in argv or the environment
             raise ConfigError("proxy user name and password must be valid UTF-8") from None
         if too_long:
             raise ConfigError("proxy user name and password must each be at most 255 bytes")
+        if scheme != "http" and not f"{username or ''}{password or ''}".isascii():
+            raise ConfigError("a SOCKS proxy's user name and password must be ASCII")
+        if scheme == "socks4a" and "\0" in (username or ""):
+            raise ConfigError("a socks4a proxy's user id cannot contain a NUL (%00)")
+        if scheme == "http" and ":" in (username or ""):
+            raise ConfigError("an http proxy's user name cannot contain ':' (%3A): Basic authentication splits there")
         return cls(scheme, host, port, username, password)
-
-    def url(self) -> str:
-        auth = ""
-        if self.username is not None:
-            auth = self.username + (f":{self.password}" if self.password is not None else "") + "@"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{SCHEMES[self.scheme]}://{auth}{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,13 @@ async def open_socket(
         raise last or OSError(f"no address found for {address.host}")
     if proxy.scheme == "http":
         return await _http_tunnel(address, proxy, timeout)
-    from python_socks import ProxyError, ProxyTimeoutError
+    from python_socks import ProxyError, ProxyTimeoutError, ProxyType
     from python_socks.async_.asyncio import Proxy
 
-    upstream = Proxy.from_url(proxy.url(), rdns=True)
+    # Built from the parsed fields, not from a URL: python-socks' from_url would decode it again.
+    upstream = Proxy(
+        ProxyType[SCHEMES[proxy.scheme]], proxy.host, proxy.port, proxy.username, proxy.password, rdns=True
+    )
     try:
         sock = await upstream.connect(address.host, address.port, timeout=timeout)
     except ProxyTimeoutError as exc:
