@@ -192,6 +192,38 @@ def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("socks5://alice:hunter2@127.0.0.1:1080/x", "'socks5://***@127.0.0.1:1080/x'"),
+        ("socks5://alice:hunter2@127.0.0.1", "'socks5://***@127.0.0.1'"),
+        ("http://alice:hunter2@proxy.example:3128", "'proxy.example'"),
+        ("socks5://alice:hunter2@127.0.0.1:99999", "out of range"),
+        ("socks5://alice:hunter2@[127.0.0.1:9", "Invalid IPv6 URL"),
+        ("socks5://alice:hunter2@[zz]:9", "'zz'"),
+        ("socks5://alice:hunter2\uff03@127.0.0.1:1", "NFKC"),  # urlsplit's message has the whole netloc
+        ("ftp://alice:hunter2@127.0.0.1:21", "'ftp'"),
+        # Not split where the credentials end: a '/', '?' or '#' in the password, or no '//'
+        ("socks5://alice:hunt/er2@127.0.0.1:1080", "proxy URI"),
+        ("socks5://alice:hunt?er2@127.0.0.1:1080", "proxy URI"),
+        ("socks5://alice:hunt#er2@127.0.0.1:1080", "proxy URI"),
+        ("socks5:alice:hunter2@127.0.0.1:1080", "proxy URI"),
+        ("alice:hunter2@127.0.0.1:1080", "proxy URI"),
+    ],
+)
+def test_proxy_error_hides_the_credentials(uri: str, shown: str) -> None:
+    """PROXY-ERROR text goes to tor's log: the user info is masked, or the URI left out."""
+    flags, _ = tokenize(["-transport", "plain", "-proxy", uri])
+    with pytest.raises(ProxyConfigError) as caught:
+        build_config(flags)
+    message = str(caught.value)
+    assert "alice" not in message and "hunt" not in message and shown in message
+
+
+def test_proxy_password_is_not_in_its_repr() -> None:
+    assert "hunter2" not in repr(UpstreamProxy.parse("socks5://alice:hunter2@127.0.0.1:1080"))
+
+
+@pytest.mark.parametrize(
     ("uri", "parsed"),
     [
         ("socks5://127.0.0.1:1080", UpstreamProxy("socks5", "127.0.0.1", 1080)),

@@ -290,6 +290,12 @@ def test_main_proxy_error() -> None:
     assert lines[0] == "VERSION 1" and lines[1].startswith("PROXY-ERROR ")
 
 
+def test_main_proxy_error_hides_the_credentials() -> None:
+    code, lines, _ = run_main(client_env(TOR_PT_PROXY="socks5://alice:hunter2@127.0.0.1:1080/x"))
+    assert code == 69
+    assert lines[1] == "PROXY-ERROR proxy 'socks5://***@127.0.0.1:1080/x' must have no path, query or fragment"
+
+
 def test_main_runs_the_app(tmp_path: Path) -> None:
     code, lines, started = run_main(client_env(TOR_PT_STATE_LOCATION=str(tmp_path / "state")))
     assert (code, lines, len(started)) == (0, ["VERSION 1", STATUS_VERSION], 1)

@@ -13,7 +13,7 @@ import re
 import socket
 import ssl as _ssl
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -35,15 +35,24 @@ class UpstreamProxy:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, uri: str) -> UpstreamProxy:
-        """Parse ``socks5://[user:pass@]ip:port``, ``socks4a://ip:port`` or ``http://[user:pass@]ip:port``."""
+        """Parse ``socks5://[user:pass@]ip:port``, ``socks4a://ip:port`` or ``http://[user:pass@]ip:port``.
+
+        Messages show the URI with its user info masked (PROXY-ERROR text goes to tor's log).
+        """
+        shown = _masked(uri)
+        if shown is None:  # such a URI always fails below, where the host or scheme could be the user info
+            raise ConfigError(
+                "proxy URI has an '@' outside scheme://user:pass@: percent-encode '/', '?', '#' and '@' "
+                "in a user name or password (the URI is not shown, to keep them out of logs)"
+            )
         try:
             parts = urlsplit(uri)
         except ValueError as exc:  # "Invalid IPv6 URL": an unclosed '['
-            raise ConfigError(f"proxy {uri!r}: {exc}") from None
+            raise ConfigError(f"proxy {shown!r}: {_masked_message(exc)}") from None
         scheme = parts.scheme.lower()
         if scheme == "socks4":
             raise ConfigError("SOCKS 4 upstream proxies unsupported; use socks4a, socks5 or http")
@@ -52,13 +61,13 @@ class UpstreamProxy:
         try:
             host, port = parts.hostname, parts.port
         except ValueError as exc:
-            raise ConfigError(f"proxy {uri!r}: {exc}") from None
+            raise ConfigError(f"proxy {shown!r}: {_masked_message(exc)}") from None
         if not host or port is None:
-            raise ConfigError(f"proxy {uri!r} needs an IP address and a port, as {scheme}://127.0.0.1:1080")
+            raise ConfigError(f"proxy {shown!r} needs an IP address and a port, as {scheme}://127.0.0.1:1080")
         if not is_ip(host):
             raise ConfigError(f"proxy host {host!r} must be an IP address, not a host name")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ConfigError(f"proxy {uri!r} must have no path, query or fragment")
+            raise ConfigError(f"proxy {shown!r} must have no path, query or fragment")
         username = unquote(parts.username) if parts.username is not None else None
         password = unquote(parts.password) if parts.password is not None else None
         if scheme.startswith("socks4") and password:
@@ -77,6 +86,27 @@ class UpstreamProxy:
         if scheme == "http" and ":" in (username or ""):
             raise ConfigError("an http proxy's user name cannot contain ':' (%3A): Basic authentication splits there")
         return cls(scheme, host, port, username, password)
+
+
+def _masked(uri: str) -> str | None:
+    """``uri`` with its user info as ``***`` (``scheme://***@host:port``).
+
+    None when an '@' is not where the user info ends (an unquoted '/', '?' or '#' before it, or no
+    ``//``): then urlsplit's host, port or scheme may be a piece of the credentials.
+    """
+    if "@" not in uri:
+        return uri
+    scheme, sep, rest = uri.partition("://")
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    authority, tail = rest[: min(ends, default=len(rest))], rest[min(ends, default=len(rest)) :]
+    if not sep or "@" in scheme or "@" in tail:
+        return None
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{tail}"
+
+
+def _masked_message(exc: ValueError) -> str:
+    """urlsplit's message, whatever it quotes up to an '@' masked (its NFKC check quotes the netloc)."""
+    return re.sub(r"^(.*?')?.*@", lambda m: (m[1] or "") + "***@", str(exc), flags=re.DOTALL)
 
 
 @dataclass(frozen=True)
