@@ -1,4 +1,5 @@
-"""TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6: the source address of direct dials (never for loopback)."""
+"""TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6: the source address of direct dials and of dials to an upstream proxy
+(never for loopback)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket
 import pytest
 
 from ptdispatch.net.addr import Address
-from ptdispatch.net.upstream import OutboundBind, open_socket
+from ptdispatch.net.upstream import OutboundBind, UpstreamProxy, open_socket
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
 
@@ -36,7 +37,8 @@ class Forced(OutboundBind):
         return (self.v4, 0) if family == V4 and self.v4 else None
 
 
-async def _peer_of_dial(bind: OutboundBind | None) -> str:
+async def _peer_of_dial(bind: OutboundBind | None, scheme: str | None = None) -> str:
+    """The source address the listener sees, dialled directly or as the upstream proxy ``scheme``."""
     peers: list[str] = []
 
     def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -45,8 +47,13 @@ async def _peer_of_dial(bind: OutboundBind | None) -> str:
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    sock = await open_socket(Address("127.0.0.1", port), None, timeout=5, bind=bind)
-    sock.close()
+    if scheme is None:
+        sock = await open_socket(Address("127.0.0.1", port), None, timeout=5, bind=bind)
+        sock.close()
+    else:  # the listener closes at once: the dial fails, once it has been seen
+        proxy = UpstreamProxy.parse(f"{scheme}://127.0.0.1:{port}")
+        with pytest.raises(OSError):
+            await open_socket(Address("example.com", 443), proxy, timeout=5, bind=bind)
     for _ in range(100):
         if peers:
             break
@@ -67,3 +74,14 @@ async def test_loopback_destination_is_not_bound() -> None:
 async def test_unusable_source_fails_the_dial() -> None:
     with pytest.raises(OSError):
         await open_socket(Address("127.0.0.1", 9), None, timeout=5, bind=Forced("203.0.113.4"))
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks4a", "http"])
+async def test_connection_to_the_proxy_binds_the_chosen_source(scheme: str) -> None:
+    """pt-spec: the bind address holds for all outgoing packets, but those to loopback."""
+    assert await _peer_of_dial(Forced("127.0.0.2"), scheme) == "127.0.0.2"
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks4a", "http"])
+async def test_loopback_proxy_is_not_bound(scheme: str) -> None:
+    assert await _peer_of_dial(OutboundBind("203.0.113.4"), scheme) == "127.0.0.1"

@@ -111,7 +111,8 @@ def _masked_message(exc: ValueError) -> str:
 
 @dataclass(frozen=True)
 class OutboundBind:
-    """Source addresses for direct outgoing connections (tor's TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6)."""
+    """Source addresses for outgoing connections, direct or to the upstream proxy (tor's
+    TOR_PT_OUTBOUND_BIND_ADDRESS_V4/_V6)."""
 
     v4: str | None = None
     v6: str | None = None
@@ -129,7 +130,8 @@ async def open_socket(
 ) -> socket.socket:
     """A connected, non-blocking TCP socket to ``address``, through ``proxy`` if given.
 
-    ``bind`` picks the source address of direct connections (not of the connection to a proxy).
+    ``bind`` picks the source address of the connection, direct or to the proxy: pt-spec applies it to
+    all outgoing packets but those to loopback.
     """
     if proxy is None:
         loop = asyncio.get_running_loop()
@@ -155,7 +157,7 @@ async def open_socket(
             return sock
         raise last or OSError(f"no address found for {address.host}")
     if proxy.scheme == "http":
-        return await _http_tunnel(address, proxy, timeout)
+        return await _http_tunnel(address, proxy, timeout, bind)
     from python_socks import ProxyError, ProxyTimeoutError, ProxyType
     from python_socks.async_.asyncio import Proxy
 
@@ -163,8 +165,10 @@ async def open_socket(
     upstream = Proxy(
         ProxyType[SCHEMES[proxy.scheme]], proxy.host, proxy.port, proxy.username, proxy.password, rdns=True
     )
+    family = socket.AF_INET6 if ":" in proxy.host else socket.AF_INET
+    source = bind.source(family, proxy.host) if bind is not None else None
     try:
-        sock = await upstream.connect(address.host, address.port, timeout=timeout)
+        sock = await upstream.connect(address.host, address.port, timeout=timeout, local_addr=source)
     except ProxyTimeoutError as exc:
         raise TimeoutError(str(exc)) from exc
     except ProxyError as exc:
@@ -181,14 +185,16 @@ _HTTP_STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
 _HOST_NAME = re.compile(rb"[A-Za-z0-9_.-]+")
 
 
-async def _http_tunnel(address: Address, proxy: UpstreamProxy, timeout: float) -> socket.socket:
-    """A socket to ``address`` through the HTTP proxy, within ``timeout`` seconds in all."""
+async def _http_tunnel(
+    address: Address, proxy: UpstreamProxy, timeout: float, bind: OutboundBind | None
+) -> socket.socket:
+    """A socket to ``address`` through the HTTP proxy (reached from ``bind``), within ``timeout`` seconds in all."""
     from python_socks import ProxyConnectionError
 
     try:
         async with asyncio.timeout(timeout):
             try:
-                sock = await open_socket(Address(proxy.host, proxy.port), None, timeout=timeout)
+                sock = await open_socket(Address(proxy.host, proxy.port), None, timeout=timeout, bind=bind)
             except TimeoutError:
                 raise
             except OSError as exc:  # as python-socks reports a SOCKS proxy it cannot reach
