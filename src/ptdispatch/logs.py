@@ -4,13 +4,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import re
 from collections.abc import Iterator
 
 from .config import LogLevel
 from .errors import ClosedEmpty, InternalError
 from .ipc.reporter import Reporter
-from .net.addr import format_hostport
+from .net.addr import Address, format_hostport
+
+SCRUBBED = "[scrubbed]"
+
+_ADDRESS = re.compile(
+    r"\('[^'\n]*'(?:\s*,\s*\d+){1,3}\)"  # a socket address tuple: ('127.0.0.1', 80), ('::1', 80, 0, 0)
+    r"|\[(?P<bracketed>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?)\](?::\d+)?"  # [v6] or [v6]:port
+    r"|(?<![\w:.])(?P<v6>(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(?:%[\w.-]+)?)"  # a bare IPv6 address
+    r"|(?<![\w.:])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.]*\w)"  # IPv4, with or without a port
+)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text.partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _scrub_one(match: re.Match[str]) -> str:
+    if match.group(0).startswith("("):
+        return f"({SCRUBBED})"
+    if (bracketed := match.group("bracketed")) is not None:
+        return SCRUBBED if _is_ipv6(bracketed) else match.group(0)
+    if (v6 := match.group("v6")) is not None:
+        if _is_ipv6(v6):
+            return SCRUBBED
+        core = v6.rstrip(".:")  # the end of a sentence ("... to ::1.") or of a label ("::1: refused")
+        return SCRUBBED + v6[len(core) :] if core and _is_ipv6(core) else v6  # not an address: a time...
+    return SCRUBBED
+
+
+def scrub(text: str) -> str:
+    """``text`` with its IP addresses (v4 or v6, with or without a port, bracketed, or Python's
+    ``('ip', port)`` socket address tuples, which become ``([scrubbed])``) written as ``[scrubbed]``:
+    the rest, errno and strerror, stays.  Host names are not recognised: keep them out of messages."""
+    return _ADDRESS.sub(_scrub_one, text)
 
 
 class EventLog:
@@ -36,21 +75,36 @@ class EventLog:
     def debug(self, message: str) -> None:
         self.reporter.log(LogLevel.DEBUG, message)
 
+    def reason(self, exc: BaseException, *, named: bool = False) -> str:
+        """``exc`` for a log line, every exception a line shows goes through here: its text (its
+        type's name when it has none; both with ``named``), with the IP addresses in it written as
+        ``[scrubbed]`` unless addresses are shown (-unsafeLogging).  Errno and strerror stay."""
+        text = str(exc)
+        if not text:
+            return type(exc).__name__
+        if named:
+            text = f"{type(exc).__name__}: {text}"
+        return text if self.show_addresses else scrub(text)
+
     def failure(self, label: str, what: str, exc: BaseException) -> None:
         """A failed connection: a bug (``InternalError``) at ERROR, anything else (the peer's or
         the network's fault) at INFO as ``label: what: exc``; a peer that sent nothing at DEBUG."""
         if isinstance(exc, InternalError):
-            self.error(f"{label}: {exc}")
+            self.error(f"{label}: {self.reason(exc)}")
         elif isinstance(exc, ClosedEmpty):  # a load balancer's check every few seconds: not news
             if self.enabled(LogLevel.DEBUG):
-                self.debug(f"{label}: {what}: {exc}")
+                self.debug(f"{label}: {what}: {self.reason(exc)}")
         elif self.enabled(LogLevel.INFO):
-            self.info(f"{label}: {what}: {type(exc).__name__}: {exc}" if not str(exc) else f"{label}: {what}: {exc}")
+            self.info(f"{label}: {what}: {self.reason(exc, named=not str(exc))}")
+
+    def address(self, address: Address) -> str:
+        """``address`` (an IP address or a host name, and a port) for a log line: ``[scrubbed]`` unless asked."""
+        return str(address) if self.show_addresses else SCRUBBED
 
     def peer(self, transport: asyncio.BaseTransport) -> str:
         """The remote address of ``transport`` for a log line: ``[scrubbed]`` unless asked."""
         if not self.show_addresses:
-            return "[scrubbed]"
+            return SCRUBBED
         name = transport.get_extra_info("peername")
         if isinstance(name, tuple) and len(name) >= 2:
             return format_hostport(str(name[0]), int(name[1]))

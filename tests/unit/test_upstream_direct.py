@@ -43,7 +43,7 @@ def stalled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.timeout(10)
 async def test_a_stalled_connect_times_out(stalled: None) -> None:
-    with pytest.raises(TimeoutError, match=r"connect to 127\.0\.0\.1:9 timed out"):
+    with pytest.raises(TimeoutError, match=r"^the TCP connect timed out$"):
         await create_connection(OBJECT, Address("127.0.0.1", 9), timeout=0.05)
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0

@@ -52,7 +52,7 @@ class DialOnAccept(RelayProtocol):
         # half-written when this connection read it (tor rewrites it when it restarts): a failed
         # dial like an unreachable target, not a bug.
         except (OSError, ConfigError, RemoteProtocolError) as exc:
-            self._log.warn(f"{self._label}: cannot connect onward: {exc or type(exc).__name__}")
+            self._log.warn(f"{self._label}: cannot connect onward: {self._log.reason(exc)}")
             splice.fail(exc)
             return
         except Exception as exc:  # a bug must cost one connection, never the process

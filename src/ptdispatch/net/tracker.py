@@ -62,7 +62,7 @@ def closed_logger(
         tracker.discard(splice)
         metrics.closed(label, role, error, splice.bytes_a_to_b, splice.bytes_b_to_a)
         if log.enabled(LogLevel.INFO):
-            how = f" ({type(error).__name__}: {error})" if error else ""
+            how = f" ({log.reason(error, named=True)})" if error else ""
             log.info(
                 f"{label}: connection closed, {splice.bytes_a_to_b} bytes in, {splice.bytes_b_to_a} bytes out{how}"
             )

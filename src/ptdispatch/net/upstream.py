@@ -148,14 +148,14 @@ async def open_socket(
                     await loop.sock_connect(sock, sockaddr)
             except (OSError, TimeoutError) as exc:
                 sock.close()
-                last = exc if isinstance(exc, OSError) else TimeoutError(f"connect to {address} timed out")
+                last = exc if isinstance(exc, OSError) else TimeoutError("the TCP connect timed out")
                 continue
             except BaseException:  # cancelled: the socket must not outlive the dial
                 sock.close()
                 raise
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
-        raise last or OSError(f"no address found for {address.host}")
+        raise last or OSError("the host name has no address")
     if proxy.scheme == "http":
         return await _http_tunnel(address, proxy, timeout, bind)
     from python_socks import ProxyError, ProxyTimeoutError, ProxyType
@@ -225,7 +225,7 @@ async def _http_connect(sock: socket.socket, address: Address, proxy: UpstreamPr
     else:
         name = address.host.encode("idna")
         if not _HOST_NAME.fullmatch(name):  # nothing that could end the request line or add a header
-            raise UnicodeError(f"{address.host!r} is not a host name")
+            raise UnicodeError("the destination is not a host name")
         host = name + b":%d" % address.port
     request = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (host, host)
     if proxy.username is not None:
@@ -325,7 +325,7 @@ async def _direct(
         transport, protocol = await loop.create_connection(protocol_factory, address.host, address.port)
     except asyncio.CancelledError:
         if expired and task.uncancel() <= cancelling:
-            raise TimeoutError(f"connect to {address} timed out") from None
+            raise TimeoutError("the TCP connect timed out") from None
         raise
     finally:
         timer.cancel()
@@ -390,7 +390,7 @@ class Dialer:
                 )
         except TimeoutError:
             sock.close()
-            raise TimeoutError(f"TLS handshake with {address} timed out") from None
+            raise TimeoutError("the TLS handshake timed out") from None
         except BaseException:
             sock.close()
             raise

@@ -85,7 +85,7 @@ class UdpListener(asyncio.DatagramProtocol):
             self._timer.arm()
 
     def error_received(self, exc: Exception) -> None:
-        self.log.debug(f"{self.method.name}: UDP socket error: {exc}")
+        self.log.debug(f"{self.method.name}: UDP socket error: {self.log.reason(exc)}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -219,7 +219,9 @@ class Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.tracker.discard(self)
-        self.listener.closed(self.session, f"connection closed ({exc})" if exc else "connection closed")
+        self.listener.closed(
+            self.session, f"connection closed ({self.listener.log.reason(exc)})" if exc else "connection closed"
+        )
 
     def abort(self) -> None:
         """Cut the session (graceful shutdown's time is up)."""

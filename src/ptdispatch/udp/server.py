@@ -157,7 +157,9 @@ class TargetSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.session is not None and self.method.pool.closed(self.session):
-            self.method.log.debug(f"{self.method.name}: UDP session closed ({exc or 'by the client'})")
+            self.method.log.debug(
+                f"{self.method.name}: UDP session closed ({self.method.log.reason(exc) if exc else 'by the client'})"
+            )
         self.shutdown()
 
     def _bad(self, exc: RemoteProtocolError) -> None:
@@ -205,7 +207,8 @@ class TargetSession(asyncio.Protocol):
         except (OSError, UnicodeError) as exc:
             if sock is not None:
                 sock.close()
-            self.method.log.warn(f"{self.method.name}: UDP session closed: cannot open a socket to the target: {exc}")
+            why = self.method.log.reason(exc)
+            self.method.log.warn(f"{self.method.name}: UDP session closed: cannot open a socket to the target: {why}")
             if self.session is not None:
                 self.method.pool.closed(self.session)
             self.shutdown()
@@ -262,7 +265,7 @@ class TargetSession(asyncio.Protocol):
                     f"{self.method.name}: target port unreachable ({self.unreachable} times); session kept"
                 )
             return
-        self.method.log.debug(f"{self.method.name}: UDP send to the target failed: {exc}")
+        self.method.log.debug(f"{self.method.name}: UDP send to the target failed: {self.method.log.reason(exc)}")
 
 
 def _connected_socket(family: int, sockaddr: tuple[object, ...]) -> socket.socket:

@@ -132,7 +132,7 @@ class Socks5Frontend(asyncio.Protocol):
         # bug's UnicodeDecodeError or UnicodeEncodeError stays an internal error).
         if isinstance(error, OSError | OptionsError) or type(error) is UnicodeError:
             code = reply_for(error)
-            method.log.warn(f"{method.name}: connection failed: {error or type(error).__name__}")
+            method.log.warn(f"{method.name}: {_failed(method, request)}: {method.log.reason(error)}")
             if transport is not None:
                 transport.write(self._reply(code))
                 transport.close()
@@ -148,7 +148,7 @@ class Socks5Frontend(asyncio.Protocol):
             return
         if splice.b.lost:  # an early dial's connection that ended before the CONNECT request came
             lost = splice.error or ConnectionResetError("the transport connection closed before the SOCKS request")
-            method.log.warn(f"{method.name}: connection failed: {lost or type(lost).__name__}")
+            method.log.warn(f"{method.name}: {_failed(method, request)}: {method.log.reason(lost)}")
             splice.fail(lost)  # the client side never joins: the splice is done
             transport.write(self._reply(reply_for(lost)))
             transport.close()
@@ -200,3 +200,8 @@ class Socks5Frontend(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _failed(method: ClientMethod, request: Request) -> str:
+    """``connection to <destination> failed``, the destination ``[scrubbed]`` unless addresses are shown."""
+    return f"connection to {method.log.address(request.address)} failed"
