@@ -95,7 +95,7 @@ class EventLog:
             if self.enabled(LogLevel.DEBUG):
                 self.debug(f"{label}: {what}: {self.reason(exc)}")
         elif self.enabled(LogLevel.INFO):
-            self.info(f"{label}: {what}: {self.reason(exc, named=not str(exc))}")
+            self.info(f"{label}: {what}: {self.reason(exc)}")
 
     def address(self, address: Address) -> str:
         """``address`` (an IP address or a host name, and a port) for a log line: ``[scrubbed]`` unless asked."""
