@@ -195,3 +195,35 @@ def test_distribution_matches_go_for_a_known_seed() -> None:
     values, cumulative = distribution(bytes.fromhex("823d5a90015ba308cb254484e57b3b0c3f88629d66d431d5"), 0, 1448)
     assert len(values) == 20 and 0 in values
     assert abs(cumulative[-1] - 1.0) < 1e-9
+
+
+SECRET_KEY = "5ec0de" * 10 + "zzzz"  # 64 characters, not hex at offset 60
+SECRET_SEED = "9f" * 23 + "x0"  # 48 characters, not hex at offset 46
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("private-key", SECRET_KEY, "a non-hex character at offset 60"),
+        ("drbg-seed", SECRET_SEED, "a non-hex character at offset 46"),
+        ("private-key", "5ec0de" * 10 + "a", "an odd number of hex digits"),
+        ("drbg-seed", "9f" * 11 + "9 f" + "9f" * 12, "whitespace inside a byte at offset 23"),
+        ("private-key", "5ec0de" * 11, "must be 32 bytes (64 hex digits), got 33"),
+        ("drbg-seed", "9f" * 23, "must be 24 bytes (48 hex digits), got 23"),
+    ],
+)
+@pytest.mark.parametrize("source", ["options", "state-file"])
+def test_bad_secret_hex_is_not_quoted(tmp_path: Path, key: str, value: str, problem: str, source: str) -> None:
+    """A mistyped private key or DRBG seed is named and its fault described, but never printed
+    (the message is an SMETHOD-ERROR, which tor logs)."""
+    raw = {"node-id": NODE_ID.hex(), "private-key": os.urandom(32).hex(), "drbg-seed": os.urandom(24).hex()}
+    raw[key] = value
+    if source == "state-file":
+        (tmp_path / "obfs4_state.json").write_text(json.dumps(raw))
+    with pytest.raises(OptionsError) as info:
+        _server(tmp_path, raw if source == "options" else None)
+    message = str(info.value)
+    assert f"'{key}'" in message and problem in message
+    assert info.value.transport == "obfs4"
+    for piece in ("5ec0de", "9f9f", "zz", "x0"):
+        assert piece not in message

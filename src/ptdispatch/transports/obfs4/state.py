@@ -120,13 +120,37 @@ class ServerState:
         return f"{_BRIDGE_HEADER}{notes}\n{line}"
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_FROMHEX_SPACE = frozenset(" \t\n\r\v\f")  # what bytes.fromhex skips between bytes
+
+
+def _hex_fault(value: str) -> str:
+    """What makes ``value`` unreadable to ``bytes.fromhex``, without quoting any of it (the
+    values are secret keys)."""
+    i = 0
+    while i < len(value):
+        if value[i] in _FROMHEX_SPACE:
+            i += 1
+        elif value[i] not in _HEX_DIGITS:
+            return f"a non-hex character at offset {i}"
+        elif i + 1 == len(value):
+            return "an odd number of hex digits"
+        elif value[i + 1] in _FROMHEX_SPACE:
+            return f"whitespace inside a byte at offset {i + 1}"
+        elif value[i + 1] not in _HEX_DIGITS:
+            return f"a non-hex character at offset {i + 1}"
+        else:
+            i += 2
+    return "not hex"  # not reached: bytes.fromhex accepts what the loop does
+
+
 def _hex(value: object, key: str, length: int) -> bytes:
     if not isinstance(value, str):
         raise OptionsError("obfs4", f"{key!r} must be a hex string of {length} bytes")
     try:
         raw = bytes.fromhex(value)
-    except ValueError:
-        raise OptionsError("obfs4", f"{key!r} is not valid hex: {value!r}") from None
+    except ValueError:  # the value is a secret (private key, DRBG seed): say where, not what
+        raise OptionsError("obfs4", f"{key!r} is not valid hex: {_hex_fault(value)}") from None
     if len(raw) != length:
         raise OptionsError("obfs4", f"{key!r} must be {length} bytes ({2 * length} hex digits), got {len(raw)}")
     return raw
