@@ -15,7 +15,7 @@ import ptdispatch
 from ptdispatch.config import LogLevel, Mode, Role
 from ptdispatch.extorport import COOKIE_HEADER
 from ptdispatch.ipc import env
-from ptdispatch.ipc.args import escape
+from ptdispatch.ipc.args import escape, ordinal
 from ptdispatch.ipc.env import EnvError, build_config, negotiate_version, parse_server_transport_options
 from ptdispatch.ipc.flags import ProxyConfigError
 from ptdispatch.launch import RunLoop
@@ -257,6 +257,35 @@ def test_server_transport_options_errors(text: str) -> None:
         parse_server_transport_options(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("shadow:password=correct horse\\",
+         "the 1st entry (transport 'shadow', key 'password') ends with a lone backslash"),
+        ("obfs4:iat-mode=0;shadow:password=correct;horse battery",
+         "the 3rd entry is not of the form transport:key=value"),
+        ("shadow:password=correct;horse battery:staple", "the 2nd entry has no '=' between key and value"),
+        ("shadow:password=correct;horse battery:staple=1", "the 2nd entry has an invalid transport name"),
+        ("shadow:password=correct;;horse battery", "the 3rd entry is not of the form transport:key=value"),
+        ("shadow:=correct horse", "the 1st entry (transport 'shadow') has an empty key"),
+    ],
+)  # fmt: skip
+def test_server_transport_options_errors_hide_values(text: str, message: str) -> None:
+    """An error names the entry by its position, and its transport and key when it got that far,
+    but quotes no value, nor any text of an entry that did not parse (a piece of a value cut at
+    an unescaped ';')."""
+    with pytest.raises(ValueError) as info:
+        parse_server_transport_options(text)
+    assert str(info.value).startswith(message)
+    for secret in ("correct", "horse", "battery", "staple"):
+        assert secret not in str(info.value)
+
+
+def test_ordinal() -> None:
+    numbers = [1, 2, 3, 4, 11, 12, 13, 21, 102, 111, 1000]
+    assert " ".join(map(ordinal, numbers)) == "1st 2nd 3rd 4th 11th 12th 13th 21st 102nd 111th 1000th"
+
+
 # --- main(): the lines on stdout -----------------------------------------------------------------------
 def run_main(environ: Mapping[str, str]) -> tuple[int, list[str], list[object]]:
     out = io.StringIO()
@@ -300,6 +329,16 @@ def test_main_runs_the_app(tmp_path: Path) -> None:
     code, lines, started = run_main(client_env(TOR_PT_STATE_LOCATION=str(tmp_path / "state")))
     assert (code, lines, len(started)) == (0, ["VERSION 1", STATUS_VERSION], 1)
     assert (tmp_path / "state").is_dir()
+
+
+def test_main_env_error_hides_a_password() -> None:
+    """The ENV-ERROR line (which tor logs) for a password with a trailing backslash."""
+    code, lines, _ = run_main(server_env(TOR_PT_SERVER_TRANSPORT_OPTIONS="shadow:password=correct horse\\"))
+    assert code == 64
+    assert lines[1:] == [
+        "ENV-ERROR TOR_PT_SERVER_TRANSPORT_OPTIONS: the 1st entry (transport 'shadow', key 'password') ends with "
+        "a lone backslash (a '\\' in a value is written '\\\\')"
+    ]
 
 
 def test_main_state_dir_not_creatable(tmp_path: Path) -> None:

@@ -53,6 +53,13 @@ def split_escaped(text: str, separator: str) -> Iterator[str]:
     yield text[start:]
 
 
+def ordinal(number: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``...: how errors name an entry of a list whose
+    text they must not quote (it may hold a secret, or a piece of one)."""
+    suffix = "th" if number % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
 def format_smethod_args(args: Mapping[str, str]) -> str:
     """``ARGS:k=v,k=v`` with ``=`` and ``,`` (and ``\\``) escaped in keys and values."""
     return "ARGS:" + ",".join(f"{escape(k, '=,')}={escape(v, '=,')}" for k, v in args.items())

@@ -38,7 +38,7 @@ from ..net.addr import Address, parse_hostport
 from ..net.upstream import UpstreamProxy
 from ..scaling import extension_settings
 from ..transports import registry
-from .args import split_escaped, unescape
+from .args import ordinal, split_escaped, unescape
 from .reporter import Reporter
 
 VERSION = "1"
@@ -136,27 +136,35 @@ def _bind_address(variable: str, text: str, version: int) -> str:
 def parse_server_transport_options(text: str) -> dict[str, dict[str, str]]:
     """``name:k=v;name:k=v`` with ``\\`` escaping ``:`` ``;`` ``=`` ``\\`` -> {name: {k: v}}.
 
-    Raises ``ValueError`` naming the offending entry.  Empty entries (``a:b=c;;``) are skipped.
+    Raises ``ValueError`` naming the offending entry by its position (counting empty ones), and by
+    its transport and key once it parsed that far; never a value, nor the text of an entry that
+    did not parse (a value with an unescaped ``;`` is cut into such entries), for tor logs the
+    ENV-ERROR line and values are passwords.  Empty entries (``a:b=c;;``) are skipped.
     """
     result: dict[str, dict[str, str]] = {}
-    for entry in split_escaped(text, ";"):
+    for number, entry in enumerate(split_escaped(text, ";"), 1):
         if not entry:
             continue
+        where = f"the {ordinal(number)} entry"
         parts = list(split_escaped(entry, ":"))
         if len(parts) < 2:
-            raise ValueError(f"entry {entry!r} is not of the form transport:key=value")
+            raise ValueError(f"{where} is not of the form transport:key=value (a ';' in a value is written '\\;')")
         name, pair = parts[0], ":".join(parts[1:])  # an unescaped ':' in the value is tolerated
         kv = list(split_escaped(pair, "="))
         if len(kv) < 2:
-            raise ValueError(f"entry {entry!r} has no '=' between key and value")
-        try:
-            name, key, value = unescape(name), unescape(kv[0]), unescape("=".join(kv[1:]))
-        except ValueError as exc:
-            raise ValueError(f"entry {entry!r} {exc}") from None
+            raise ValueError(f"{where} has no '=' between key and value")
+        # Only the value can end with a lone backslash: one in the name or key escapes what follows.
+        name, key = unescape(name), unescape(kv[0])
         if not _NAME.fullmatch(name):
-            raise ValueError(f"entry {entry!r}: {name!r} is not a transport name")
+            raise ValueError(f"{where} has an invalid transport name (letters, digits and '_', not a digit first)")
         if not key:
-            raise ValueError(f"entry {entry!r} has an empty key")
+            raise ValueError(f"{where} (transport {name!r}) has an empty key")
+        try:
+            value = unescape("=".join(kv[1:]))
+        except ValueError as exc:
+            raise ValueError(
+                f"{where} (transport {name!r}, key {key!r}) {exc} (a '\\' in a value is written '\\\\')"
+            ) from None
         result.setdefault(name.lower(), {})[key] = value
     return result
 
