@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ptdispatch.transports.meek import Tuning
+from ptdispatch.transports.meek import Tuning, wire
 from ptdispatch.transports.meek.session import SessionTable
 from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response, undated
 
@@ -218,6 +218,8 @@ async def test_keep_alive_and_client_close() -> None:
         (b"X-Forwarded-For: 203.0.113.5, 10.0.0.1\r\n", ("203.0.113.5", 1)),
         (b"X-Forwarded-For: 203.0.113.5\r\nMeek-IP: 2001:db8::1\r\n", ("2001:db8::1", 1)),
         (b"X-Forwarded-For: not-an-ip\r\n", None),
+        (b"X-Forwarded-For: fe80::1%] LOG ERROR forged by the peer\r\n", None),  # Go's net.ParseIP: no scope id
+        (b"X-Forwarded-For: 203.0.113.5\r\nMeek-IP: fe80::1%eth0\r\n", None),
         (b"", ("127.0.0.1", 1)),
     ],
 )
@@ -227,6 +229,22 @@ async def test_useraddr(headers: bytes, expected: tuple[str, int] | None) -> Non
         await exchange(port, post(SID, extra=headers))
     assert ups.all[0].transport is not None
     assert ups.all[0].transport.get_extra_info("peername") == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"x-forwarded-for", b"fe80::1%] LOG ERROR forged by the peer")], None),
+        ([(b"x-forwarded-for", b"fe80::1%eth0, 203.0.113.5")], None),
+        ([(b"meek-ip", b"fe80::1%1")], None),
+        ([(b"meek-ip", b"fe80::1")], "fe80::1"),
+        ([], "192.0.2.7"),
+    ],
+)
+def test_user_ip_refuses_a_scope_id(headers: list[tuple[bytes, bytes]], expected: str | None) -> None:
+    """A scope id (any characters after '%', which the peer chooses) is not an IP, as for Go's
+    net.ParseIP in meek-server: it would otherwise be the client's address in a LOG line."""
+    assert wire.user_ip(headers, "192.0.2.7") == expected
 
 
 async def test_idle_sessions_expire() -> None:

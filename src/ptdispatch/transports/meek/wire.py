@@ -125,7 +125,11 @@ def clean_path(target: bytes) -> str:
 
 def user_ip(headers: Sequence[tuple[bytes, bytes]], peer_ip: str | None) -> str | None:
     """meek-server's USERADDR IP: ``Meek-IP``, else the first ``X-Forwarded-For`` entry, else the
-    TCP peer.  A header value that is not an IP gives ``None`` (USERADDR is then left out)."""
+    TCP peer.  A header value that is not an IP gives ``None`` (USERADDR is then left out).
+
+    An IPv6 scope id (``fe80::1%eth0``) is refused, as Go's ``net.ParseIP`` in meek-server does:
+    ``ipaddress`` takes any characters after the ``%``, which would put the peer's own text in
+    our log lines (the client's address, with ``-unsafeLogging``)."""
     value = header(headers, b"meek-ip")
     if value is None:
         value = header(headers, b"x-forwarded-for")
@@ -133,9 +137,12 @@ def user_ip(headers: Sequence[tuple[bytes, bytes]], peer_ip: str | None) -> str 
         return peer_ip
     text = value.decode("latin-1").split(",", 1)[0].strip()
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None
+    return str(address)
 
 
 MAX_TRIES = 10
