@@ -25,6 +25,25 @@ def test_parse_errors(bad: str) -> None:
         parse_kv_list(bad)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("password=correct;horse battery staple", "the 2nd argument has no '=' (a ';' in a value is written '\\;')"),
+        ("cert=AAAA;;horse battery staple;iat-mode=0", "the 3rd argument has no '='"),
+        ("password=correct;=horse battery staple", "the 2nd argument has an empty key"),
+        ("password=correct horse\\", "argument list ends with a lone backslash"),
+    ],
+)
+def test_parse_errors_do_not_quote_the_text(text: str, message: str) -> None:
+    """An argument is named by its position (counting empty ones): its text may be a piece of a
+    secret cut at an unescaped ';'."""
+    with pytest.raises(ValueError) as info:
+        parse_kv_list(text)
+    assert str(info.value).startswith(message)
+    for secret in ("correct", "horse", "battery", "staple"):
+        assert secret not in str(info.value)
+
+
 @given(st.dictionaries(st.text(min_size=1), st.text(), max_size=5))
 def test_roundtrip(pairs: dict[str, str]) -> None:
     text = ";".join(f"{escape(k, '=;')}={escape(v, '=;')}" for k, v in pairs.items())

@@ -95,6 +95,20 @@ def test_socks4_rejections_send_0x5b(request_bytes: bytes, needle: str) -> None:
     assert isinstance(core.receive_data(b"more"), Failure)
 
 
+@pytest.mark.parametrize(
+    ("userid", "problem"),
+    [
+        (b"password=correct;horse battery staple", "the 2nd argument has no '='"),
+        (b"password=correct \xffhorse", "not UTF-8"),
+    ],
+)
+def test_socks4_bad_userid_is_not_quoted(userid: bytes, problem: str) -> None:
+    event = Socks4Server().receive_data(socks4(userid))
+    assert isinstance(event, Failure)
+    assert event.message.startswith(f"bad per-connection arguments in SOCKS4 USERID: {problem}")
+    assert "horse" not in event.message and "0xff" not in event.message
+
+
 def test_socks4_userid_and_hostname_are_bounded() -> None:
     core = Socks4Server(max_userid=100)
     assert core.receive_data(bytes((4, 1, 0, 80, 127, 0, 0, 1)) + b"a" * 100) is NEED_DATA

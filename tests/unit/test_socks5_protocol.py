@@ -64,6 +64,26 @@ def test_userpass_bad_args_fail_auth() -> None:
     assert s.data_to_send() == b"\x01\x01"
 
 
+def test_userpass_bad_args_do_not_log_the_secret() -> None:
+    s = Socks5Server()
+    feed(s, b"\x05\x01\x02")
+    s.data_to_send()
+    user = b"password=correct;horse battery staple"
+    event = feed(s, b"\x01" + bytes([len(user)]) + user + b"\x01\x00")
+    assert isinstance(event, Failure)
+    assert event.message == (
+        "bad per-connection arguments in SOCKS5 user/password: the 2nd argument has no '=' "
+        "(a ';' in a value is written '\\;')"
+    )
+    assert s.data_to_send() == b"\x01\x01"
+    s = Socks5Server()
+    feed(s, b"\x05\x01\x02")
+    user = b"password=correct \xffhorse"
+    event = feed(s, b"\x01" + bytes([len(user)]) + user + b"\x01\x00")
+    assert isinstance(event, Failure)
+    assert event.message == "bad per-connection arguments in SOCKS5 user/password: not UTF-8"
+
+
 def json_block(obj: object) -> bytes:
     body = json.dumps(obj).encode()
     return struct.pack(">I", len(body)) + body

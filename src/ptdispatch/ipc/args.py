@@ -82,10 +82,11 @@ def parse_kv_list(text: str, *, separator: str = ";") -> dict[str, str]:
     """Parse ``k=v;k=v`` where ``\\`` escapes the next character (Tor's per-connection args).
 
     The first unescaped ``=`` ends the key; empty entries are skipped.  Raises ``ValueError`` for
-    a pair without ``=``, an empty key, or a trailing backslash.
+    a pair without ``=``, an empty key, or a trailing backslash, naming a pair by its position
+    (counting empty entries), never by its text.
     """
     pairs: dict[str, str] = {}
-    for entry in split_escaped(text, separator):
+    for number, entry in enumerate(split_escaped(text, separator), 1):
         if not entry:
             continue
         parts = list(split_escaped(entry, "="))
@@ -93,9 +94,11 @@ def parse_kv_list(text: str, *, separator: str = ";") -> dict[str, str]:
             key, value = unescape(parts[0]), unescape("=".join(parts[1:]))
         except ValueError:
             raise ValueError("argument list ends with a lone backslash") from None
+        # Errors name an argument by its position: its text may be a piece of a secret (a password
+        # with an unescaped ';'), and they reach the log.
         if len(parts) < 2:
-            raise ValueError(f"argument {key!r} has no '='")
+            raise ValueError(f"the {ordinal(number)} argument has no '=' (a ';' in a value is written '\\;')")
         if not key:
-            raise ValueError("an argument has an empty key")
+            raise ValueError(f"the {ordinal(number)} argument has an empty key")
         pairs[key] = value
     return pairs

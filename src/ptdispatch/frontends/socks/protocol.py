@@ -171,9 +171,10 @@ class Socks5Server:
         text = user + (b"" if password == b"\x00" else password)
         try:
             self._args = dict(connection_args(text.decode("utf-8")))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except ValueError as exc:  # the text is secret: the codec's message would show a byte of it
             self._out += b"\x01\x01"
-            return Failure(f"bad per-connection arguments in SOCKS5 user/password: {exc}")
+            problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            return Failure(f"bad per-connection arguments in SOCKS5 user/password: {problem}")
         self._out += b"\x01\x00"
         self._state = _State.REQUEST
         return None

@@ -99,8 +99,9 @@ class Socks4Server:
             return self.fail(Reply.COMMAND_NOT_SUPPORTED, f"SOCKS4 command {cmd} not supported (only CONNECT)")
         try:
             args: dict[str, object] = dict(connection_args(userid.decode("utf-8"))) if userid else {}
-        except (UnicodeDecodeError, ValueError) as exc:
-            return self.fail(Reply.ARGS_INVALID, f"bad per-connection arguments in SOCKS4 USERID: {exc}")
+        except ValueError as exc:  # the text is secret: the codec's message would show a byte of it
+            problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            return self.fail(Reply.ARGS_INVALID, f"bad per-connection arguments in SOCKS4 USERID: {problem}")
         return Request(Address(host, port), args, leftover)
 
     def _host(self, ip: bytes, start: int) -> tuple[str, int] | Event:
