@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import importlib
 import os
@@ -39,6 +40,8 @@ PIPE_SIZE = 1 << 20
 """Each pipe's capacity (``F_SETPIPE_SZ``; the default 64 KiB if the system refuses)."""
 POOL_LIMIT = 64
 """Empty pipes kept for reuse."""
+PIPE_RETRY = 0.1
+"""Seconds a direction waits before it tries again for a pipe when no descriptor was left for one."""
 
 _SPLICE: Callable[..., int] | None = getattr(os, "splice", None)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
@@ -108,7 +111,7 @@ def pooled_pipes() -> int:
 class _Direction:
     """One way of the relay: ``src`` → pipe → ``dst`` (sockets on duplicated descriptors)."""
 
-    __slots__ = ("add", "done", "dst", "pipe", "queued", "relay", "src", "waiting")
+    __slots__ = ("add", "done", "dst", "pipe", "queued", "relay", "retry", "src", "waiting")
 
     def __init__(self, relay: KernelRelay, src: socket.socket, dst: socket.socket, add: Callable[[int], None]) -> None:
         self.relay = relay
@@ -119,6 +122,7 @@ class _Direction:
         self.queued = 0  # bytes in the pipe
         self.done = False  # EOF read
         self.waiting = False  # the receiver was full: waiting for it to be writable, not reading
+        self.retry: asyncio.TimerHandle | None = None  # no descriptor for a pipe: reading again later
 
     def readable(self) -> None:
         assert _SPLICE is not None
@@ -126,11 +130,17 @@ class _Direction:
             return
         try:
             if self.pipe is None:
-                self.pipe = _POOL.take()
+                try:
+                    self.pipe = _POOL.take()
+                except OSError as exc:
+                    if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                        raise
+                    self._wait_for_a_pipe()
+                    return
             n = _SPLICE(self.src.fileno(), self.pipe[1], PIPE_SIZE, flags=_FLAGS)
         except BlockingIOError:
             return
-        except OSError as exc:  # a reset, or no descriptor left for a pipe
+        except OSError as exc:  # a reset
             self.relay.fail(exc)
             return
         if n == 0:
@@ -144,6 +154,19 @@ class _Direction:
             self.waiting = True  # back-pressure: read no more until the pipe has drained
             self.relay.loop.remove_reader(self.src.fileno())
             self.relay.loop.add_writer(self.dst.fileno(), self.drain)
+
+    def _wait_for_a_pipe(self) -> None:
+        """No descriptor left for a pipe (EMFILE, ENFILE): read nothing for :data:`PIPE_RETRY`
+        seconds, then try again.  The bytes wait in the socket, and the sender is held back as by a
+        slow receiver; the connection is not cut for what is the process's shortage, not its own."""
+        loop = self.relay.loop
+        loop.remove_reader(self.src.fileno())
+        self.retry = loop.call_later(PIPE_RETRY, self._read_again)
+
+    def _read_again(self) -> None:
+        self.retry = None
+        if not self.relay.ended:
+            self.relay.loop.add_reader(self.src.fileno(), self.readable)
 
     def drain(self) -> None:
         """Move what the pipe holds into the receiver, as far as it takes it."""
@@ -176,6 +199,9 @@ class _Direction:
 
     def stop(self) -> None:
         loop = self.relay.loop
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
         loop.remove_reader(self.src.fileno())
         if self.waiting:
             loop.remove_writer(self.dst.fileno())
