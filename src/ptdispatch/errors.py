@@ -86,6 +86,14 @@ class InternalError(PTError):
         return error
 
 
+def failed_dial(exc: BaseException) -> bool:
+    """A dial that failed through the network, the peer or the options, not through a bug: an
+    ``OSError`` (``RemoteProtocolError`` included), an ``OptionsError``, or a bare ``UnicodeError``,
+    which getaddrinfo raises instead of ``gaierror`` when the IDNA codec refuses a host name (a
+    label over 63 characters).  A bug's ``UnicodeDecodeError`` or ``UnicodeEncodeError`` is not one."""
+    return isinstance(exc, OSError | OptionsError) or type(exc) is UnicodeError
+
+
 def internal_error(exc: BaseException) -> str:
     """How a bug is described in a log line: ``internal error: Type: message (where)``."""
     return str(exc) if isinstance(exc, InternalError) else str(InternalError.wrap(exc))

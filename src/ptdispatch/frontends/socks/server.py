@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from ...config import LogLevel
-from ...errors import OptionsError, internal_error
+from ...errors import failed_dial, internal_error
 from ...net.addr import Address
 from ...net.relay import Splice
 from ..dialer import ClientMethod, reply_for
@@ -127,10 +127,12 @@ class Socks5Frontend(asyncio.Protocol):
     def _answer(self, request: Request, splice: Splice | None, error: Exception | None) -> None:
         """The SOCKS reply for the dial's outcome; on success, the splice takes the connection."""
         method, transport = self.method, self.transport
-        # A bare UnicodeError is the IDNA codec refusing a host name (a label over 63 characters),
-        # which getaddrinfo raises instead of gaierror: the client's name, not a bug of ours (a
-        # bug's UnicodeDecodeError or UnicodeEncodeError stays an internal error).
-        if isinstance(error, OSError | OptionsError) or type(error) is UnicodeError:
+        lost_early = error is None and splice is not None and splice.b.lost
+        if lost_early:  # an early dial's connection that ended before the CONNECT request came
+            assert splice is not None
+            error = splice.error or ConnectionResetError("the transport connection closed before the SOCKS request")
+            splice.fail(error)  # the client side never joins: the splice is done
+        if error is not None and (lost_early or failed_dial(error)):
             code = reply_for(error)
             method.log.warn(f"{method.name}: {_failed(method, request)}: {method.log.reason(error)}")
             if transport is not None:
@@ -145,13 +147,6 @@ class Socks5Frontend(asyncio.Protocol):
         assert splice is not None
         if transport is None:  # the client left while we dialed
             splice.fail(ConnectionAbortedError("client went away"))
-            return
-        if splice.b.lost:  # an early dial's connection that ended before the CONNECT request came
-            lost = splice.error or ConnectionResetError("the transport connection closed before the SOCKS request")
-            method.log.warn(f"{method.name}: {_failed(method, request)}: {method.log.reason(lost)}")
-            splice.fail(lost)  # the client side never joins: the splice is done
-            transport.write(self._reply(reply_for(lost)))
-            transport.close()
             return
         if method.log.enabled(LogLevel.INFO):
             method.log.info(f"{method.name}: connection from {method.log.peer(transport)} established")

@@ -40,7 +40,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ...errors import OptionsError, internal_error
+from ...errors import OptionsError, failed_dial, internal_error
 from ...net.addr import Address, parse_hostport
 from ...net.upstream import DIRECT, Dialer
 from ..adapter import AppFactory
@@ -112,7 +112,7 @@ class OptimizerClient(ClientTransport):
                     exc = TimeoutError(f"no connection within {budget:.3g} s")
                 if handoff.called:
                     raise exc  # the application has this child's connection, and heard it end
-                if _is_bug(exc):  # logged here: the next child's success would hide it
+                if not failed_dial(exc):  # a bug, logged here: the next child's success would hide it
                     log.error("%s: %s: %s", NAME, child.label, internal_error(exc))
                 failures.append((child, exc))
                 continue
@@ -147,12 +147,6 @@ class _Handoff:
     def __call__(self) -> asyncio.BaseProtocol:
         self.called = True
         return self.factory()
-
-
-def _is_bug(exc: Exception) -> bool:
-    """Not the network's, the peer's or the options' fault, as the dispatcher tells them apart (a
-    bare ``UnicodeError`` is the IDNA codec refusing a host name)."""
-    return not isinstance(exc, OSError | OptionsError) and type(exc) is not UnicodeError
 
 
 def _all_failed(failures: list[tuple[Child, Exception]], count: int) -> Exception:
