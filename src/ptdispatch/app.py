@@ -295,8 +295,7 @@ async def run(config: Config, reporter: Reporter, setup: ProcessSetup | None = N
 
     def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         exc = context.get("exception")
-        what = f"{type(exc).__name__}: {exc}" if exc else context.get("message")
-        dispatcher.log.error(f"internal error: {what}")
+        dispatcher.log.internal_error(None, exc if isinstance(exc, BaseException) else str(context.get("message")))
         loop.default_exception_handler(context)  # the traceback goes to stderr, never stdout
 
     loop.set_exception_handler(on_loop_error)

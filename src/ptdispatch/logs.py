@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from .config import LogLevel
 from .errors import ClosedEmpty, InternalError
+from .errors import internal_error as describe_bug
 from .ipc.reporter import Reporter
 from .net.addr import Address, format_hostport
 
@@ -84,13 +85,27 @@ class EventLog:
             return type(exc).__name__
         if named:
             text = f"{type(exc).__name__}: {text}"
+        return self.shown(text)
+
+    def shown(self, text: str) -> str:
+        """``text`` as a log line may show it: its IP addresses ``[scrubbed]`` unless addresses are
+        shown (-unsafeLogging).  For text that comes from elsewhere (an exception, a library's line)."""
         return text if self.show_addresses else scrub(text)
+
+    def internal_error(self, label: str | None, bug: BaseException | str) -> None:
+        """A bug, at ERROR: ``label: internal error: Type: message (where)``, or the event loop's
+        description of one that came without an exception.  Every internal-error line is written
+        here: a bug's message is an exception's text like any other, and an ``OSError`` or a repr
+        in it quotes a socket address (the peer's, often), so it is scrubbed like :meth:`reason`'s;
+        its type, errno and where it was raised stay."""
+        text = self.shown(describe_bug(bug) if isinstance(bug, BaseException) else f"internal error: {bug}")
+        self.error(f"{label}: {text}" if label else text)
 
     def failure(self, label: str, what: str, exc: BaseException) -> None:
         """A failed connection: a bug (``InternalError``) at ERROR, anything else (the peer's or
         the network's fault) at INFO as ``label: what: exc``; a peer that sent nothing at DEBUG."""
         if isinstance(exc, InternalError):
-            self.error(f"{label}: {self.reason(exc)}")
+            self.internal_error(label, exc)
         elif isinstance(exc, ClosedEmpty):  # a load balancer's check every few seconds: not news
             if self.enabled(LogLevel.DEBUG):
                 self.debug(f"{label}: {what}: {self.reason(exc)}")
@@ -117,7 +132,8 @@ LIBRARY_LOGGER = "ptdispatch"
 
 
 class LibraryLogHandler(logging.Handler):
-    """Python logging records of the library as LOG lines (used as a library, it just logs)."""
+    """Python logging records of the library as LOG lines (used as a library, it just logs).  The
+    library does not know of -unsafeLogging: its lines are scrubbed here, like the dispatcher's."""
 
     def __init__(self, log: EventLog) -> None:
         super().__init__()
@@ -132,7 +148,7 @@ class LibraryLogHandler(logging.Handler):
         except Exception:  # a bad format string in a log call: logging's own report, on stderr
             self.handleError(record)
             return
-        self._log.reporter.log(level, message)
+        self._log.reporter.log(level, self._log.shown(message))
 
 
 @contextlib.contextmanager

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from ptdispatch.config import LogLevel
+from ptdispatch.errors import InternalError
 from ptdispatch.frontends import dialer
 from ptdispatch.frontends.socks import server as socks_server
 from ptdispatch.ipc.reporter import Reporter
-from ptdispatch.logs import EventLog, scrub
+from ptdispatch.logs import EventLog, library_logs, scrub
 from ptdispatch.net import upstream
 from ptdispatch.net.accept import DialOnAccept
 from ptdispatch.net.addr import Address
@@ -210,3 +212,84 @@ async def test_cannot_connect_onward(shown: bool) -> None:
     line = next(line for line in out.getvalue().splitlines() if "cannot connect onward" in line)
     assert line.startswith("LOG WARN obfs4: cannot connect onward: [Errno 111] ")
     assert ("127.0.0.1" in line) is shown
+
+
+# --- internal errors: a bug's message is an exception's text too --------------------------------
+
+_BUG = "peer ('192.0.2.7', 443) and [2001:db8::5]:80"
+"""A bug's message quoting a socket address tuple (an IPv4 one) and a bracketed IPv6 address."""
+
+
+def _check_bug_line(line: str, shown: bool, label: str) -> None:
+    assert line.startswith(f"LOG ERROR {label}: internal error: ValueError: peer ")
+    if shown:
+        assert _BUG in line
+    else:
+        assert "peer ([scrubbed]) and [scrubbed]" in line
+        assert "192.0.2.7" not in line and "2001:db8" not in line
+
+
+@pytest.mark.parametrize("shown", [False, True])
+def test_internal_error_lines_scrub_the_bugs_text(shown: bool) -> None:
+    log, out = _log(shown)
+    try:
+        raise ValueError(_BUG)
+    except ValueError as exc:
+        log.internal_error("obfs4", exc)  # the SOCKS frontend's and the accept path's
+        log.failure("obfs4", "handshake failed", InternalError.wrap(exc))  # an engine's, through the adapter
+    log.internal_error(None, f"Fatal error on transport: {_BUG}")  # the event loop's, without an exception
+    first, second, third = out.getvalue().splitlines()
+    _check_bug_line(first, shown, "obfs4")
+    assert "(in test_internal_error_lines_scrub_the_bugs_text, test_log_scrubbing.py:" in first  # where: kept
+    _check_bug_line(second, shown, "obfs4")
+    assert third == "LOG ERROR internal error: Fatal error on transport: " + (
+        _BUG if shown else "peer ([scrubbed]) and [scrubbed]"
+    )
+
+
+@pytest.mark.parametrize("shown", [False, True])
+def test_library_lines_are_scrubbed(shown: bool) -> None:
+    """Optimizer logs a child's bug through Python logging, as the library does: the dispatcher's
+    handler scrubs it like its own lines."""
+    log, out = _log(shown)
+    with library_logs(log):
+        logging.getLogger("ptdispatch.optimizer").error("%s: %s", "optimizer", f"internal error: ValueError: {_BUG}")
+    [line] = out.getvalue().splitlines()
+    _check_bug_line(line, shown, "optimizer")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("shown", [False, True])
+async def test_a_bug_in_the_socks_dial(shown: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def buggy(*args: object) -> Any:
+        raise ValueError(_BUG)
+
+    monkeypatch.setattr(upstream, "_direct", buggy)
+    log, out = _log(shown)
+    await _connect_through_socks(_method(log), _ipv4_request("127.0.0.3", 4444))
+    [line] = [line for line in out.getvalue().splitlines() if line.startswith("LOG ERROR")]
+    _check_bug_line(line, shown, "plain")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("shown", [False, True])
+async def test_a_bug_in_the_dial_onward(shown: bool) -> None:
+    """The server side's dial to its target raises something that is not a failed dial."""
+    log, out = _log(shown)
+
+    async def dial(splice: Splice, accepted: asyncio.Transport) -> object:
+        raise ValueError(_BUG)
+
+    def accepted() -> asyncio.Protocol:
+        on_done = closed_logger(log, ConnectionTracker(), "obfs4")
+        return Splice(on_done, a_factory=lambda splice: DialOnAccept(splice, dial, log, "obfs4")).a
+
+    server = await asyncio.get_running_loop().create_server(accepted, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+    finally:
+        server.close()
+    [line] = [line for line in out.getvalue().splitlines() if line.startswith("LOG ERROR")]
+    _check_bug_line(line, shown, "obfs4")

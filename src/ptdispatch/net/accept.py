@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 
-from ..errors import ConfigError, RemoteProtocolError, internal_error
+from ..errors import ConfigError, RemoteProtocolError
 from ..logs import EventLog
 from .addr import Address
 from .relay import RelayProtocol, Splice
@@ -56,7 +56,7 @@ class DialOnAccept(RelayProtocol):
             splice.fail(exc)
             return
         except Exception as exc:  # a bug must cost one connection, never the process
-            self._log.error(f"{self._label}: {internal_error(exc)}")
+            self._log.internal_error(self._label, exc)
             splice.fail(exc)
             return
         if self.transport is None:

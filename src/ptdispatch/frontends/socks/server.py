@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from ...config import LogLevel
-from ...errors import failed_dial, internal_error
+from ...errors import failed_dial
 from ...net.addr import Address
 from ...net.relay import Splice
 from ..dialer import ClientMethod, reply_for
@@ -140,7 +140,7 @@ class Socks5Frontend(asyncio.Protocol):
                 transport.close()
             return
         if error is not None:  # a bug must cost one connection, never the process
-            method.log.error(f"{method.name}: {internal_error(error)}")
+            method.log.internal_error(method.name, error)
             if transport is not None:
                 transport.abort()
             return
