@@ -13,7 +13,10 @@ must run before anything imports prometheus_client.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
+import stat
 import tempfile
 from typing import Any
 
@@ -276,11 +279,66 @@ def replay_store_up(up: bool) -> None:
 
 
 # --- serving ---------------------------------------------------------------------------------------
+MULTIPROCESS_PREFIX = "ptdispatch-metrics-"
+_MULTIPROCESS_DIR = re.compile(re.escape(MULTIPROCESS_PREFIX) + r"([1-9][0-9]*)-([0-9]+)-[^/]*\Z")
+"""A value directory's name: the prefix, the pid and start time of the run that made it, mkdtemp's letters."""
+
+
 def prepare_multiprocess() -> str:
-    """Point prometheus_client at a fresh directory for the workers' value files (before import)."""
-    path = tempfile.mkdtemp(prefix="ptdispatch-metrics-")
+    """Point prometheus_client at a fresh directory for the workers' value files (before import),
+    named for this run (:data:`_MULTIPROCESS_DIR`), after removing those that dead runs left."""
+    parent = tempfile.gettempdir()
+    remove_abandoned(parent)
+    pid = os.getpid()
+    path = tempfile.mkdtemp(prefix=f"{MULTIPROCESS_PREFIX}{pid}-{_started(pid)}-", dir=parent)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
+
+
+def remove_abandoned(parent: str) -> None:
+    """Remove the value directories in ``parent`` whose run is gone.  A run removes its own at exit,
+    but one killed by SIGKILL (or the OOM killer) cannot, and a supervisor that restarts it after
+    every crash would fill /tmp.  Only ours: our prefix and name, our user's, a directory (not a
+    link), and the process named in it gone; another run's, alive beside this one, stays."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        found = _MULTIPROCESS_DIR.match(name)
+        if found is None:
+            continue
+        path = os.path.join(parent, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and _gone(int(found[1]), int(found[2])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _started(pid: int) -> int:
+    """When process ``pid`` started, in clock ticks after boot (/proc/PID/stat's 22nd field); 0 when
+    that cannot be read (no /proc, or no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat_line = file.read()
+        return int(stat_line.rpartition(b")")[2].split()[19])  # after the name, which may hold anything
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _gone(pid: int, started: int) -> bool:
+    """Whether the process that was ``pid``, started at ``started`` (0: unknown), has ended: no such
+    pid, or a process that took the pid since (a pid is reused, its start time tells them apart)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return True
+    except PermissionError:  # another user's process
+        pass
+    now = _started(pid)
+    return bool(now and started) and now != started
 
 
 def serve(address: Address, *, multiprocess: bool, redis: bool = False, source: str = "-metrics") -> Any:
