@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -56,6 +56,24 @@ class Role(enum.Enum):
     SERVER = "server"
 
 
+def first_of_each(names: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The transport ``names`` with only the first of each, in order, and the repeats left out.
+
+    Names match in any letter case, as the registry looks them up and as options, bind addresses
+    and worker ports are keyed: ``OBFS4`` after ``obfs4`` has the same settings, and would print a
+    second method line and bind the first's address again.  Aliases (``meek``, ``meek_lite``,
+    ``meeklite``) are different names: tor matches a bridge's transport to a method line by its
+    exact name, and each has its own bind address, so each is kept."""
+    kept: dict[str, str] = {}
+    repeats: list[str] = []
+    for name in names:
+        if name.lower() in kept:
+            repeats.append(name)
+        else:
+            kept[name.lower()] = name
+    return tuple(kept.values()), tuple(repeats)
+
+
 def _frozen(mapping: Mapping[str, Mapping[str, object]]) -> Mapping[str, Mapping[str, object]]:
     return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in mapping.items()})
 
@@ -66,7 +84,8 @@ class Config:
     or :mod:`ptdispatch.ipc.env` (Tor PT 1.0)."""
 
     role: Role
-    #: Requested transport names, as given (unknown ones are skipped silently at start-up).
+    #: Requested transport names, as given (unknown ones are skipped silently at start-up), each
+    #: once (:func:`first_of_each`).
     transports: tuple[str, ...]
     #: Raw options per transport name (lower-case keys); see :meth:`options_for`.
     per_transport_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
@@ -96,6 +115,8 @@ class Config:
     workers: int = 1
     metrics: Address | None = None
     replay_store: str | None = None
+    #: The names left out of ``transports`` as repeats of an earlier one: a WARN line each.
+    repeated_transports: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "per_transport_options", _frozen(self.per_transport_options))

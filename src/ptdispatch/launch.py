@@ -81,6 +81,7 @@ def launch(
     if announce is not None:
         announce()
     reporter.level = config.log_level
+    warn_repeated_transports(config, reporter)
     malloc.tune()
     raise_open_files_limit()
     try:
@@ -91,6 +92,17 @@ def launch(
         return run_loop(run(config, reporter, prepared.setup))
     finally:
         prepared.close()
+
+
+def warn_repeated_transports(config: Config, reporter: Reporter) -> None:
+    """A WARN line for each transport name the parent listed again (left out: one method line each)."""
+    for name in config.repeated_transports:
+        first = next(t for t in config.transports if t.lower() == name.lower())
+        if name == first:
+            reporter.log(LogLevel.WARN, f"transport {name!r} is listed more than once: started once")
+        else:
+            again = f"{first!r} again (names match in any letter case)"
+            reporter.log(LogLevel.WARN, f"transport {name!r} is {again}: started once, as {first!r}")
 
 
 def check_environment(config: Config, *, cookie_source: str, state_source: str) -> None:

@@ -181,6 +181,32 @@ async def test_server_plain_to_orport(tmp_path: Path) -> None:
             assert await asyncio.wait_for(server.process.wait(), 15) == 0
 
 
+@pytest.mark.parametrize("role", ["CLIENT", "SERVER"])
+async def test_a_repeated_transport_gets_one_method_line(tmp_path: Path, role: str) -> None:
+    """Each transport once, by the name first given (in any letter case), with a WARN line for each
+    repeat; aliases are names of their own (tor matches a bridge's transport by its exact name)."""
+    environ = pt1(tmp_path / "state", PTDISPATCH_IPC_LOG_LEVEL="WARN")
+    keyword = "CMETHOD" if role == "CLIENT" else "SMETHOD"
+    environ[f"TOR_PT_{role}_TRANSPORTS"] = "obfs3,plain,OBFS3,obfs3,meek,meek_lite,Plain"
+    if role == "SERVER":
+        environ["TOR_PT_ORPORT"] = "127.0.0.1:9"
+        environ["TOR_PT_SERVER_BINDADDR"] = ",".join(
+            f"{n}-127.0.0.1:0" for n in ("obfs3", "plain", "meek", "meek_lite")
+        )
+    async with running(env=environ) as dispatcher:
+        names = [line.split(" ")[1] for line in dispatcher.lines if line.startswith(f"{keyword} ")]
+        assert names == ["obfs3", "plain", "meek", "meek_lite"], dispatcher.lines
+        assert not any(line.startswith(f"{keyword}-ERROR") for line in dispatcher.lines), dispatcher.lines
+        warned = [line for line in dispatcher.lines if line.startswith("LOG SEVERITY=warning")]
+        assert warned == [
+            "LOG SEVERITY=warning MESSAGE=\"transport 'OBFS3' is 'obfs3' again (names match in any letter case):"
+            " started once, as 'obfs3'\"",
+            "LOG SEVERITY=warning MESSAGE=\"transport 'obfs3' is listed more than once: started once\"",
+            "LOG SEVERITY=warning MESSAGE=\"transport 'Plain' is 'plain' again (names match in any letter case):"
+            " started once, as 'plain'\"",
+        ]
+
+
 @contextlib.asynccontextmanager
 async def obfs3_pair(tmp_path: Path, orport: int) -> AsyncIterator[tuple[int, int]]:
     server_env = pt1(

@@ -105,6 +105,18 @@ def test_server_flags() -> None:
     assert cfg.target == Address("127.0.0.1", 9001)
 
 
+def test_a_repeated_transport_is_kept_once() -> None:
+    """The first of each name, in order, in any letter case; aliases are names of their own."""
+    cfg = config("-transports", "plain,Optimizer,PLAIN,optimizer,meeklite,meek_lite,plain")
+    assert cfg.transports == ("plain", "Optimizer", "meeklite", "meek_lite")
+    assert cfg.repeated_transports == ("PLAIN", "optimizer", "plain")
+    assert config("-transport", "plain").repeated_transports == ()
+    cfg = config(
+        "-server", "-transports", "plain,plain", "-bindhost", "127.0.0.1", "-bindport", "0", "-target", "127.0.0.1:9"
+    )
+    assert cfg.bind == {"plain": Address("127.0.0.1", 0)}  # one transport: -bindhost/-bindport serve it
+
+
 def test_options_keyed_and_flat() -> None:
     cfg = config("-transports", "obfs4,shadow", "-options", '{"obfs4": {"cert": "c"}, "shadow": {"password": "p"}}')
     assert cfg.options_for("obfs4") == {"cert": "c"}

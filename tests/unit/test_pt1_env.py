@@ -77,6 +77,15 @@ def test_client_defaults_without_optional_variables() -> None:
     assert (config.outbound_bind_v4, config.outbound_bind_v6) == (None, None)
 
 
+@pytest.mark.parametrize("variable", ["TOR_PT_CLIENT_TRANSPORTS", "TOR_PT_SERVER_TRANSPORTS"])
+def test_a_repeated_transport_is_kept_once(variable: str) -> None:
+    """The first of each name, in order, in any letter case; aliases are names of their own."""
+    make = client_env if variable == "TOR_PT_CLIENT_TRANSPORTS" else server_env
+    config = build_config(make(**{variable: "obfs4,obfs3,OBFS4,obfs4,meek,meek_lite,Obfs3"}))
+    assert config.transports == ("obfs4", "obfs3", "meek", "meek_lite")
+    assert config.repeated_transports == ("OBFS4", "obfs4", "Obfs3")
+
+
 def test_star_means_every_loadable_transport() -> None:
     config = build_config(client_env(TOR_PT_CLIENT_TRANSPORTS="*"))
     assert "obfs3" in config.transports and "plain" in config.transports

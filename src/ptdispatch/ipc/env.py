@@ -30,7 +30,7 @@ from typing import TextIO
 
 from .. import __version__
 from ..boolean import WORDS, parse_bool
-from ..config import Config, LogLevel, Mode, Role
+from ..config import Config, LogLevel, Mode, Role, first_of_each
 from ..errors import ConfigError, ProxyConfigError
 from ..exitcode import ExitCode
 from ..launch import RunLoop, launch
@@ -87,17 +87,18 @@ def _get(environ: Mapping[str, str], name: str) -> str | None:
 
 
 # --- value readers ----------------------------------------------------------------------------------
-def _transport_list(variable: str, text: str) -> tuple[str, ...]:
-    """A comma list of PT names; ``*`` means every transport this build can load."""
+def _transport_list(variable: str, text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A comma list of PT names, each once, and the repeats left out; ``*`` means every transport
+    this build can load."""
     names = [n.strip() for n in text.split(",")]
     if names == ["*"]:
-        return tuple(n for n in registry.names() if _loadable(n))
+        return tuple(n for n in registry.names() if _loadable(n)), ()
     for name in names:
         if not name:
             raise EnvError(variable, f"{text!r} has an empty transport name; write names separated by commas")
         if not _NAME.fullmatch(name):
             raise EnvError(variable, f"transport name {name!r} is not of the form [a-zA-Z_][a-zA-Z0-9_]*")
-    return tuple(names)
+    return first_of_each(names)
 
 
 def _loadable(name: str) -> bool:
@@ -227,10 +228,8 @@ def _flag(environ: Mapping[str, str], variable: str) -> bool:
 
 
 def _client(environ: Mapping[str, str]) -> dict[str, object]:
-    out: dict[str, object] = {
-        "role": Role.CLIENT,
-        "transports": _transport_list(CLIENT_TRANSPORTS, environ[CLIENT_TRANSPORTS]),
-    }
+    transports, repeated = _transport_list(CLIENT_TRANSPORTS, environ[CLIENT_TRANSPORTS])
+    out: dict[str, object] = {"role": Role.CLIENT, "transports": transports, "repeated_transports": repeated}
     proxy = _get(environ, PROXY)
     if proxy is not None:
         try:
@@ -241,7 +240,7 @@ def _client(environ: Mapping[str, str]) -> dict[str, object]:
 
 
 def _server(environ: Mapping[str, str], cwd: Path) -> dict[str, object]:
-    transports = _transport_list(SERVER_TRANSPORTS, environ[SERVER_TRANSPORTS])
+    transports, repeated = _transport_list(SERVER_TRANSPORTS, environ[SERVER_TRANSPORTS])
     options_text = environ.get(SERVER_OPTIONS, "")
     try:
         options = parse_server_transport_options(options_text)
@@ -250,6 +249,7 @@ def _server(environ: Mapping[str, str], cwd: Path) -> dict[str, object]:
     out: dict[str, object] = {
         "role": Role.SERVER,
         "transports": transports,
+        "repeated_transports": repeated,
         "per_transport_options": options,
         "bind": _server_bind(environ.get(BINDADDR), transports),
     }

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..boolean import FALSE, TRUE, parse_bool
-from ..config import Config, LogLevel, Mode, Role
+from ..config import Config, LogLevel, Mode, Role, first_of_each
 from ..errors import ConfigError, ProxyConfigError
 from ..net.addr import Address, parse_hostport, parse_port
 from ..net.upstream import UpstreamProxy
@@ -117,7 +117,8 @@ def _host_port(flags: Mapping[str, str], combined: str, host: str, port: str, *,
         raise ConfigError(str(exc)) from None
 
 
-def _transports(flags: Mapping[str, str]) -> tuple[str, ...]:
+def _transports(flags: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names of -transport or -transports, each once, and the repeats left out."""
     if "transport" in flags and "transports" in flags:
         raise ConfigError("use either -transport or -transports, not both")
     if "transport" not in flags and "transports" not in flags:
@@ -125,7 +126,7 @@ def _transports(flags: Mapping[str, str]) -> tuple[str, ...]:
     names = [n.strip() for n in flags.get("transport", flags.get("transports", "")).split(",")]
     if not all(names):
         raise ConfigError("-transports has an empty name; write names separated by commas, as obfs4,shadow")
-    return tuple(names)
+    return first_of_each(names)
 
 
 def load_options(flags: Mapping[str, str]) -> dict[str, object]:
@@ -213,7 +214,7 @@ def build_config(flags: Mapping[str, str], *, cwd: Path | None = None) -> Config
     if flags.get("client") == "1" and flags.get("server") == "1":
         raise ConfigError("use either -client or -server, not both")
     role = Role.SERVER if flags.get("server") == "1" else Role.CLIENT
-    transports = _transports(flags)
+    transports, repeated = _transports(flags)
     try:
         mode = Mode.parse(flags.get("mode", "socks5"))
         level = LogLevel.parse(flags.get("ipcLogLevel", "NONE"))
@@ -224,6 +225,7 @@ def build_config(flags: Mapping[str, str], *, cwd: Path | None = None) -> Config
     config: dict[str, object] = {
         "role": role,
         "transports": transports,
+        "repeated_transports": repeated,
         "per_transport_options": per,
         "common_options": common,
         "mode": mode,
