@@ -46,8 +46,12 @@ class RemoteProtocolError(PTError, ConnectionError):
         self.linger = linger
 
 
-class HandshakeTimeout(RemoteProtocolError):
-    """The peer did not finish the transport handshake in time."""
+class HandshakeTimeout(RemoteProtocolError, TimeoutError):
+    """The peer did not finish the transport handshake in time.
+
+    Also a ``TimeoutError``, as every other dial that runs out of time is: a client's caller then
+    tells it from a peer that broke the protocol (the SOCKS frontend replies 6, TTL expired, not 1).
+    A server handles it as it did (through ``RemoteProtocolError``: linger, no byte sent)."""
 
 
 class ClosedEmpty(RemoteProtocolError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import io
 import socket
 import struct
@@ -21,6 +22,7 @@ from ptdispatch.logs import EventLog
 from ptdispatch.net.addr import Address
 from ptdispatch.net.tracker import ConnectionTracker
 from ptdispatch.transports import registry
+from ptdispatch.transports.base import Timeouts
 from ptdispatch.transports.meek import Tuning
 from tests.unit._meek_raw import Upstreams, echo, meek_server
 
@@ -113,11 +115,42 @@ async def test_a_server_address_the_idna_codec_rejects_is_an_ordinary_dial_failu
         srv.close()
 
 
-def _method(options: dict[str, object]) -> dialer.ClientMethod:
-    spec = registry.lookup("plain")
+@pytest.mark.parametrize("name", ["obfs2", "obfs3"])
+async def test_a_transport_handshake_timeout_is_reply_6(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A transport server that accepts the TCP connection and never answers: the client's handshake
+    timer ends the dial, and the SOCKS client hears TTL expired (6), not general failure (1)."""
+    module = importlib.import_module(f"ptdispatch.transports.{name}")
+    monkeypatch.setattr(module, "TIMEOUTS", Timeouts(handshake=0.3))
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+        writer.close()
+
+    upstream = await asyncio.start_server(silent, "127.0.0.1", 0)
+    out = io.StringIO()
+    method = _method({}, name)
+    method.log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+    try:
+        port = upstream.sockets[0].getsockname()[1]
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\x05\x00"
+        assert await asyncio.wait_for(reader.read(-1), 5) == b"\x05\x06\x00\x01" + bytes(6)
+        assert f"LOG WARN {name}: connection to [scrubbed] failed: " in out.getvalue()
+        assert "LOG ERROR" not in out.getvalue()
+    finally:
+        writer.close()
+        srv.close()
+        upstream.close()
+        await upstream.wait_closed()
+
+
+def _method(options: dict[str, object], name: str = "plain") -> dialer.ClientMethod:
+    spec = registry.lookup(name)
     assert spec is not None
     return dialer.ClientMethod(
-        "plain",
+        name,
         spec,
         options,
         None,
