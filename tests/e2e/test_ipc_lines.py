@@ -74,6 +74,20 @@ async def test_socks4_proxy_refused_exit_69() -> None:
     assert len(err) == 1 and err[0].startswith("PROXY-ERROR SOCKS 4 upstream proxies unsupported")
 
 
+@pytest.mark.parametrize(
+    ("userinfo", "empty"),
+    [("alice:", "password"), ("alice", "password"), (":hunter2", "user name"), (":", "user name and password")],
+)
+async def test_socks5_proxy_credentials_with_an_empty_part_exit_69(userinfo: str, empty: str) -> None:
+    """python-socks offers no authentication at all when either is empty (RFC 1929 cannot send an
+    empty one): refused at start-up, saying which is empty and showing neither."""
+    code, out, err = await run_once("-transport", "plain", "-proxy", f"socks5://{userinfo}@127.0.0.1:1080")
+    assert code == 69
+    assert out == ["VERSION 3.0"]
+    assert len(err) == 1 and err[0].startswith(f"PROXY-ERROR a socks5 proxy's {empty} cannot be empty")
+    assert "alice" not in err[0] and "hunter2" not in err[0]
+
+
 @pytest.mark.parametrize("uri", ["socks4a://127.0.0.1:1080", "socks5://127.0.0.1:1080", "http://127.0.0.1:3128"])
 async def test_other_proxy_schemes_accepted(tmp_path, uri: str) -> None:  # type: ignore[no-untyped-def]
     async with running("-transport", "plain", "-proxy", uri, "-state", str(tmp_path)) as disp:

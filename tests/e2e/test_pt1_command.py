@@ -136,6 +136,15 @@ async def test_proxy_error_exit_69(tmp_path: Path) -> None:
     assert out[0] == "VERSION 1" and out[1].startswith("PROXY-ERROR ")
 
 
+@pytest.mark.parametrize("userinfo", ["alice:", ":hunter2"])
+async def test_socks5_proxy_credentials_with_an_empty_part_exit_69(tmp_path: Path, userinfo: str) -> None:
+    environ = pt1(tmp_path, TOR_PT_CLIENT_TRANSPORTS="plain", TOR_PT_PROXY=f"socks5://{userinfo}@127.0.0.1:1080")
+    code, out, _ = await run_once(env=environ)
+    assert code == 69
+    assert out[0] == "VERSION 1" and out[1].startswith("PROXY-ERROR a socks5 proxy's ") and "cannot be empty" in out[1]
+    assert "alice" not in out[1] and "hunter2" not in out[1]
+
+
 async def test_socks4_proxy_refused_exit_69(tmp_path: Path) -> None:
     environ = pt1(tmp_path, TOR_PT_CLIENT_TRANSPORTS="plain", TOR_PT_PROXY="socks4://127.0.0.1:1080")
     code, out, _ = await run_once(env=environ)

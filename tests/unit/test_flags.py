@@ -195,6 +195,12 @@ def test_env_errors(argv: tuple[str, ...], needle: str) -> None:
         "http://us%3Aer:pw@127.0.0.1:9",
         f"socks5://{'u' * 256}:pw@127.0.0.1:9",
         f"socks5://u:{'%C3%B6' * 128}@127.0.0.1:9",
+        # RFC 1929 sends 1 to 255 bytes of each: python-socks would offer no authentication at all
+        "socks5://u:@127.0.0.1:9",
+        "socks5://u@127.0.0.1:9",
+        "socks5://:pw@127.0.0.1:9",
+        "socks5://:@127.0.0.1:9",
+        "socks5://@127.0.0.1:9",
     ],
 )
 def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
@@ -214,6 +220,8 @@ def test_bad_proxy_is_a_proxy_error(uri: str) -> None:
         ("socks5://alice:hunter2@[zz]:9", "'zz'"),
         ("socks5://alice:hunter2\uff03@127.0.0.1:1", "NFKC"),  # urlsplit's message has the whole netloc
         ("ftp://alice:hunter2@127.0.0.1:21", "'ftp'"),
+        ("socks5://alice:@127.0.0.1:1080", "password cannot be empty"),
+        ("socks5://:hunter2@127.0.0.1:1080", "user name cannot be empty"),
         # Not split where the credentials end: a '/', '?' or '#' in the password, or no '//'
         ("socks5://alice:hunt/er2@127.0.0.1:1080", "proxy URI"),
         ("socks5://alice:hunt?er2@127.0.0.1:1080", "proxy URI"),
@@ -245,6 +253,7 @@ def test_proxy_password_is_not_in_its_repr() -> None:
         ("http://[::1]:3128", UpstreamProxy("http", "::1", 3128)),
         ("HTTP://a:b@[::1]:3128", UpstreamProxy("http", "::1", 3128, "a", "b")),
         ("socks4a://alice@127.0.0.1:1", UpstreamProxy("socks4a", "127.0.0.1", 1, "alice")),
+        ("http://alice:@127.0.0.1:1", UpstreamProxy("http", "127.0.0.1", 1, "alice", "")),  # Basic allows it
         ("http://b%C3%B6b:p%3A%C3%B6@127.0.0.1:1", UpstreamProxy("http", "127.0.0.1", 1, "b\u00f6b", "p:\u00f6")),
     ],
 )

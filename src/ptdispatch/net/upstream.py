@@ -79,6 +79,14 @@ class UpstreamProxy:
             raise ConfigError("proxy user name and password must be valid UTF-8") from None
         if too_long:
             raise ConfigError("proxy user name and password must each be at most 255 bytes")
+        if scheme == "socks5" and username is not None and not (username and password):
+            # RFC 1929 sends 1 to 255 bytes of each, and python-socks, given an empty one, offers
+            # no authentication at all: the proxy would be used unauthenticated, or refuse every dial.
+            empty = " and ".join(part for part, value in (("user name", username), ("password", password)) if not value)
+            raise ConfigError(
+                f"a socks5 proxy's {empty} cannot be empty (RFC 1929 sends 1 to 255 bytes of each): "
+                "give both, as socks5://user:password@ip:port, or neither for no authentication"
+            )
         if scheme != "http" and not f"{username or ''}{password or ''}".isascii():
             raise ConfigError("a SOCKS proxy's user name and password must be ASCII")
         if scheme == "socks4a" and "\0" in (username or ""):
