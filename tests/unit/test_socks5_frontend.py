@@ -21,6 +21,7 @@ from ptdispatch.ipc.reporter import Reporter
 from ptdispatch.logs import EventLog
 from ptdispatch.net.addr import Address
 from ptdispatch.net.tracker import ConnectionTracker
+from ptdispatch.net.upstream import UpstreamProxy
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import Timeouts
 from ptdispatch.transports.meek import Tuning
@@ -139,6 +140,39 @@ async def test_a_transport_handshake_timeout_is_reply_6(monkeypatch: pytest.Monk
         assert await asyncio.wait_for(reader.read(-1), 5) == b"\x05\x06\x00\x01" + bytes(6)
         assert f"LOG WARN {name}: connection to [scrubbed] failed: " in out.getvalue()
         assert "LOG ERROR" not in out.getvalue()
+    finally:
+        writer.close()
+        srv.close()
+        upstream.close()
+        await upstream.wait_closed()
+
+
+async def test_an_ipv6_destination_through_a_socks4a_proxy_is_reply_8() -> None:
+    """SOCKS4a cannot carry an IPv6 address: reply 8 (address type not supported) and a WARN line
+    that says so; the proxy is not asked for the literal as a host name."""
+    asked: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.append(await reader.read(1))  # anything at all: then close, failing the dial
+        writer.close()
+
+    upstream = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    out = io.StringIO()
+    method = _method({})
+    method.proxy = UpstreamProxy.parse(f"socks4a://127.0.0.1:{upstream.sockets[0].getsockname()[1]}")
+    method.log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.DEBUG))
+    srv = await asyncio.get_running_loop().create_server(lambda: socks_server.Socks5Frontend(method), "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+    try:
+        ipv6 = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00\x04" + ipv6 + b"\x01\xbb")
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\x05\x00"
+        assert await asyncio.wait_for(reader.read(-1), 5) == b"\x05\x08\x00\x01" + bytes(6)
+        assert "LOG WARN plain: connection to [scrubbed] failed: SOCKS4a cannot carry an IPv6 destination" in (
+            out.getvalue()
+        )
+        assert "LOG ERROR" not in out.getvalue()
+        assert asked == []
     finally:
         writer.close()
         srv.close()

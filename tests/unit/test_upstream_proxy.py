@@ -86,11 +86,11 @@ async def tunnel_bytes(uri: str, handler: Handler) -> bytes:
         return bytes(protocol.data)
 
 
-async def dial_error(uri: str, handler: Handler) -> Exception:
+async def dial_error(uri: str, handler: Handler, target: Address = TARGET) -> Exception:
     async with fake_proxy(handler) as port:
         dialer = Dialer(proxy=UpstreamProxy.parse(uri.format(port=port)), timeout=5)
         with pytest.raises(Exception) as caught:
-            await dialer.create_connection(Received, TARGET)
+            await dialer.create_connection(Received, target)
         assert isinstance(caught.value, Exception)
         return caught.value
 
@@ -180,9 +180,10 @@ def socks4_proxy(seen: list[bytes]) -> Handler:
     """A SOCKS4a proxy that grants every request; ``seen`` gets each request's user id."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readexactly(8)
+        head = await reader.readexactly(8)
         seen.append((await reader.readuntil(b"\0"))[:-1])
-        await reader.readuntil(b"\0")  # the host name (4a)
+        if head[4:7] == bytes(3) and head[7]:  # 0.0.0.x: a host name follows (4a)
+            await reader.readuntil(b"\0")
         writer.write(b"\0\x5a" + bytes(6))
         await reader.read()
 
@@ -221,6 +222,28 @@ async def test_socks4a_user_id_reaches_the_proxy() -> None:
     seen: list[bytes] = []
     await dial_through("socks4a://alice@127.0.0.1:{port}", socks4_proxy(seen))
     assert seen == [b"alice"]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("host", ["2001:db8::1", "::ffff:192.0.2.1", "fe80::1%1"])
+async def test_socks4a_refuses_an_ipv6_destination_before_asking_the_proxy(host: str) -> None:
+    """SOCKS4a has no IPv6 address type: the literal would reach the proxy as a host name."""
+    seen: list[bytes] = []
+    error = await dial_error("socks4a://alice@127.0.0.1:{port}", socks4_proxy(seen), Address(host, 443))
+    assert isinstance(error, ProxyRefused) and "SOCKS4a cannot carry an IPv6 destination" in str(error)
+    assert reply_for(error) is Reply.ADDRESS_TYPE_NOT_SUPPORTED
+    assert seen == []
+
+
+@pytest.mark.timeout(20)
+async def test_socks4a_still_carries_ipv4_and_host_names() -> None:
+    seen: list[bytes] = []
+    async with fake_proxy(socks4_proxy(seen)) as port:
+        dialer = Dialer(proxy=UpstreamProxy.parse(f"socks4a://alice@127.0.0.1:{port}"), timeout=5)
+        for target in (Address("192.0.2.1", 443), TARGET):
+            transport, _ = await dialer.create_connection(Received, target)
+            transport.close()
+    assert seen == [b"alice", b"alice"]
 
 
 @pytest.mark.timeout(20)

@@ -166,6 +166,10 @@ async def open_socket(
         raise last or OSError("the host name has no address")
     if proxy.scheme == "http":
         return await _http_tunnel(address, proxy, timeout, bind)
+    if proxy.scheme == "socks4a" and ":" in address.host and is_ip(address.host):
+        # SOCKS4a has an IPv4 address or a host name, and python-socks would send the literal as a
+        # name, for the proxy to resolve or refuse its own way.  Reply 8 says what the matter is.
+        raise ProxyRefused("SOCKS4a cannot carry an IPv6 destination: use a socks5 or http proxy", 8)
     from python_socks import ProxyError, ProxyTimeoutError, ProxyType
     from python_socks.async_.asyncio import Proxy
 
@@ -358,7 +362,8 @@ def _literal(address: Address) -> list[tuple[int, int, int, str, tuple[str, int]
 
 
 class ProxyRefused(ConnectionError):
-    """The upstream proxy refused to connect us (its reply code, when it gave one)."""
+    """The upstream proxy refused to connect us (its reply code, when it gave one), or could not be
+    asked to (a destination its protocol cannot carry: the SOCKS5 reply code that says so)."""
 
     def __init__(self, message: str, code: int | None) -> None:
         super().__init__(message)
