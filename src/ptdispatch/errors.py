@@ -63,6 +63,13 @@ class ReplayDetected(RemoteProtocolError):
     """The peer repeated a handshake or salt seen before (a replayed connection)."""
 
 
+class DrainTimeout(PTError, TimeoutError):
+    """A relayed connection was ending (a half-close or a close passed on), but its peer read none
+    of the bytes still to be sent to it for the drain deadline (:data:`ptdispatch.net.relay.DRAIN_TIMEOUT`):
+    the relay reset the connection rather than hold it for as long as the peer likes.  A
+    ``TimeoutError``: counted under the close status ``timeout``."""
+
+
 class InternalError(PTError):
     """A bug: an engine or transport raised something other than ``RemoteProtocolError``.
 

@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import math
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import uvloop
+from prometheus_client import CollectorRegistry
 
-from ptdispatch.errors import RemoteProtocolError
+from ptdispatch import metrics
+from ptdispatch.config import LogLevel
+from ptdispatch.errors import DrainTimeout, RemoteProtocolError
+from ptdispatch.ipc.reporter import Reporter
+from ptdispatch.logs import EventLog
 from ptdispatch.net.relay import Splice, reset_transport
+from ptdispatch.net.tracker import ConnectionTracker, closed_logger, track_opened
+from ptdispatch.transports.adapter import EngineProtocol, EngineTransport
+from ptdispatch.transports.base import Engine
 
 
 async def _connected(protocol: asyncio.BaseProtocol) -> tuple[asyncio.Transport, socket.socket]:
@@ -82,22 +92,70 @@ class Relayed:
     done: asyncio.Future[Exception | None]
 
 
+class PassThrough(Engine):
+    """A transport connection's engine that adds nothing: the relay's far side is then an
+    ``EngineTransport`` over the wire to the target."""
+
+    def __init__(self) -> None:
+        self._out = bytearray()
+
+    @property
+    def established(self) -> bool:
+        return True
+
+    def receive_data(self, data: bytes) -> bytes:
+        return data
+
+    def send_data(self, data: bytes) -> None:
+        self._out += data
+
+    def data_to_send(self) -> bytes:
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+
 @contextlib.asynccontextmanager
-async def relayed() -> AsyncIterator[Relayed]:
+async def relayed(
+    *,
+    app_rcvbuf: int = 0,
+    target_rcvbuf: int = 0,
+    engine: bool = False,
+    on_done: Callable[[Splice, Exception | None], None] | None = None,
+) -> AsyncIterator[Relayed]:
+    """``app_rcvbuf``, ``target_rcvbuf``: the app's and the target's SO_RCVBUF, set before they
+    connect (0: the system's); ``engine``: the relay reaches the target through an
+    ``EngineTransport``; ``on_done``: called too when the splice ends."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Exception | None] = loop.create_future()
-    splice = Splice(lambda splice, error: done.set_result(error))
+
+    def finished(splice: Splice, error: Exception | None) -> None:
+        if on_done is not None:
+            on_done(splice, error)
+        done.set_result(error)
+
+    splice = Splice(finished)
     splice.switch_at = math.inf  # stay in Python (tests/unit/test_kernel_relay.py: the kernel's)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setblocking(False)
-        app = socket.create_connection(listener.getsockname())
+        app = socket.socket()
+        if app_rcvbuf:
+            app.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, app_rcvbuf)
+        app.connect(listener.getsockname())
         near, _ = await loop.sock_accept(listener)
         target_listener = socket.create_server(("127.0.0.1", 0))
     await loop.connect_accepted_socket(lambda: splice.a, near)
     with target_listener:
+        if target_rcvbuf:  # accepted sockets inherit it
+            target_listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, target_rcvbuf)
         target_listener.setblocking(False)
         accepting = loop.create_task(loop.sock_accept(target_listener))
-        await loop.create_connection(lambda: splice.b, *target_listener.getsockname())
+        if engine:
+            _, wire = await loop.create_connection(
+                lambda: EngineProtocol(PassThrough(), lambda: splice.b), *target_listener.getsockname()
+            )
+            await wire.established
+        else:
+            await loop.create_connection(lambda: splice.b, *target_listener.getsockname())
         target, _ = await accepting
     splice.join()
     for sock in (app, target):
@@ -123,10 +181,10 @@ async def _read_to_end(sock: socket.socket) -> tuple[bytes, BaseException | None
     return got, None
 
 
-def _run(loop: str, test: Callable[[Relayed], Awaitable[None]]) -> None:
+def _run(loop: str, test: Callable[[Relayed], Awaitable[None]], **fixture: Any) -> None:
     async def main() -> None:
-        async with relayed() as fixture:
-            await test(fixture)
+        async with relayed(**fixture) as relayed_:
+            await test(relayed_)
 
     (uvloop.run if loop == "uvloop" else asyncio.run)(main())
 
@@ -213,3 +271,227 @@ def test_reset_transport_sends_a_reset_and_aborts_a_transport_without_socket(loo
         assert bare.aborted
 
     _run(loop, test)
+
+
+# --- a close whose data the peer never reads: bounded by the drain deadline ---------------------
+
+DRAIN = 0.5  # the drain deadline in these tests (the default is a minute)
+SMALL_RCVBUF = 4096  # the app's receive buffer: it stops reading, and its window closes soon
+
+
+async def _fill_until_held(relayed: Relayed, *, toward: str = "app", chunk: int = 16384) -> int:
+    """The target (or, ``toward="target"``, the app) sends ``chunk`` bytes at a time, each relayed
+    before the next, until the relay holds some of them for the other, which does not read, in
+    its write buffer; less than the high-water mark, so the relay still reads what comes next (an
+    EOF).  The bytes sent."""
+    ev = asyncio.get_running_loop()
+    splice = relayed.splice
+    sender, reader, held = (relayed.target, splice.b, splice.a)
+    if toward == "target":
+        sender, reader, held = relayed.app, splice.a, splice.b
+    transport = held.transport
+    assert transport is not None
+    sent = 0
+    async with asyncio.timeout(10):
+        while not transport.get_write_buffer_size():
+            await ev.sock_sendall(sender, b"D" * chunk)
+            sent += chunk
+            while reader.bytes_in < sent:
+                await asyncio.sleep(0.001)
+    assert transport.get_write_buffer_size() <= chunk and not held.write_paused
+    return sent
+
+
+async def _ends_within(relayed: Relayed, seconds: float) -> Exception | None:
+    try:
+        return await asyncio.wait_for(asyncio.shield(relayed.done), seconds)
+    except TimeoutError:
+        pytest.fail(f"the relay still holds the connection {seconds} s after the drain deadline of {DRAIN} s")
+
+
+async def _still_open_for(relayed: Relayed, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    assert not relayed.done.done(), relayed.done.result()
+    assert relayed.splice.a.transport is not None and relayed.splice.b.transport is not None
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("app_ends", ["eof", "nothing"])
+def test_a_close_the_app_never_reads_is_reset_after_the_drain_deadline(loop: str, app_ends: str) -> None:
+    """The app sends a request (and its EOF, or stays open), then reads nothing, with a small
+    window; the target answers and closes.  The relay half-closes (or, both ways done, closes) the
+    app's side after the answer's last bytes, which never drain: the connection, its descriptors and
+    its tracking entry were held for as long as the app kept its socket.  Now both sides are reset
+    once nothing has drained for the deadline, and the splice ends with a ``DrainTimeout``."""
+
+    async def test(relayed: Relayed) -> None:
+        ev = asyncio.get_running_loop()
+        relayed.splice.drain_timeout = DRAIN
+        await ev.sock_sendall(relayed.app, b"request")
+        if app_ends == "eof":
+            relayed.app.shutdown(socket.SHUT_WR)
+        async with asyncio.timeout(5):
+            assert await ev.sock_recv(relayed.target, 100) == b"request"
+        await _fill_until_held(relayed)
+        relayed.target.close()  # the answer is complete: the app's side is closed after it
+        error = await _ends_within(relayed, 4 * DRAIN + 2)
+        assert isinstance(error, DrainTimeout) and isinstance(error, TimeoutError)
+        assert metrics.close_status(error) == "timeout"
+        _, end = await _read_to_end(relayed.app)  # what reached it, then a reset, never a FIN
+        assert type(end) is ConnectionResetError
+
+    _run(loop, test, app_rcvbuf=SMALL_RCVBUF)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_an_engine_side_that_never_reads_is_reset_after_the_drain_deadline(loop: str) -> None:
+    """The same through a transport connection (``EngineTransport``): its write buffer is the
+    wire's plus the engine's, and its reset goes out on the wire socket."""
+
+    async def test(relayed: Relayed) -> None:
+        relayed.splice.drain_timeout = DRAIN
+        assert isinstance(relayed.splice.b.transport, EngineTransport)
+        await _fill_until_held(relayed, toward="target")
+        relayed.app.shutdown(socket.SHUT_WR)  # passed on as the engine's EOF, after those bytes
+        error = await _ends_within(relayed, 4 * DRAIN + 2)
+        assert isinstance(error, DrainTimeout)
+        _, end = await _read_to_end(relayed.target)
+        assert type(end) is ConnectionResetError
+
+    _run(loop, test, target_rcvbuf=SMALL_RCVBUF, engine=True)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_direction_stuck_after_a_half_close_is_reset_after_the_drain_deadline(loop: str) -> None:
+    """The app sends its request and its EOF (no byte is held then: nothing to watch), then never
+    reads the answer the target streams: the relay's buffer for it fills and stays full.  An open
+    connection may stall for as long as its peers like; a half-closed one whose one open way is
+    stuck is ending, and is reset after the deadline."""
+
+    async def test(relayed: Relayed) -> None:
+        ev = asyncio.get_running_loop()
+        relayed.splice.drain_timeout = DRAIN
+        await ev.sock_sendall(relayed.app, b"request")
+        relayed.app.shutdown(socket.SHUT_WR)
+        assert await _read_to_end(relayed.target) == (b"request", None)
+        streaming = ev.create_task(ev.sock_sendall(relayed.target, b"D" * (64 << 20)))
+        try:
+            async with asyncio.timeout(10):
+                while not relayed.splice.a.write_paused:
+                    await asyncio.sleep(0.01)
+            assert isinstance(await _ends_within(relayed, 4 * DRAIN + 2), DrainTimeout)
+        finally:
+            streaming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await streaming
+
+    _run(loop, test, app_rcvbuf=SMALL_RCVBUF)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_half_closed_connection_whose_other_way_moves_is_not_reset(loop: str) -> None:
+    """The target's answer is stuck in the relay's buffer behind a half-close (the app does not
+    read it yet), but the app is still sending and the target reading: data is flowing, so the
+    connection is kept however long that lasts, and the answer arrives whole, with its FIN."""
+
+    async def test(relayed: Relayed) -> None:
+        ev = asyncio.get_running_loop()
+        relayed.splice.drain_timeout = DRAIN
+        answer = await _fill_until_held(relayed)
+        relayed.target.shutdown(socket.SHUT_WR)  # the answer is complete; the target still reads
+        assert relayed.splice.a.transport is not None
+        sent = received = 0
+        until = ev.time() + 4 * DRAIN
+        async with asyncio.timeout(4 * DRAIN + 5):
+            while ev.time() < until:
+                await ev.sock_sendall(relayed.app, b"u" * 1024)
+                sent += 1024
+                while received < sent:
+                    received += len(await ev.sock_recv(relayed.target, 1 << 16))
+                await asyncio.sleep(DRAIN / 10)
+        await _still_open_for(relayed, 0)
+        assert relayed.splice.a.transport.get_write_buffer_size()  # still held all along
+        assert await _read_to_end(relayed.app) == (b"D" * answer, None)
+        relayed.app.shutdown(socket.SHUT_WR)
+        assert await _read_to_end(relayed.target) == (b"", None)
+        assert await _ends_within(relayed, 5) is None
+
+    _run(loop, test, app_rcvbuf=SMALL_RCVBUF)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_peer_that_reads_slowly_is_not_reset(loop: str) -> None:
+    """After the target's close, the app reads its answer a little at a time, each time within the
+    deadline: the bytes it takes come off the relay socket's send queue (the write buffer may not
+    move for a while), which counts as progress.  The connection ends with a FIN, every byte there."""
+
+    async def test(relayed: Relayed) -> None:
+        ev = asyncio.get_running_loop()
+        relayed.splice.drain_timeout = DRAIN
+        answer = await _fill_until_held(relayed)
+        relayed.target.close()
+        got = b""
+        until = ev.time() + 4 * DRAIN
+        while ev.time() < until:
+            await asyncio.sleep(DRAIN / 4)
+            with contextlib.suppress(BlockingIOError):
+                got += relayed.app.recv(2048)
+        assert not relayed.done.done(), relayed.done.result()
+        rest, end = await _read_to_end(relayed.app)
+        assert (len(got + rest), end) == (answer, None)
+        relayed.app.close()
+        assert await _ends_within(relayed, 5) is None
+
+    _run(loop, test, app_rcvbuf=SMALL_RCVBUF)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_reset_for_the_drain_deadline_is_counted_and_logged(loop: str, registry: CollectorRegistry) -> None:
+    """The connection's tracking entry goes, and it is counted (status ``timeout``) and logged
+    like any other connection that ended with an error."""
+    out = io.StringIO()
+    log = EventLog(Reporter(out=out, err=io.StringIO(), level=LogLevel.INFO))
+    tracker = ConnectionTracker()
+    logged = closed_logger(log, tracker, "plain")
+
+    async def test(relayed: Relayed) -> None:
+        track_opened(tracker, relayed.splice, "plain")
+        relayed.splice.drain_timeout = DRAIN
+        await _fill_until_held(relayed)
+        relayed.target.close()
+        assert isinstance(await _ends_within(relayed, 4 * DRAIN + 2), DrainTimeout)
+
+    _run(loop, test, app_rcvbuf=SMALL_RCVBUF, on_done=logged)
+    assert len(tracker) == 0
+    closed = {"transport": "plain", "role": "server"}
+    assert registry.get_sample_value("ptdispatch_connections_closed_total", {**closed, "status": "timeout"}) == 1
+    assert registry.get_sample_value("ptdispatch_open_connections", closed) == 0
+    assert "plain: connection closed" in out.getvalue() and "(DrainTimeout: " in out.getvalue()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_an_end_with_nothing_held_arms_no_deadline(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path: a connection whose buffers are empty when it half-closes and closes (and a
+    bulk answer after a half-close, read as fast as it comes, whose pauses are brief) never costs
+    a timer or a look at its sockets' send queues."""
+    looked: list[Splice] = []
+    real = Splice._progress
+
+    def progress(splice: Splice) -> tuple[int, int]:
+        looked.append(splice)
+        return real(splice)
+
+    monkeypatch.setattr(Splice, "_progress", progress)
+
+    async def test(relayed: Relayed) -> None:
+        ev = asyncio.get_running_loop()
+        await ev.sock_sendall(relayed.app, b"request")
+        relayed.app.shutdown(socket.SHUT_WR)
+        assert await _read_to_end(relayed.target) == (b"request", None)
+        await ev.sock_sendall(relayed.target, b"answer")
+        relayed.target.shutdown(socket.SHUT_WR)
+        assert await _read_to_end(relayed.app) == (b"answer", None)
+        assert await _ends_within(relayed, 5) is None
+
+    _run(loop, test)
+    assert looked == []

@@ -9,23 +9,42 @@ Either side can be a plain socket or a transport connection's
 :class:`~ptdispatch.transports.adapter.EngineTransport`.  Between two plain TCP sockets, a
 direction that has carried :data:`~ptdispatch.net.kernel.SWITCH_AFTER` bytes moves the whole
 connection into the kernel (:mod:`ptdispatch.net.kernel`).
+
+A connection that is ending (a half-close or a close passed on) while the relay still holds bytes
+for a peer that reads none of them is reset after :data:`DRAIN_TIMEOUT` (:meth:`Splice.watch_drain`):
+a transport's close waits for its write buffer, which a peer with a closed window never drains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import math
 import socket
 import struct
+import termios
 from collections.abc import Callable
 
+from ..errors import DrainTimeout
 from . import kernel
 
 RETRY_AFTER = 64 * 1024
 """When a switch to the kernel finds a write buffer not empty, the bytes to relay before trying again."""
+DRAIN_TIMEOUT = 60.0
+"""Seconds an ending connection may go without progress while the relay holds bytes for a peer,
+before it is reset (:meth:`Splice.watch_drain`).  An ending connection is one with a direction done
+(a half-close passed on) or a side closed; progress is any byte the peers take from it (its write
+buffers or its sockets' send queues shrink) or any byte relayed, either way.  Without a bound a
+peer that stops reading (a zero window) and keeps its socket holds the descriptors, the buffered
+bytes and the connection's tracking entry for ever: one descriptor of the attacker's ties up two of
+ours and up to a write buffer's and two socket buffers' worth of memory.  A minute is nginx's
+``send_timeout`` and Linux's ``tcp_fin_timeout``, and an order above any pause a live peer makes
+(a meek client polls within 5 s); a stall is cut between one and two deadlines after the last
+progress."""
 _SWITCH_AT: float = kernel.SWITCH_AFTER if kernel.available() else math.inf
 _LINGER_ZERO = struct.pack("ii", 1, 0)  # struct linger: on, 0 s
+_OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ: a TCP socket's bytes not yet acknowledged
 
 
 def reset_transport(transport: asyncio.Transport) -> None:
@@ -38,6 +57,19 @@ def reset_transport(transport: asyncio.Transport) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
     transport.abort()
+
+
+def _send_queue(transport: asyncio.Transport) -> int:
+    """The bytes ``transport``'s socket still has to send (0 when that cannot be known): the bytes
+    a peer reads come off here before they come off the write buffer."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or _OUTQ is None:
+        return 0
+    try:
+        value: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):  # not a TCP socket, or closed
+        return 0
+    return value
 
 
 class RelayProtocol(asyncio.Protocol):
@@ -78,6 +110,7 @@ class RelayProtocol(asyncio.Protocol):
             self.splice.close()
         else:
             peer.transport.write_eof()
+            self.splice.watch_drain()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -88,6 +121,8 @@ class RelayProtocol(asyncio.Protocol):
         self.write_paused = True
         if self.peer.transport is not None:
             self.peer.transport.pause_reading()
+        if self.splice.ending:  # the direction still open has bytes waiting: they may be stuck
+            self.splice.watch_drain()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -102,6 +137,9 @@ class Splice:
     second; :meth:`attach` then flushes what was held back.  ``on_done`` runs once both sides
     are closed, with the first error seen.
     """
+
+    drain_timeout = DRAIN_TIMEOUT
+    """:data:`DRAIN_TIMEOUT`, for this splice (tests set a shorter one)."""
 
     def __init__(
         self,
@@ -118,6 +156,10 @@ class Splice:
         #: Bytes a direction relays in Python before :meth:`to_kernel` is tried (inf: never).
         self.switch_at = _SWITCH_AT
         self.kernel: kernel.KernelRelay | None = None
+        #: A direction is done or a side is closing (set where :meth:`watch_drain` is called).
+        self.ending = False
+        self._drain: asyncio.TimerHandle | None = None  # the drain deadline, while bytes are held
+        self._drain_mark = (0, 0)  # (bytes relayed, bytes still to send) when it was armed
 
     def attach(self, side: RelayProtocol, transport: asyncio.Transport, early: bytes = b"") -> None:
         """Give ``side`` its transport (switching that transport's protocol to it).
@@ -134,6 +176,7 @@ class Splice:
                 reset_transport(transport)
             else:
                 transport.close()
+                self.watch_drain()
             return
         if early:
             side.bytes_in += len(early)
@@ -158,6 +201,7 @@ class Splice:
             if one.eof:
                 if other.can_write_eof():
                     other.write_eof()
+                    self.watch_drain()
             elif not one.peer.write_paused:
                 one.transport.resume_reading()
 
@@ -210,6 +254,51 @@ class Splice:
         for side in (self.a, self.b):
             if side.transport is not None and not side.transport.is_closing():
                 side.transport.close()
+        self.watch_drain()
+
+    # --- the drain deadline -------------------------------------------------------------------
+    def watch_drain(self) -> None:
+        """The connection is ending (a direction is done, a side closing), or, ending, a
+        direction's receiver is full: if the relay holds bytes for a peer (a transport's write
+        buffer), reset the connection once :attr:`drain_timeout` seconds go by without progress
+        (see :data:`DRAIN_TIMEOUT`).  Arms nothing when nothing is held, the usual case (a close
+        costs two ``get_write_buffer_size`` calls); armed, one timer for the connection, checked
+        once per deadline, and stopped when the buffers are empty or both sides are gone."""
+        self.ending = True
+        if self._drain is None and self._lost < 2 and self._held():
+            self._drain_mark = self._progress()
+            self._drain = asyncio.get_running_loop().call_later(self.drain_timeout, self._drain_check)
+
+    def _held(self) -> int:
+        """Bytes the relay holds for the peers: the write buffers."""
+        held = 0
+        for side in (self.a, self.b):
+            if side.transport is not None:
+                held += side.transport.get_write_buffer_size()
+        return held
+
+    def _progress(self) -> tuple[int, int]:
+        """(bytes relayed, bytes still to send to the peers, counting the sockets' send queues):
+        progress is a change of the first or a fall of the second."""
+        pending = self._held()
+        for side in (self.a, self.b):
+            if side.transport is not None:
+                pending += _send_queue(side.transport)
+        return self.a.bytes_in + self.b.bytes_in, pending
+
+    def _drain_check(self) -> None:
+        self._drain = None
+        if self._lost == 2 or not self._held():  # drained (a later stall arms it again)
+            return
+        moved, pending = self._progress()
+        before_moved, before_pending = self._drain_mark
+        if moved != before_moved or pending < before_pending:
+            self._drain_mark = (moved, pending)
+            self._drain = asyncio.get_running_loop().call_later(self.drain_timeout, self._drain_check)
+            return
+        if self.error is None:
+            self.error = DrainTimeout(f"{pending} bytes to send went unread for {self.drain_timeout:g} s while closing")
+        self.reset()
 
     def abort(self) -> None:
         self._stop_kernel()
@@ -233,8 +322,15 @@ class Splice:
                 side.lost = True
                 self._lost += 1
         self.abort()
-        if self._lost == 2 and self._on_done is not None:
-            self._on_done(self, self.error)
+        if self._lost == 2:
+            self._stop_drain()
+            if self._on_done is not None:
+                self._on_done(self, self.error)
+
+    def _stop_drain(self) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
 
     def side_lost(self, side: RelayProtocol, exc: Exception | None) -> None:
         if side.lost:
@@ -250,5 +346,8 @@ class Splice:
                 reset_transport(other)
             else:
                 other.close()
-        if self._lost == 2 and self._on_done is not None:
-            self._on_done(self, self.error)
+                self.watch_drain()
+        if self._lost == 2:
+            self._stop_drain()
+            if self._on_done is not None:
+                self._on_done(self, self.error)
