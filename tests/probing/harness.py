@@ -62,8 +62,9 @@ DarkStar (Starbridge too): T/2 + T/6."""
 
 
 def earliest_close(name: str) -> float:
-    """:data:`EARLIEST_CLOSE` less 0.3 T: the server's connection starts before the prober's clock does when
-    hundreds of concurrent handshakes load this one event loop."""
+    """:data:`EARLIEST_CLOSE` less 0.3 T of slack (the prober's clock starts before its connect, so
+    it cannot start after the server's connection; a close at a byte count would come milliseconds
+    after the probe's last byte, far below this)."""
     return EARLIEST_CLOSE[name] - 0.3 * T
 
 
@@ -132,14 +133,17 @@ class Seen:
     sent: int
     received: bytes
     ending: str  # "eof", "rst" or "open"
-    after_connect: float  # seconds from connect to the ending
+    after_connect: float  # seconds from the start of the connect to the ending
     after_last_byte: float  # seconds from our last byte to the ending
 
 
 async def probe(port: int, payload: bytes, *, wait: float, pieces: int = 1) -> Seen:
     """Connect, send ``payload`` (in ``pieces`` writes), then read until the server ends it or ``wait`` passes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # The clock starts before the connect: the server's connection cannot start earlier, whereas a
+    # time read once the connect returns runs late when hundreds of probes share this event loop
+    # (a close at the server's earliest time then looked early, by up to the loop's lag).
     connected = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     step = -(-len(payload) // pieces) if payload else 0
     for i in range(0, len(payload), step or 1):
         writer.write(payload[i : i + step])
