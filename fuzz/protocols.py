@@ -16,7 +16,7 @@ from ptdispatch.ipc import flags as pt3
 from ptdispatch.ipc.args import format_smethod_args, parse_kv_list, split_escaped, unescape
 from ptdispatch.transports import registry
 from ptdispatch.transports.base import ServerContext
-from ptdispatch.udp.framing import LengthPrefixDecoder, StunDecoder, stun_problem
+from ptdispatch.udp.framing import LengthPrefixDecoder, StunDecoder, stun_mode_problem
 
 from .support import Input, chunks, det_rng, target
 
@@ -189,12 +189,12 @@ def stun(data: bytes) -> None:
     inp = Input(data)
     seed = inp.byte()
     body = inp.rest()
-    stun_problem(body, classic=bool(seed & 2))
+    stun_mode_problem(body, classic=bool(seed & 2))
     decoder = StunDecoder(classic=bool(seed & 2))
     try:
         for piece in chunks(body, seed):
-            for message in decoder.feed(piece):
-                assert stun_problem(message, classic=decoder.classic) is None
+            for message in decoder.feed(piece):  # STUN or ChannelData, each fit to go out over UDP
+                assert stun_mode_problem(message, classic=decoder.classic) is None
         decoder.close()
     except RemoteProtocolError:
         pass

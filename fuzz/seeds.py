@@ -84,6 +84,9 @@ def _seeds() -> dict[str, dict[str, bytes]]:
         "stun": {
             "binding": b"\x01" + b"\x00\x01\x00\x08\x21\x12\xa4\x42" + bytes(12) + b"\x00\x03\x00\x04\x00\x00\x00\x00",
             "classic": b"\x02" + b"\x01\x01\x00\x00" + bytes(16),
+            # TURN ChannelData, padded to 4 as on a stream, around a Binding request
+            "channel-data": b"\x05"
+            + bytes.fromhex("4000000568656c6c6f000000000100002112a442" + "00" * 12 + "7fff0000"),
         },
     }
     out.update(_engine_seeds())

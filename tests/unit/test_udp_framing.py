@@ -10,8 +10,10 @@ from ptdispatch.udp.framing import (
     LengthPrefixDecoder,
     StunDecoder,
     encode_frame,
+    encode_stun,
     is_stun,
     new_decoder,
+    stun_mode_problem,
     stun_problem,
 )
 
@@ -26,6 +28,11 @@ RFC5769_REQUEST = bytes.fromhex(
 BINDING = bytes.fromhex("000100002112a4420102030405060708090a0b0c")
 # What Debian's `stun` 0.97 sends (RFC 3489: no magic cookie; CHANGE-REQUEST attribute).
 CLASSIC = bytes.fromhex("00010008019b4d7d64e3a116f459985e3e0716580003000400000000")
+# TURN ChannelData (RFC 5766 section 11.4, RFC 8656 section 12.4): channel number, length, data.
+ODD = bytes.fromhex("4000000568656c6c6f")  # channel 0x4000, 5 bytes "hello": 3 bytes of padding on a stream
+ODD_PADDED = ODD + bytes(3)
+EIGHT = bytes.fromhex("7fff0008") + b"8 bytes!"  # the highest channel, a length that needs no padding
+EMPTY = bytes.fromhex("40000000")  # no data at all: the 4-byte header alone
 
 
 def test_frame_is_big_endian_length_then_payload() -> None:
@@ -96,7 +103,8 @@ def test_stun_stream_split() -> None:
 @pytest.mark.parametrize(
     "garbage",
     [
-        b"\x80" + bytes(19),  # top bits set (a TURN ChannelData / RTP / anything else)
+        b"\x80" + bytes(19),  # top bits 10: neither STUN nor ChannelData (RTP, anything else)
+        b"\x80\x00\x00\x00",  # channel 0x8000: beyond RFC 5766's 0x4000-0x7FFF
         b"\x00\x01\x00\x03" + bytes(16),  # length not a multiple of 4
         b"\x00\x01\x00\x00" + b"\xde\xad\xbe\xef" + bytes(12),  # no magic cookie
         b"\xc0",  # detectably wrong from the first byte
@@ -120,3 +128,108 @@ def test_new_decoder_picks_the_framing() -> None:
     assert isinstance(new_decoder(stun=False), LengthPrefixDecoder)
     stun = new_decoder(stun=True, classic=True)
     assert isinstance(stun, StunDecoder) and stun.classic
+
+
+def test_channel_data_checks() -> None:
+    for message in (ODD, ODD_PADDED, EIGHT, EMPTY, EMPTY[:1] + b"\x00\x00\x00"):
+        assert stun_mode_problem(message) is None, message.hex()
+        assert stun_mode_problem(message, classic=True) is None, message.hex()
+        assert not is_stun(message)  # stun_problem and is_stun stay about STUN alone
+    assert stun_mode_problem(BINDING) is None
+    assert stun_mode_problem(CLASSIC, classic=True) is None
+    assert "magic cookie" in (stun_mode_problem(CLASSIC) or "")
+    # Padding over UDP is optional (RFC 8656 section 12.5), partial padding is still within it; more is not.
+    assert stun_mode_problem(ODD + bytes(1)) is None
+    assert "does not match" in (stun_mode_problem(ODD_PADDED + bytes(1)) or "")
+    assert "does not match" in (stun_mode_problem(EIGHT + bytes(4)) or "")
+    # Truncated: the length says more than the datagram holds; or not even a header.
+    assert "does not match" in (stun_mode_problem(ODD[:-1]) or "")
+    assert "does not match" in (stun_mode_problem(bytes.fromhex("40000006") + b"hello") or "")
+    assert "shorter than a ChannelData header" in (stun_mode_problem(b"\x40\x00\x00") or "")
+    # Channel numbers outside 0x4000-0x7FFF.
+    assert "neither" in (stun_mode_problem(bytes.fromhex("80000005") + b"hello" + bytes(3)) or "")
+    assert "neither" in (stun_mode_problem(bytes.fromhex("ffff0000")) or "")
+    assert stun_mode_problem(bytes.fromhex("3fff0005") + b"hello") is not None  # read as STUN, and not STUN
+    assert stun_mode_problem(bytes.fromhex("3fff0010") + bytes(16)) is not None
+    assert stun_mode_problem(b"") is not None
+
+
+def test_stream_form_pads_channel_data_to_4() -> None:
+    assert encode_stun(ODD) == ODD_PADDED
+    assert encode_stun(ODD_PADDED) == ODD_PADDED
+    assert encode_stun(ODD + bytes(2)) == ODD_PADDED
+    assert encode_stun(EIGHT) == EIGHT
+    assert encode_stun(EMPTY) == EMPTY
+    assert encode_stun(BINDING) == BINDING
+    assert encode_stun(RFC5769_REQUEST) == RFC5769_REQUEST
+
+
+def test_channel_data_stream_split() -> None:
+    stream = BINDING + ODD_PADDED + EIGHT + EMPTY + RFC5769_REQUEST + ODD_PADDED
+    expected = [BINDING, ODD, EIGHT, EMPTY, RFC5769_REQUEST, ODD]  # delivered without their padding
+    d = StunDecoder()
+    assert d.feed(stream) == expected
+    assert d.buffered == 0
+    d.close()
+    one_by_one = StunDecoder(classic=True)
+    out: list[bytes] = []
+    for byte in stream:
+        out += one_by_one.feed(bytes([byte]))
+    assert out == expected
+    one_by_one.close()
+
+
+def test_small_channel_data_needs_no_stun_header_worth_of_bytes() -> None:
+    d = StunDecoder()
+    assert d.feed(BINDING) == [BINDING]
+    assert d.feed(EMPTY) == [EMPTY]  # 4 bytes: whole, though a STUN header is 20
+    assert d.feed(ODD_PADDED) == [ODD]
+    assert d.feed(EMPTY[:2]) == []
+    assert d.feed(EMPTY[2:]) == [EMPTY]
+    assert d.feed(BINDING[:4]) == []
+    assert d.feed(BINDING[4:] + EMPTY) == [BINDING, EMPTY]
+
+
+def test_channel_data_waits_for_its_padding() -> None:
+    d = StunDecoder()
+    assert d.feed(ODD) == []  # on a stream the padding is not optional (RFC 5766 section 11.5)
+    assert d.buffered == len(ODD)
+    assert d.feed(bytes(2)) == []
+    assert d.feed(bytes(1) + EMPTY) == [ODD, EMPTY]
+    # The padding's content is not looked at (the RFCs leave it undefined).
+    assert d.feed(ODD + b"xyz") == [ODD]
+
+
+@pytest.mark.parametrize("tail", [ODD, ODD_PADDED[:-1], EIGHT[:5], EMPTY[:3], b"\x7f"])
+def test_truncated_channel_data_at_close(tail: bytes) -> None:
+    d = StunDecoder()
+    assert d.feed(BINDING + tail) == [BINDING]
+    with pytest.raises(RemoteProtocolError, match="inside a ChannelData message"):
+        d.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        bytes.fromhex("80000005") + b"hello" + bytes(3),  # channel 0x8000
+        bytes.fromhex("ffff0000"),  # channel 0xFFFF
+        bytes.fromhex("3fff0005") + b"hello" + bytes(3) + BINDING,  # channel 0x3FFF: a STUN type, length 5
+        bytes.fromhex("3fff0008") + b"8 bytes!" + BINDING,  # ... length 8, and no magic cookie
+    ],
+)
+def test_channel_numbers_out_of_range_in_a_stream(garbage: bytes) -> None:
+    d = StunDecoder()
+    with pytest.raises(RemoteProtocolError, match="not a STUN stream"):
+        d.feed(ODD_PADDED + garbage)
+
+
+def test_largest_channel_data() -> None:
+    data = bytes(range(256)) * 255 + bytes(range(255))  # 65,535 bytes: the largest a length can say
+    message = b"\x40\x01\xff\xff" + data
+    stream = encode_stun(message)
+    assert len(stream) == 65_540
+    d = StunDecoder()
+    assert d.feed(stream[:100]) == []
+    assert d.feed(stream[100:-1]) == []
+    assert d.buffered == 65_539
+    assert d.feed(stream[-1:]) == [message]

@@ -28,6 +28,7 @@ from ptdispatch.udp.pool import Received, State
 from ptdispatch.udp.server import TargetSession, UdpServerMethod
 
 BINDING = bytes.fromhex("000100002112a4420102030405060708090a0b0c")
+CHANNEL_DATA = bytes.fromhex("4000000568656c6c6f")  # TURN ChannelData: channel 0x4000, "hello", unpadded
 
 
 class Logs:
@@ -251,8 +252,12 @@ async def raw_stream(port: int, data: bytes) -> tuple[asyncio.StreamReader, asyn
         (False, encode_frame(b"ok") + b"\x00\x10short", "inside a frame"),  # truncated frame at EOF
         (False, encode_frame(b"ok") + b"\xff\xff" + bytes(100), "inside a frame"),  # length > rest
         (False, b"\x00", "inside a frame"),
-        (True, BINDING + b"GET / HTTP/1.1\r\n\r\n", "not a STUN stream"),  # non-STUN in STUN mode
+        (True, BINDING + b"\x80GET / HTTP/1.1\r\n\r\n", "not a STUN stream"),  # neither STUN nor ChannelData
+        # "GE" reads as channel 0x4745 and "T " as its length, 21,536 bytes: cut when the stream ends short.
+        (True, BINDING + b"GET / HTTP/1.1\r\n\r\n", "inside a ChannelData message"),
         (True, BINDING + BINDING[:10], "inside a STUN message"),
+        (True, BINDING + b"\x80\x00\x00\x00", "not a STUN stream"),  # channel 0x8000: out of range
+        (True, BINDING + CHANNEL_DATA, "inside a ChannelData message"),  # unpadded on a stream: truncated
     ],
 )
 async def test_bad_stream_closes_that_session_only(stun: bool, stream: bytes, log: str) -> None:

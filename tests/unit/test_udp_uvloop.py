@@ -61,7 +61,8 @@ def test_on_uvloop(name: str) -> None:
 
 def test_bad_stream_on_uvloop() -> None:
     on_uvloop("test_bad_stream_closes_that_session_only", False, b"\x00\x05ab", "inside a frame")
-    on_uvloop("test_bad_stream_closes_that_session_only", True, BINDING + b"junk" * 5, "not a STUN stream")
+    on_uvloop("test_bad_stream_closes_that_session_only", True, BINDING + b"\xffjunk" * 5, "not a STUN stream")
+    on_uvloop("test_bad_stream_closes_that_session_only", True, BINDING + b"junk" * 5, "inside a ChannelData message")
 
 
 def test_target_name_the_idna_codec_refuses_on_uvloop() -> None:
