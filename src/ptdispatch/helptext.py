@@ -68,7 +68,7 @@ MODES = {
     Mode.SOCKS5: "a SOCKS5 (and SOCKS4a) listener; CONNECT names the destination",
     Mode.TRANSPARENT_TCP: "every TCP connection goes to the option serverAddress",
     Mode.TRANSPARENT_UDP: "datagrams travel length-prefixed over the transport",
-    Mode.STUN: "STUN messages travel over the transport",
+    Mode.STUN: "STUN and TURN ChannelData travel over the transport (to a TURN server)",
 }
 
 DISPATCHER_CLIENT_KEYS = ("serverAddress",)

@@ -247,6 +247,10 @@ async def test_stun_mode_end_to_end(transport: str, tmp_path: Path) -> None:
                 await until_connected(sock, pair.address, BINDING)
                 messages = [BINDING[:8] + i.to_bytes(12, "big") + bytes(4 * (i % 50)) for i in range(300)]
                 messages = [m[:2] + (len(m) - 20).to_bytes(2, "big") + m[4:] for m in messages]
+                # TURN ChannelData between them, of every length modulo 4 (padded on the stream, not over UDP).
+                channel_data = [(0x4000 + i).to_bytes(2, "big") + (i % 103).to_bytes(2, "big") + bytes(i % 103)
+                                for i in range(300)]  # fmt: skip
+                messages = [m for pair in zip(messages, channel_data, strict=True) for m in pair]
                 sock.sendto(b"this is not STUN", pair.address)  # dropped by the client, nothing else happens
                 await exchange(sock, pair.address, messages, 8)
             finally:

@@ -1,5 +1,6 @@
 """A real STUN/TURN server (coturn's turnserver) and a real STUN client (`stun`, Debian's stun-client)
-through our client and server in STUN mode, all on loopback."""
+through our client and server in STUN mode, all on loopback (the TURN relay's peers too: hence
+``--allow-loopback-peers``)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,25 @@ def allocate_request(txid: bytes) -> bytes:
     return struct.pack("!HHI", 0x0003, len(requested_transport), MAGIC) + txid + requested_transport
 
 
+def xor_peer_address(host: str, port: int) -> bytes:
+    """An XOR-PEER-ADDRESS value (RFC 8656 section 18.3) for an IPv4 peer."""
+    address = int(ipaddress.IPv4Address(host)) ^ MAGIC
+    return struct.pack("!xBH", 1, port ^ (MAGIC >> 16)) + address.to_bytes(4, "big")
+
+
+def channel_bind_request(txid: bytes, channel: int, peer: tuple[str, int]) -> bytes:
+    number = struct.pack("!HHH2x", 0x000C, 4, channel)  # CHANNEL-NUMBER
+    address = xor_peer_address(*peer)
+    attrs = number + struct.pack("!HH", 0x0012, len(address)) + address  # XOR-PEER-ADDRESS
+    return struct.pack("!HHI", 0x0009, len(attrs), MAGIC) + txid + attrs
+
+
+def channel_data(channel: int, data: bytes, *, padded: bool = False) -> bytes:
+    """A TURN ChannelData message (RFC 8656 section 12.4); padding to 4 is optional over UDP."""
+    message = struct.pack("!HH", channel, len(data)) + data
+    return message + bytes(-len(message) % 4) if padded else message
+
+
 def attributes(message: bytes) -> dict[int, bytes]:
     out: dict[int, bytes] = {}
     pos = 20
@@ -72,7 +92,7 @@ async def turnserver(workdir: Path) -> AsyncIterator[int]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         binary, "-n", "--listening-ip=127.0.0.1", f"--listening-port={port}", "--relay-ip=127.0.0.1",
-        "--no-tls", "--no-dtls", "--no-cli", "--no-auth", "--log-file=stdout", "--simple-log",
+        "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--no-auth", "--log-file=stdout", "--simple-log",
         f"--pidfile={workdir / 'turnserver.pid'}", f"--db={workdir / 'turndb'}",
         "--min-port=49152", "--max-port=65535",
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -144,6 +164,39 @@ async def test_turn_allocate_through_our_client_and_server(tmp_path: Path) -> No
     assert kind == 0x0103, f"not an Allocate success response: {answer.hex()}"
     relayed = xor_address(attributes(answer)[0x0016])  # XOR-RELAYED-ADDRESS
     assert relayed[0] == "127.0.0.1"
+
+
+async def recv_channel_data(sock: socket.socket) -> bytes:
+    """The next ChannelData to ``sock``, past late answers to retransmitted requests."""
+    while (data := await recv(sock, 5))[0] & 0xC0 != 0x40:
+        pass
+    return data
+
+
+@pytest.mark.parametrize("transport", ["plain", "obfs3"])
+async def test_turn_channel_data_through_our_client_and_server(transport: str, tmp_path: Path) -> None:
+    """Allocate, ChannelBind, then ChannelData both ways between the application and a peer of the
+    relay, as WebRTC does once a channel is bound: intact, whatever padding each length needs."""
+    channel = 0x4000
+    async with turnserver(tmp_path) as turn_port, dispatchers(transport, "STUN", turn_port, tmp_path) as pair:
+        app, peer = source(), source()
+        try:
+            answer = await ask(app, pair.address, allocate_request(os.urandom(12)))
+            assert struct.unpack_from("!H", answer)[0] == 0x0103, f"not an Allocate success: {answer.hex()}"
+            relayed = xor_address(attributes(answer)[0x0016])  # XOR-RELAYED-ADDRESS
+            answer = await ask(app, pair.address, channel_bind_request(os.urandom(12), channel, peer.getsockname()))
+            assert struct.unpack_from("!H", answer)[0] == 0x0109, f"not a ChannelBind success: {answer.hex()}"
+            for i, size in enumerate((1, 6, 7, 8, 15, 1200)):  # 3, 2, 1, 0, 1 and 0 bytes of padding
+                data = os.urandom(size)
+                app.sendto(channel_data(channel, data, padded=bool(i % 2)), pair.address)
+                assert await recv(peer, 5) == data, f"{size} bytes to the peer"
+                reply = os.urandom(size)
+                peer.sendto(reply, relayed)
+                # coturn sends ChannelData unpadded over UDP, and so does our client.
+                assert await recv_channel_data(app) == channel_data(channel, reply), f"{size} bytes from the peer"
+        finally:
+            app.close()
+            peer.close()
 
 
 async def test_stun_client_cli_through_our_client_and_server(tmp_path: Path) -> None:

@@ -292,7 +292,7 @@ async def test_stun_mode_client_drops_non_stun_datagrams() -> None:
         r.send(peer, BINDING)
         assert await peer.recv() == BINDING
         assert r.client.not_stun == 1
-        assert r.logs.has("dropped a non-STUN datagram")
+        assert r.logs.has("neither STUN nor ChannelData")
 
 
 async def test_stun_classic_option() -> None:
@@ -316,7 +316,73 @@ async def test_stun_mode_server_drops_non_stun_replies() -> None:
         assert await r.exchange(peer, BINDING) == BINDING
         r.send(peer, BINDING)
         assert await peer.recv() == BINDING
-        assert r.logs.has("non-STUN datagram from the target")
+        assert r.logs.has("from the target (neither STUN nor ChannelData)")
+
+
+async def past_binding(peer: Peer) -> bytes:
+    """The next datagram that is not a (late, retransmitted) BINDING."""
+    while (data := await peer.recv()) == BINDING:
+        pass
+    return data
+
+
+class PaddingTurn(Peer):
+    """A target that answers each datagram with itself, ChannelData padded to 4 as some TURN servers send it."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        super().datagram_received(data, addr)
+        assert self.transport is not None
+        self.transport.sendto(data + bytes(-len(data) % 4), addr)
+
+
+async def test_stun_mode_carries_channel_data_both_ways() -> None:
+    """TURN clients switch to ChannelData once ChannelBind succeeds: it must flow as STUN does.
+
+    The application and the target each get ChannelData without its padding, as they would from a
+    TURN server over UDP; on the stream it is padded to 4, as RFC 5766 section 11.5 requires."""
+    turn, port = await udp_peer(PaddingTurn)
+    async with rig(stun=True, target=port) as r:
+        r.peers.append(turn)
+        peer = await r.source()
+        assert await r.exchange(peer, BINDING) == BINDING
+        channel_data = [
+            CHANNEL_DATA,
+            CHANNEL_DATA + bytes(3),  # padded by the application: the TURN server gets it unpadded
+            bytes.fromhex("7fff0008") + b"8 bytes!",
+            bytes.fromhex("40000000"),
+            b"\x40\x01\x04\xb0" + os.urandom(1200),  # a typical media packet
+        ]
+        for message in channel_data:
+            r.send(peer, message)
+            unpadded = message[: 4 + int.from_bytes(message[2:4], "big")]
+            assert await past_binding(turn) == unpadded
+            assert await past_binding(peer) == unpadded
+        r.send(peer, BINDING)  # STUN still passes between them
+        assert await peer.recv() == BINDING
+        assert r.client.not_stun == 0 and all(s.key.dropped == 0 for s in r.server.pool.sessions())
+
+
+async def test_stun_mode_drops_malformed_channel_data() -> None:
+    class Bad(Peer):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            assert self.transport is not None
+            self.transport.sendto(CHANNEL_DATA[:-1], addr)  # truncated: length 5, 4 bytes of data
+            self.transport.sendto(b"\x80\x00\x00\x01x", addr)  # channel 0x8000
+            self.transport.sendto(data, addr)
+
+    bad, port = await udp_peer(Bad)
+    async with rig(stun=True, target=port) as r:
+        r.peers.append(bad)
+        peer = await r.source()
+        assert await r.exchange(peer, BINDING) == BINDING
+        for wrong in (CHANNEL_DATA[:-1], CHANNEL_DATA + bytes(4), b"\x40\x00\x00", b"\xbf\xff\x00\x00"):
+            r.send(peer, wrong)
+        r.send(peer, CHANNEL_DATA)
+        assert await past_binding(peer) == CHANNEL_DATA
+        assert r.client.not_stun == 4
+        await wait_for(lambda: sum(s.key.dropped for s in r.server.pool.sessions()) >= 4)
+        assert r.logs.has("ChannelData length 5 does not match a datagram of 8 bytes")
+        assert len(r.server.pool) == 1 and len(r.client.pool) == 1  # nothing was cut
 
 
 async def test_unreachable_target_keeps_the_session() -> None:

@@ -18,6 +18,7 @@ ON_UVLOOP = [
     "test_idle_timeout_removes_sessions_both_sides",
     "test_server_closing_mid_stream_removes_only_that_session",
     "test_garbage_without_eof_in_stun_mode_closes_at_once",
+    "test_stun_mode_carries_channel_data_both_ways",
     "test_unreachable_target_keeps_the_session",
     "test_write_failure_removes_the_session",
     "test_connection_failure_removes_the_waiting_entry",

@@ -4,7 +4,8 @@ Each source address gets its own transport connection to ``serverAddress``.  The
 from a new source creates a Waiting entry and starts the dial; datagrams that arrive while it is
 Waiting are dropped, as Table 1 says (or held, up to ``udpQueueWhileWaiting`` of them).  Once
 Connected, datagrams are framed (transparent-UDP) or passed as they are (STUN) onto the
-connection, and what the server sends back is split into datagrams and sent to that source.
+connection, and what the server sends back is split into datagrams and sent to that source.  STUN
+mode takes STUN messages and TURN ChannelData (see :mod:`.framing`) and drops every other datagram.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..errors import RemoteProtocolError
 from ..frontends.dialer import ClientMethod, Route
 from ..logs import EventLog
 from ..net.addr import Address, format_hostport
-from .framing import encode_frame, new_decoder, stun_problem
+from .framing import encode_frame, encode_stun, new_decoder, stun_mode_problem
 from .options import UdpOptions
 from .pool import ExpiryTimer, Outcome, Session, SessionPool
 from .writer import BatchWriter
@@ -57,7 +58,7 @@ class UdpListener(asyncio.DatagramProtocol):
         #: Connected sessions are counted here for graceful shutdown (as the TCP relays are).
         self.tracker = method.tracker
         self._draining = False
-        #: Counters, for logs and tests.
+        #: Counters, for logs and tests: datagrams dropped in STUN mode (neither STUN nor ChannelData).
         self.not_stun = 0
 
     # --- the UDP socket ------------------------------------------------------------------------
@@ -68,10 +69,13 @@ class UdpListener(asyncio.DatagramProtocol):
         if self._draining and addr not in self.pool:
             return  # shutting down: no new sessions
         if self.stun:
-            problem = stun_problem(data, classic=self.options.stun_classic)
+            problem = stun_mode_problem(data, classic=self.options.stun_classic)
             if problem is not None:
                 self.not_stun += 1
-                self.log.debug(f"{self.method.name}: dropped a non-STUN datagram from {self._who(addr)}: {problem}")
+                self.log.debug(
+                    f"{self.method.name}: dropped a datagram from {self._who(addr)} (neither STUN nor ChannelData): "
+                    f"{problem}"
+                )
                 return
         received = self.pool.packet_received(addr, data)
         outcome = received.outcome
@@ -96,7 +100,8 @@ class UdpListener(asyncio.DatagramProtocol):
         writer = session.handle
         if not isinstance(writer, BatchWriter):
             return
-        if not writer.add(datagram if self.stun else encode_frame(datagram)) and self.pool.write_failed(session):
+        frame = encode_stun(datagram) if self.stun else encode_frame(datagram)
+        if not writer.add(frame) and self.pool.write_failed(session):
             self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: write failure")
             self._discard(session)
 

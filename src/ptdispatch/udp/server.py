@@ -1,13 +1,13 @@
 """Server side of the UDP modes: per transport connection, a UDP socket of its own to -target (Table 2).
 
-Datagrams split out of the stream (2-byte length frames, or STUN messages in STUN mode) are sent
-to -target from a socket connected to it; what the target sends back is framed and written onto
-the same transport connection.  Bad framing closes that one session.  An ICMP "port unreachable"
-from the target (``ConnectionRefusedError`` on the socket) is logged and the session kept: UDP
-promises nothing, the target may come back, and the idle timeout ends a session that stays silent.
-Sessions are also closed after ``udpIdleTimeout`` seconds without a packet (default 120 s, twice the
-client's default, so that normally the client, which can dial again, decides) and the oldest is
-evicted beyond ``udpMaxSessions``.
+Datagrams split out of the stream (2-byte length frames, or STUN and TURN ChannelData messages in
+STUN mode) are sent to -target from a socket connected to it; what the target sends back is framed
+and written onto the same transport connection.  Bad framing closes that one session.  An ICMP "port
+unreachable" from the target (``ConnectionRefusedError`` on the socket) is logged and the session
+kept: UDP promises nothing, the target may come back, and the idle timeout ends a session that stays
+silent.  Sessions are also closed after ``udpIdleTimeout`` seconds without a packet (default 120 s,
+twice the client's default, so that normally the client, which can dial again, decides) and the
+oldest is evicted beyond ``udpMaxSessions``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..errors import RemoteProtocolError
 from ..logs import EventLog
 from ..net.addr import Address
 from ..net.tracker import ConnectionTracker
-from .framing import encode_frame, new_decoder, stun_problem
+from .framing import encode_frame, encode_stun, new_decoder, stun_mode_problem
 from .options import UdpOptions
 from .pool import ExpiryTimer, Session, SessionPool
 from .writer import BatchWriter
@@ -244,12 +244,15 @@ class TargetSession(asyncio.Protocol):
             self.dropped += 1  # Table 2: no matching connection, packet dropped
             return
         if method.stun:
-            problem = stun_problem(datagram, classic=method.options.stun_classic)
+            problem = stun_mode_problem(datagram, classic=method.options.stun_classic)
             if problem is not None:
                 self.dropped += 1
-                method.log.debug(f"{method.name}: dropped a non-STUN datagram from the target: {problem}")
+                method.log.debug(
+                    f"{method.name}: dropped a datagram from the target (neither STUN nor ChannelData): {problem}"
+                )
                 return
-        if not writer.add(datagram if method.stun else encode_frame(datagram)):
+        # A TURN server sends ChannelData unpadded over UDP; on the stream it is padded to 4.
+        if not writer.add(encode_stun(datagram) if method.stun else encode_frame(datagram)):
             if method.pool.write_failed(session):
                 method.log.debug(f"{method.name}: UDP session closed: write failure")
             self.dropped += 1
