@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -26,6 +27,7 @@ from ptdispatch.udp.client import SourceAddr, UdpListener, start_udp_client
 from ptdispatch.udp.framing import encode_frame
 from ptdispatch.udp.pool import Received, State
 from ptdispatch.udp.server import TargetSession, UdpServerMethod
+from ptdispatch.udp.writer import WRITE_BUFFER_LIMIT
 
 BINDING = bytes.fromhex("000100002112a4420102030405060708090a0b0c")
 CHANNEL_DATA = bytes.fromhex("4000000568656c6c6f")  # TURN ChannelData: channel 0x4000, "hello", unpadded
@@ -473,6 +475,65 @@ async def test_flood_of_source_ports_keeps_the_pool_bounded() -> None:
 async def test_bad_options_name_the_key(options: dict[str, object]) -> None:
     with pytest.raises(OptionsError, match=next(iter(options))):
         UdpServerMethod("plain", Address("127.0.0.1", 9), False, options, EventLog(Logs()))  # type: ignore[arg-type]
+
+
+class Backlogged:
+    """A UDP socket's transport whose socket refuses datagrams (EAGAIN: a link slower than the stream
+    feeding it) while ``full``: its queue reports more than ``WRITE_BUFFER_LIMIT``.  Counts what is
+    sent through it; the rest goes to the real transport."""
+
+    def __init__(self, inner: asyncio.DatagramTransport) -> None:
+        self.inner: Any = inner  # its get_write_buffer_size() is not in DatagramTransport's stubs
+        self.full = True
+        self.sent = 0
+
+    def get_write_buffer_size(self) -> int:
+        return WRITE_BUFFER_LIMIT + 1 if self.full else self.inner.get_write_buffer_size()
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self.sent += 1
+        self.inner.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_server_drops_datagrams_while_its_socket_to_the_target_is_backlogged() -> None:
+    """The event loop's transport queues what the socket refuses without bound: past the limit the
+    datagrams are dropped, counted, and logged once for the session, not queued."""
+    async with rig() as r:
+        peer = await r.source()
+        assert await r.exchange(peer, b"before") == b"before"
+        [session] = r.server.pool.sessions()
+        owner = session.key
+        assert owner.udp is not None
+        backlogged = Backlogged(owner.udp)
+        owner.udp = cast(asyncio.DatagramTransport, backlogged)
+        for i in range(40):
+            r.send(peer, b"%d" % i if i % 10 else b"")  # empty ones too
+        await wait_for(lambda: owner.dropped >= 40 or backlogged.sent >= 36)  # 36: the empty ones bypass it
+        assert (owner.dropped, backlogged.sent) == (40, 0)
+        assert sum("not keeping up" in m for m in r.logs.messages) == 1
+        backlogged.full = False  # the link drains: datagrams go again
+        assert await r.exchange(peer, b"after") == b"after"
+        assert backlogged.sent > 0 and sum("not keeping up" in m for m in r.logs.messages) == 1
+
+
+async def test_client_drops_replies_while_its_socket_to_the_applications_is_backlogged() -> None:
+    async with rig() as r:
+        peer = await r.source()
+        assert await r.exchange(peer, b"before") == b"before"
+        assert r.client.transport is not None
+        backlogged = Backlogged(r.client.transport)
+        r.client.transport = cast(asyncio.DatagramTransport, backlogged)
+        for i in range(40):
+            r.send(peer, b"%d" % i if i % 10 else b"")
+        await wait_for(lambda: backlogged.sent >= 36 or r.client.dropped >= 40)
+        assert (r.client.dropped, backlogged.sent) == (40, 0)
+        assert peer.inbox.empty()
+        assert sum("not keeping up" in m for m in r.logs.messages) == 1  # a line a minute at most
+        backlogged.full = False
+        assert await r.exchange(peer, b"after") == b"after"
 
 
 async def test_server_sessions_are_counted_for_graceful_shutdown() -> None:

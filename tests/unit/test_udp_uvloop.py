@@ -27,6 +27,8 @@ ON_UVLOOP = [
     "test_server_session_idle_while_its_client_does_not_read_is_cut",
     "test_client_session_removed_while_its_server_does_not_read_is_cut",
     "test_client_session_idle_while_its_server_does_not_read_is_cut",
+    "test_server_drops_datagrams_while_its_socket_to_the_target_is_backlogged",
+    "test_client_drops_replies_while_its_socket_to_the_applications_is_backlogged",
 ]
 
 

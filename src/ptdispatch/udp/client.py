@@ -4,8 +4,9 @@ Each source address gets its own transport connection to ``serverAddress``.  The
 from a new source creates a Waiting entry and starts the dial; datagrams that arrive while it is
 Waiting are dropped, as Table 1 says (or held, up to ``udpQueueWhileWaiting`` of them).  Once
 Connected, datagrams are framed (transparent-UDP) or passed as they are (STUN) onto the
-connection, and what the server sends back is split into datagrams and sent to that source.  STUN
-mode takes STUN messages and TURN ChannelData (see :mod:`.framing`) and drops every other datagram.
+connection, and what the server sends back is split into datagrams and sent to that source (or
+dropped while the UDP socket has ``WRITE_BUFFER_LIMIT`` unsent).  STUN mode takes STUN messages and
+TURN ChannelData (see :mod:`.framing`) and drops every other datagram.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from ..net.addr import Address, format_hostport
 from .framing import encode_frame, encode_stun, new_decoder, stun_mode_problem
 from .options import UdpOptions
 from .pool import ExpiryTimer, Outcome, Session, SessionPool
-from .writer import BatchWriter
+from .writer import WRITE_BUFFER_LIMIT, BatchWriter
 
 SourceAddr = tuple[object, ...]
 ClientSession = Session[SourceAddr, asyncio.Transport]
 
 RECEIVE_BUFFER = 4 << 20
 """SO_RCVBUF asked for on the UDP socket (the kernel may cap it)."""
+DROP_LOG_INTERVAL = 60.0
+"""Seconds between two lines saying that datagrams for the applications were dropped (with a count)."""
 
 
 def describe(addr: SourceAddr, log: EventLog) -> str:
@@ -60,6 +63,9 @@ class UdpListener(asyncio.DatagramProtocol):
         self._draining = False
         #: Counters, for logs and tests: datagrams dropped in STUN mode (neither STUN nor ChannelData).
         self.not_stun = 0
+        #: Datagrams for the applications dropped because the UDP socket was not keeping up.
+        self.dropped = 0
+        self._drop_logged_at = -DROP_LOG_INTERVAL
 
     # --- the UDP socket ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -112,12 +118,31 @@ class UdpListener(asyncio.DatagramProtocol):
             return
         self.pool.touch(session)
         addr = session.key
-        for datagram in datagrams:
+        unsent = udp.get_write_buffer_size  # type: ignore[attr-defined]  # asyncio's and uvloop's have it
+        for i, datagram in enumerate(datagrams):
+            if unsent() > WRITE_BUFFER_LIMIT:  # the transport's queue has no bound
+                self._dropped(len(datagrams) - i)
+                return
             if datagram:
                 udp.sendto(datagram, addr)
             elif self.sock is not None:  # asyncio's sendto() skips empty datagrams
-                with contextlib.suppress(OSError):
+                try:
                     self.sock.sendto(b"", addr)
+                except BlockingIOError:
+                    self._dropped(1)
+                except OSError:
+                    pass
+
+    def _dropped(self, count: int) -> None:
+        """``count`` datagrams for an application dropped: the socket is not keeping up (a line a minute at most)."""
+        self.dropped += count
+        now = self.loop.time()
+        if now - self._drop_logged_at >= DROP_LOG_INTERVAL:
+            self._drop_logged_at = now
+            self.log.info(
+                f"{self.method.name}: the UDP socket to the applications is not keeping up;"
+                f" dropping datagrams ({self.dropped} so far)"
+            )
 
     def _dial(self, session: ClientSession) -> None:
         self.log.debug(f"{self.method.name}: UDP session {self._who(session.key)}: connecting")

@@ -2,12 +2,14 @@
 
 Datagrams split out of the stream (2-byte length frames, or STUN and TURN ChannelData messages in
 STUN mode) are sent to -target from a socket connected to it; what the target sends back is framed
-and written onto the same transport connection.  Bad framing closes that one session.  An ICMP "port
-unreachable" from the target (``ConnectionRefusedError`` on the socket) is logged and the session
-kept: UDP promises nothing, the target may come back, and the idle timeout ends a session that stays
-silent.  Sessions are also closed after ``udpIdleTimeout`` seconds without a packet (default 120 s,
-twice the client's default, so that normally the client, which can dial again, decides) and the
-oldest is evicted beyond ``udpMaxSessions``.
+and written onto the same transport connection; while the socket to the target has
+``WRITE_BUFFER_LIMIT`` unsent (a link slower than the stream feeding it), datagrams for it are
+dropped.  Bad framing closes that one session.  An ICMP "port unreachable" from the target
+(``ConnectionRefusedError`` on the socket) is logged and the session kept: UDP promises nothing, the
+target may come back, and the idle timeout ends a session that stays silent.  Sessions are also
+closed after ``udpIdleTimeout`` seconds without a packet (default 120 s, twice the client's default,
+so that normally the client, which can dial again, decides) and the oldest is evicted beyond
+``udpMaxSessions``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..net.tracker import ConnectionTracker
 from .framing import encode_frame, encode_stun, new_decoder, stun_mode_problem
 from .options import UdpOptions
 from .pool import ExpiryTimer, Session, SessionPool
-from .writer import BatchWriter
+from .writer import WRITE_BUFFER_LIMIT, BatchWriter
 
 SERVER_IDLE_TIMEOUT = 120.0
 RECEIVE_BUFFER = 4 << 20
@@ -121,6 +123,7 @@ class TargetSession(asyncio.Protocol):
         #: Counters, for logs and tests.
         self.dropped = 0
         self.unreachable = 0
+        self._slow_logged = False  # the socket to the target was too full once: said so (once a session)
 
     # --- the transport connection --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -225,17 +228,35 @@ class TargetSession(asyncio.Protocol):
         self._forward(pending)
 
     def _forward(self, datagrams: list[bytes]) -> None:
+        """Send ``datagrams`` to the target; drop them while the socket has ``WRITE_BUFFER_LIMIT``
+        unsent (the transport queues what the socket refuses, without bound)."""
         udp = self.udp
         if udp is None:
             return
-        for datagram in datagrams:
+        unsent = udp.get_write_buffer_size  # type: ignore[attr-defined]  # asyncio's and uvloop's have it
+        for i, datagram in enumerate(datagrams):
+            if unsent() > WRITE_BUFFER_LIMIT:  # nothing drains it before we return
+                self._target_slow(len(datagrams) - i)
+                return
             if datagram:
                 udp.sendto(datagram)
             elif self.sock is not None:  # asyncio's sendto() skips empty datagrams
                 try:
                     self.sock.send(b"")
+                except BlockingIOError:
+                    self._target_slow(1)
                 except OSError as exc:
                     self.target_error(exc)
+
+    def _target_slow(self, count: int) -> None:
+        """``count`` datagrams to the target dropped: its socket is not keeping up (one line per session)."""
+        self.dropped += count
+        if not self._slow_logged:
+            self._slow_logged = True
+            self.method.log.info(
+                f"{self.method.name}: UDP session: the socket to the target is not keeping up;"
+                " dropping datagrams (logged once per session)"
+            )
 
     def reply(self, datagram: bytes) -> None:
         """A datagram from the target: frame it onto the transport connection."""

@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 
 WRITE_BUFFER_LIMIT = 1 << 20
-"""With this much unsent on a connection, further datagrams are dropped rather than queued."""
+"""With this much unsent on a transport connection (:class:`BatchWriter`) or on a UDP socket (the
+server's to -target, the client's to the applications), further datagrams are dropped rather than
+queued.  An event loop's datagram transport keeps what its socket refuses (``EAGAIN``: a link slower
+than the stream feeding it) in a queue of its own with no bound, and nothing slows the stream down:
+UDP may drop, so it does, as the link itself would."""
 
 
 class BatchWriter:
