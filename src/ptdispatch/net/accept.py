@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 
-from ..errors import ConfigError, RemoteProtocolError
+from ..errors import ConfigError, RemoteProtocolError, failed_dial
 from ..logs import EventLog
 from .addr import Address
 from .relay import RelayProtocol, Splice
@@ -48,15 +48,14 @@ class DialOnAccept(RelayProtocol):
         except asyncio.CancelledError:
             splice.fail(ConnectionAbortedError("accepted side went away"))
             raise
-        # ConfigError: bad per-connection options, or tor's ExtORPort cookie file missing or
-        # half-written when this connection read it (tor rewrites it when it restarts): a failed
-        # dial like an unreachable target, not a bug.
-        except (OSError, ConfigError, RemoteProtocolError) as exc:
-            self._log.warn(f"{self._label}: cannot connect onward: {self._log.reason(exc)}")
-            splice.fail(exc)
-            return
-        except Exception as exc:  # a bug must cost one connection, never the process
-            self._log.internal_error(self._label, exc)
+        except Exception as exc:
+            # ConfigError: bad per-connection options, or tor's ExtORPort cookie file missing or
+            # half-written when this connection read it (tor rewrites it when it restarts): a failed
+            # dial like an unreachable target or a host name the IDNA codec refuses, not a bug.
+            if isinstance(exc, ConfigError | RemoteProtocolError) or failed_dial(exc):
+                self._log.warn(f"{self._label}: cannot connect onward: {self._log.reason(exc)}")
+            else:  # a bug must cost one connection, never the process
+                self._log.internal_error(self._label, exc)
             splice.fail(exc)
             return
         if self.transport is None:
