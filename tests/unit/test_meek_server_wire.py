@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 
-from ptdispatch.transports.meek import Tuning, wire
+from ptdispatch.config import LogLevel
+from ptdispatch.ipc.reporter import Reporter
+from ptdispatch.logs import EventLog
+from ptdispatch.net.accept import DialOnAccept
+from ptdispatch.net.addr import Address
+from ptdispatch.net.relay import Splice
+from ptdispatch.transports.meek import MeekServer, ServerOptions, Tuning, wire
 from ptdispatch.transports.meek.session import SessionTable
+from tests.peers.managed import echo_handler
 from tests.unit._meek_raw import Upstream, Upstreams, echo, exchange, meek_server, post, read_response, undated
 
 pytestmark = pytest.mark.timeout(30)
@@ -112,7 +120,7 @@ async def test_answer_is_at_most_64_kib_per_response() -> None:
 async def test_new_session_whose_dial_fails_is_500() -> None:
     def failing_dial(up: Upstream) -> None:
         assert up.transport is not None
-        up.transport.pause_reading()  # as DialOnAccept does while it dials
+        up.transport.pause_reading()  # an application that holds its reads while it dials
         asyncio.get_running_loop().call_later(0.05, up.transport.close)
 
     ups = Upstreams(on_made=failing_dial)
@@ -124,6 +132,44 @@ async def test_new_session_whose_dial_fails_is_500() -> None:
     assert ups.all[0].lost
 
 
+@pytest.mark.parametrize("dial_fails", [False, True], ids=["connects", "fails"])
+async def test_a_new_session_waits_for_the_dispatchers_dial_though_it_reads_meanwhile(dial_fails: bool) -> None:
+    """The dispatcher's own application, DialOnAccept, reads on while it dials (it does not pause as
+    the doubles above do): the first answer still waits for the dial, and carries the upstream's
+    echo, or is a 500 when the dial fails."""
+    loop = asyncio.get_running_loop()
+    target = await asyncio.start_server(echo_handler, "127.0.0.1", 0)
+    log = EventLog(Reporter(out=io.StringIO(), err=io.StringIO(), level=LogLevel.DEBUG))
+    sides: list[DialOnAccept] = []
+
+    async def slow_dial(splice: Splice, accepted: asyncio.Transport) -> None:
+        await asyncio.sleep(0.3)
+        if dial_fails:
+            raise ConnectionRefusedError("refused")
+        await loop.create_connection(lambda: splice.b, *target.sockets[0].getsockname()[:2])
+
+    def accepted() -> asyncio.Protocol:
+        side = Splice(a_factory=lambda splice: DialOnAccept(splice, slow_dial, log, "meek")).a
+        assert isinstance(side, DialOnAccept)
+        sides.append(side)
+        return side
+
+    server = MeekServer(ServerOptions(), Tuning(dial_wait=5.0))
+    listener = await server.listen(accepted, Address("127.0.0.1", 0))
+    try:
+        got = await exchange(listener.sockets[0].getsockname()[1], post(SID, b"hello"))
+    finally:
+        listener.close()
+        target.close()
+    assert sides and sides[0].bytes_in == 5  # read during the dial
+    if dial_fails:
+        assert got.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    else:
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\nhello"), got
+    for side in sides:
+        side.splice.abort()
+
+
 async def test_a_sessions_requests_are_answered_one_at_a_time() -> None:
     # Two requests of one new session at once (two connections, as through a CDN): the second is
     # read by the application only once the first is answered, so each answer carries its echo.
@@ -131,7 +177,7 @@ async def test_a_sessions_requests_are_answered_one_at_a_time() -> None:
 
     def slow_dial(up: Upstream) -> None:
         assert up.transport is not None
-        up.transport.pause_reading()  # as DialOnAccept does while it dials
+        up.transport.pause_reading()  # an application that holds its reads while it dials
         loop.call_later(0.3, up.transport.resume_reading)
 
     async def one(body: bytes) -> tuple[bytes, float]:

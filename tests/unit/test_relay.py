@@ -77,6 +77,29 @@ async def test_join_keeps_the_pause_its_own_write_caused() -> None:
     far_end.close()
 
 
+async def test_a_held_eof_toward_a_side_that_cannot_half_close_ends_both_at_the_join() -> None:
+    """meek has no half-close: an EOF read before its side came is passed on at the join as
+    ``eof_received`` passes one on later, by closing both sides once the held bytes are written
+    (the join used to drop it, and the connection stayed open with neither side reading)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Exception | None] = loop.create_future()
+    splice = Splice(lambda splice, error: done.set_result(error))
+    _, near_end = await _connected(splice.a)
+    near_end.shutdown(socket.SHUT_WR)
+    async with asyncio.timeout(5):
+        while not splice.a.eof:
+            await asyncio.sleep(0.01)
+    far, far_end = await _connected(asyncio.Protocol())
+    far.can_write_eof = lambda: False  # type: ignore[method-assign]  # as meek's transports
+    splice.attach(splice.b, far, b"held for near")
+    assert await asyncio.wait_for(loop.sock_recv(near_end, 100), 5) == b"held for near"
+    assert await asyncio.wait_for(loop.sock_recv(near_end, 100), 5) == b""
+    assert await asyncio.wait_for(loop.sock_recv(far_end, 100), 5) == b""
+    assert await asyncio.wait_for(done, 5) is None
+    near_end.close()
+    far_end.close()
+
+
 # --- how a relayed connection ends: a clean end is a FIN, an end with an error a reset -------------
 
 LINGER_ZERO = struct.pack("ii", 1, 0)

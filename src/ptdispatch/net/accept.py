@@ -16,12 +16,24 @@ LISTEN_BACKLOG = 65535
 default since Linux 5.4), as Go's listeners and ss-libev's ask.  asyncio's default of 100 drops the
 SYNs of a burst past it, and those clients wait out TCP's retransmission backoff (1 s, 3 s, ...)."""
 
+DIAL_HOLD_LIMIT = 64 * 1024
+"""Bytes read from the accepted side while its dial onward is under way, held for the relay; past
+this much it stops reading until the relay is joined.  It reads on meanwhile so that a client's
+reset or close ends the dial at once: a side that does not read sees neither, and the dial (to
+-target, tor's ExtORPort, a transparent-TCP server) went on for up to its timeout.  A bound, so
+that a client sending without pause during a slow dial costs a buffer's worth, no more."""
+
 Dial = Callable[[Splice, asyncio.Transport], Awaitable[object]]
-"""Connect ``splice.b`` (reads from the accepted side are held back meanwhile)."""
+"""Connect ``splice.b`` (what the accepted side sends meanwhile is held, up to :data:`DIAL_HOLD_LIMIT`)."""
 
 
 class DialOnAccept(RelayProtocol):
-    """The accepted side of a splice; starts ``dial`` as soon as it is connected."""
+    """The accepted side of a splice; starts ``dial`` as soon as it is connected.
+
+    Until the dial is done it reads into ``pending`` (up to :data:`DIAL_HOLD_LIMIT`; ``splice.b``
+    may be connected before that, so nothing goes to it directly) and holds an EOF: the relay gets
+    both, in order, when :meth:`Splice.join` joins the two sides.  Losing the accepted side cancels
+    the dial."""
 
     def __init__(self, splice: Splice, dial: Dial, log: EventLog, label: str) -> None:
         super().__init__(splice)
@@ -29,12 +41,29 @@ class DialOnAccept(RelayProtocol):
         self._log = log
         self._label = label
         self._task: asyncio.Task[None] | None = None
+        #: The dial onward is under way (meek's sessions wait on it: ``Session.wait_ready``).
+        self.dialing = True
+        self._eof_held = False  # an EOF came during the dial: a half-close, passed on at the join
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         accepted: asyncio.Transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
         self.transport = accepted
-        accepted.pause_reading()
         self._task = asyncio.get_running_loop().create_task(self._run(accepted))
+
+    def data_received(self, data: bytes) -> None:
+        if not self.dialing:
+            RelayProtocol.data_received(self, data)
+            return
+        self.bytes_in += len(data)  # all of it held in pending: nothing has been relayed yet
+        self.pending.append(data)
+        if self.bytes_in > DIAL_HOLD_LIMIT and self.transport is not None:
+            self.transport.pause_reading()  # until the join
+
+    def eof_received(self) -> bool:
+        if not self.dialing:
+            return RelayProtocol.eof_received(self)
+        self._eof_held = True  # not self.eof yet: splice.b, if connected, must not close on it
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -61,6 +90,8 @@ class DialOnAccept(RelayProtocol):
         if self.transport is None:
             splice.fail(ConnectionAbortedError("accepted side went away"))
             return
+        self.dialing = False
+        self.eof = self._eof_held
         splice.join()
 
 

@@ -190,7 +190,11 @@ class Splice:
     def join(self) -> None:
         """Both sides have transports: deliver what each held back and let both read, except a
         side whose peer cannot take more (the held-back bytes may be what filled it): that side
-        reads again when the peer's ``resume_writing`` comes."""
+        reads again when the peer's ``resume_writing`` comes.  A held EOF is passed on after the
+        bytes, as :meth:`RelayProtocol.eof_received` would: a half-close, or the end of both
+        directions (the other's EOF came too, or its transport cannot half-close) that closes both
+        sides once their bytes are written."""
+        ended = False
         for one in (self.a, self.b):
             other = one.peer.transport
             if one.transport is None or other is None:
@@ -199,11 +203,15 @@ class Splice:
                 other.write(b"".join(one.pending))
                 one.pending.clear()
             if one.eof:
-                if other.can_write_eof():
+                if one.peer.eof or not other.can_write_eof():
+                    ended = True
+                else:
                     other.write_eof()
                     self.watch_drain()
             elif not one.peer.write_paused:
                 one.transport.resume_reading()
+        if ended:
+            self.close()
 
     def to_kernel(self) -> None:
         """Relay in the kernel from now on, if both sides are plain TCP sockets and nothing is

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import metrics
+from ...net.accept import DialOnAccept
 from ..adapter import AppFactory
 from .options import NAME
 from .wakeup import Wakeup
@@ -157,12 +158,15 @@ class Session:
             self.inbound_size += len(body)
 
     async def wait_ready(self, timeout: float) -> None:
-        """Wait (bounded) while a new session's application holds its reads for its upstream dial
-        (so a failed dial is answered 500)."""
+        """Wait (bounded) while a new session's application dials its upstream (so a failed dial
+        is answered 500, and the first answer can carry the upstream's first bytes): while it
+        holds its reads, or while the dispatcher's :class:`DialOnAccept` says it is dialling (it
+        reads on meanwhile, up to a bound, and resumes reading, which wakes this, when done)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self.closed and not self.ended and self.new:
-            if self.reading and not self.inbound:
+            app = self.app
+            if self.reading and not self.inbound and not (isinstance(app, DialOnAccept) and app.dialing):
                 break
             left = deadline - loop.time()
             if left <= 0:
