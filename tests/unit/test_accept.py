@@ -353,3 +353,49 @@ def test_a_client_flooding_during_a_stalled_dial_is_paused_at_the_limit(loop: st
             assert await _read_to_end(target) == blob
 
     _run(loop, main)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_both_sides_lost_while_the_dial_still_runs_end_the_splice_once(loop: str) -> None:
+    """The dial connects ``splice.b`` and goes on (a handshake onward); its peer resets, then the
+    client leaves: both sides are lost, which ends the splice, and the dial task, cancelled, fails
+    it again.  The close line and the metrics must come once, not twice."""
+    ends: list[Exception | None] = []
+    log, _ = _log()
+
+    async def main() -> None:
+        loop_ = asyncio.get_running_loop()
+        upstream_peer: list[asyncio.StreamWriter] = []
+
+        async def on_target(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            upstream_peer.append(w)
+
+        target = await asyncio.start_server(on_target, "127.0.0.1", 0)
+        still: asyncio.Future[None] = loop_.create_future()
+
+        async def dial(splice: Splice, accepted: asyncio.Transport) -> object:
+            port = target.sockets[0].getsockname()[1]
+            await loop_.create_connection(lambda: splice.b, "127.0.0.1", port)
+            await still  # the handshake onward never ends
+            return None
+
+        def accepted() -> asyncio.Protocol:
+            return Splice(lambda _s, exc: ends.append(exc), a_factory=lambda s: DialOnAccept(s, dial, log, "t")).a
+
+        server = await loop_.create_server(accepted, "127.0.0.1", 0)
+        try:
+            _r, client = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+            while not upstream_peer:
+                await asyncio.sleep(0.01)
+            sock = upstream_peer[0].get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            upstream_peer[0].transport.abort()  # splice.b's peer resets
+            await asyncio.sleep(0.2)
+            client.close()  # then the client leaves: the accepted side is lost, the dial cancelled
+            await asyncio.sleep(0.3)
+        finally:
+            server.close()
+            target.close()
+
+    _run(loop, main)
+    assert len(ends) == 1, ends

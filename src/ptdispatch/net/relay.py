@@ -330,15 +330,20 @@ class Splice:
         """A side could not be connected (dial failed): close the other and finish."""
         if self.error is None and isinstance(exc, Exception):
             self.error = exc
+        done_before = self._lost == 2  # both sides lost already (a dial task cancelled late)
         for side in (self.a, self.b):
             if side.transport is None and not side.lost:
                 side.lost = True
                 self._lost += 1
         self.abort()
-        if self._lost == 2:
-            self._stop_drain()
-            if self._on_done is not None:
-                self._on_done(self, self.error)
+        if self._lost == 2 and not done_before:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Both sides are lost: the splice's end, reported once (its close line, its metrics)."""
+        self._stop_drain()
+        if self._on_done is not None:
+            self._on_done(self, self.error)
 
     def _stop_drain(self) -> None:
         if self._drain is not None:
@@ -361,6 +366,4 @@ class Splice:
                 other.close()
                 self.watch_drain()
         if self._lost == 2:
-            self._stop_drain()
-            if self._on_done is not None:
-                self._on_done(self, self.error)
+            self._finish()
