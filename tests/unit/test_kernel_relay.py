@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import pytest
 import uvloop
 
-from ptdispatch.errors import DrainTimeout
 from ptdispatch.net import kernel
 from ptdispatch.net.relay import Splice
 from ptdispatch.transports.adapter import EngineTransport
@@ -274,81 +273,6 @@ def test_no_descriptor_for_a_pipe_holds_the_direction_back_until_one_is_free(
         assert await asyncio.wait_for(tgt_r.read(), 30) == more
         assert await asyncio.wait_for(app_r.read(), 10) == b""
         assert len(refused) == 3
-        assert await asyncio.wait_for(relayed.done, 10) is None
-
-    run(loop, test)
-
-
-DRAIN = 0.5  # the drain deadline in these tests (the default is a minute)
-
-
-async def _half_closed_in_the_kernel(relayed: Relayed) -> asyncio.Task[None]:
-    """Move the connection into the kernel, pass the app's EOF on, and start the target streaming
-    its answer (64 MiB, more than every buffer on the way holds).  The streaming task."""
-    (_, app_w), (tgt_r, tgt_w) = relayed.app, relayed.target
-    first = os.urandom(kernel.SWITCH_AFTER + 1)
-    await _send(app_w, first)  # with its EOF
-    assert await asyncio.wait_for(tgt_r.read(), 30) == first
-    assert relayed.splice.kernel is not None and not relayed.splice.kernel.ended
-    relayed.splice.drain_timeout = DRAIN
-    return asyncio.ensure_future(_send(tgt_w, os.urandom(64 << 20), eof=False))
-
-
-@pytest.mark.parametrize("loop", LOOPS)
-def test_a_direction_stuck_in_a_pipe_after_a_half_close_is_reset_after_the_drain_deadline(loop: str) -> None:
-    """The app has sent everything and its EOF, and reads nothing of the target's answer: the
-    kernel relay's pipe fills and stays full (the pipe, two duplicated descriptors and the two
-    sockets were held until the app closed).  As in the Python relay, the connection is ending and
-    nothing moves: both sides are reset after the deadline, every descriptor freed."""
-
-    async def test(relayed: Relayed) -> None:
-        before, pooled = _open_fds(), kernel.pooled_pipes()
-        streaming = await _half_closed_in_the_kernel(relayed)
-        try:
-            relay = relayed.splice.kernel
-            assert relay is not None
-            async with asyncio.timeout(10):
-                while not relay.queued():  # the pipe holds bytes the app's socket does not take
-                    await asyncio.sleep(0.01)
-            try:
-                error = await asyncio.wait_for(asyncio.shield(relayed.done), 4 * DRAIN + 2)
-            except TimeoutError:
-                pytest.fail(f"the kernel relay still holds the connection {4 * DRAIN + 2} s after the deadline")
-            assert isinstance(error, DrainTimeout)
-            assert relay.ended
-            with pytest.raises(ConnectionResetError):
-                await asyncio.wait_for(relayed.app[0].read(), 10)
-        finally:
-            streaming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await streaming
-        await asyncio.sleep(0.1)
-        # gone: the relay's two sockets and their duplicates, and the pipe; the ends' sockets stay
-        assert _open_fds() == before - 4 + 2 * (kernel.pooled_pipes() - pooled)
-
-    run(loop, test)
-
-
-@pytest.mark.parametrize("loop", LOOPS)
-def test_a_half_closed_kernel_relay_to_a_slow_reader_is_not_reset(loop: str) -> None:
-    """After the half-close the app reads the answer a little at a time, each time within the
-    deadline: the pipe and the socket's send queue shrink, which is progress; every byte arrives."""
-
-    async def test(relayed: Relayed) -> None:
-        streaming = await _half_closed_in_the_kernel(relayed)
-        app_r = relayed.app[0]
-        ev = asyncio.get_running_loop()
-        got = 0
-        until = ev.time() + 4 * DRAIN
-        while ev.time() < until:
-            await asyncio.sleep(DRAIN / 4)
-            got += len(await asyncio.wait_for(app_r.read(64 << 10), 10))
-        assert not relayed.done.done(), relayed.done.result()
-        while got < 64 << 20:
-            got += len(await asyncio.wait_for(app_r.read(1 << 20), 10))
-        await asyncio.wait_for(streaming, 10)
-        relayed.target[1].write_eof()
-        assert await asyncio.wait_for(app_r.read(), 10) == b""
         assert await asyncio.wait_for(relayed.done, 10) is None
 
     run(loop, test)

@@ -14,8 +14,7 @@ error (a reset or a failure on either socket: both peers see ECONNRESET, never a
 pass a truncated stream off as complete), which runs the splice's usual end.  Back-pressure is
 the pipe: when the receiving socket is full, the sending one is no longer read until the pipe has
 drained.  A half-close passes through as ``shutdown(SHUT_WR)`` once the pipe of that direction is
-empty.  Once one direction is done, the other's pipe holding bytes its receiver does not take is
-reported (``on_stall``), so that the splice can bound the wait (``relay.DRAIN_TIMEOUT``).
+empty.
 
 Pipes come from a small per-process pool and go back to it empty, so an idle connection holds no
 pipe: only connections with bytes in flight do.  A process that is not root and has many bulk
@@ -155,8 +154,6 @@ class _Direction:
             self.waiting = True  # back-pressure: read no more until the pipe has drained
             self.relay.loop.remove_reader(self.src.fileno())
             self.relay.loop.add_writer(self.dst.fileno(), self.drain)
-            if self.relay.half_closed:  # the one direction left is held up: perhaps for good
-                self.relay.stalled()
 
     def _wait_for_a_pipe(self) -> None:
         """No descriptor left for a pipe (EMFILE, ENFILE): read nothing for :data:`PIPE_RETRY`
@@ -217,9 +214,7 @@ class KernelRelay:
     """Both directions of a splice between transports ``a`` and ``b``, relayed by the kernel.
 
     ``on_end(error)`` runs once, when both directions have ended (``None``) or on the first error;
-    the transports are then closed (reset after an error) by the caller.  ``on_stall()`` runs when
-    one direction is done and the other holds bytes in its pipe (when the first ends, or when the
-    second's receiver is full later): the caller may stop the relay if they stay there.
+    the transports are then closed (reset after an error) by the caller.
     """
 
     def __init__(
@@ -229,14 +224,10 @@ class KernelRelay:
         count_a: Callable[[int], None],
         count_b: Callable[[int], None],
         on_end: Callable[[Exception | None], None],
-        *,
-        on_stall: Callable[[], None] | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.ended = False
-        self.half_closed = False  # one direction is done
         self._on_end = on_end
-        self._on_stall = on_stall
         sa = _dup(a)  # OSError (no descriptor left): the caller keeps relaying in Python
         try:
             sb = _dup(b)
@@ -255,18 +246,6 @@ class KernelRelay:
         self._open -= 1
         if self._open == 0:
             self._end(None)
-        else:
-            self.half_closed = True
-            self.stalled()
-
-    def stalled(self) -> None:
-        """One direction is done, and the other may hold bytes its receiver does not take."""
-        if self.queued() and self._on_stall is not None:
-            self._on_stall()
-
-    def queued(self) -> int:
-        """Bytes in the pipes, read from one socket and not yet taken by the other."""
-        return self._ways[0].queued + self._ways[1].queued
 
     def fail(self, exc: Exception) -> None:
         self._end(exc)

@@ -227,9 +227,7 @@ class Splice:
             self.switch_at = max(a.bytes_in, b.bytes_in) + RETRY_AFTER
             return
         try:
-            self.kernel = kernel.KernelRelay(
-                ta, tb, self._count_a, self._count_b, self._kernel_ended, on_stall=self.watch_drain
-            )
+            self.kernel = kernel.KernelRelay(ta, tb, self._count_a, self._count_b, self._kernel_ended)
         except OSError:  # no descriptor left to duplicate: stay in Python
             return
 
@@ -270,24 +268,21 @@ class Splice:
     def watch_drain(self) -> None:
         """The connection is ending (a direction is done, a side closing), or, ending, a
         direction's receiver is full: if the relay holds bytes for a peer (a transport's write
-        buffer, a kernel relay's pipe), reset the connection once :attr:`drain_timeout` seconds
-        go by without progress (see :data:`DRAIN_TIMEOUT`).  Arms nothing when nothing is held,
-        the usual case (a close costs two ``get_write_buffer_size`` calls); armed, one timer for
-        the connection, checked once per deadline, and stopped when the buffers are empty or
-        both sides are gone."""
+        buffer), reset the connection once :attr:`drain_timeout` seconds go by without progress
+        (see :data:`DRAIN_TIMEOUT`).  Arms nothing when nothing is held, the usual case (a close
+        costs two ``get_write_buffer_size`` calls); armed, one timer for the connection, checked
+        once per deadline, and stopped when the buffers are empty or both sides are gone."""
         self.ending = True
         if self._drain is None and self._lost < 2 and self._held():
             self._drain_mark = self._progress()
             self._drain = asyncio.get_running_loop().call_later(self.drain_timeout, self._drain_check)
 
     def _held(self) -> int:
-        """Bytes the relay holds for the peers: the write buffers, the kernel relay's pipes."""
+        """Bytes the relay holds for the peers: the write buffers."""
         held = 0
         for side in (self.a, self.b):
             if side.transport is not None:
                 held += side.transport.get_write_buffer_size()
-        if self.kernel is not None and not self.kernel.ended:
-            held += self.kernel.queued()
         return held
 
     def _progress(self) -> tuple[int, int]:
