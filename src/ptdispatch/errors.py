@@ -64,10 +64,10 @@ class ReplayDetected(RemoteProtocolError):
 
 
 class DrainTimeout(PTError, TimeoutError):
-    """A relayed connection was ending (a half-close or a close passed on), but its peer read none
-    of the bytes still to be sent to it for the drain deadline (:data:`ptdispatch.net.relay.DRAIN_TIMEOUT`):
-    the relay reset the connection rather than hold it for as long as the peer likes.  A
-    ``TimeoutError``: counted under the close status ``timeout``."""
+    """The relay was closing a connection (both directions done, or a side gone), but its peer read
+    none of the bytes still to be sent to it for the drain deadline
+    (:data:`ptdispatch.net.relay.DRAIN_TIMEOUT`): the relay reset the connection rather than hold
+    it for as long as the peer likes.  A ``TimeoutError``: counted under the close status ``timeout``."""
 
 
 class InternalError(PTError):

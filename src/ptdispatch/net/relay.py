@@ -10,9 +10,11 @@ Either side can be a plain socket or a transport connection's
 direction that has carried :data:`~ptdispatch.net.kernel.SWITCH_AFTER` bytes moves the whole
 connection into the kernel (:mod:`ptdispatch.net.kernel`).
 
-A connection that is ending (a half-close or a close passed on) while the relay still holds bytes
+A connection the relay is closing (both directions done, or a side gone) while it still holds bytes
 for a peer that reads none of them is reset after :data:`DRAIN_TIMEOUT` (:meth:`Splice.watch_drain`):
-a transport's close waits for its write buffer, which a peer with a closed window never drains.
+a transport's close waits for its write buffer, which a peer with a closed window never drains.  A
+half-closed connection is not closing: its open direction may pause for as long as its reader likes,
+as on any open connection.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from . import kernel
 RETRY_AFTER = 64 * 1024
 """When a switch to the kernel finds a write buffer not empty, the bytes to relay before trying again."""
 DRAIN_TIMEOUT = 60.0
-"""Seconds an ending connection may go without progress while the relay holds bytes for a peer,
-before it is reset (:meth:`Splice.watch_drain`).  An ending connection is one with a direction done
-(a half-close passed on) or a side closed; progress is any byte the peers take from it (its write
-buffers or its sockets' send queues shrink) or any byte relayed, either way.  Without a bound a
+"""Seconds a closing connection may go without progress while the relay holds bytes for a peer,
+before it is reset (:meth:`Splice.watch_drain`).  A closing connection is one whose sides the relay
+has closed (both directions done, a side gone, or an EOF toward a side that cannot half-close), not
+one with a direction still open after a half-close: that direction may pause for as long as its
+reader likes, as on a connection that never half-closed (bounding it would protect nothing: a peer
+holds the same resources by not half-closing).  Progress is any byte the peers take from it (its
+write buffers or its sockets' send queues shrink) or any byte relayed, either way.  Without a bound a
 peer that stops reading (a zero window) and keeps its socket holds the descriptors, the buffered
 bytes and the connection's tracking entry for ever: one descriptor of the attacker's ties up two of
 ours and up to a write buffer's and two socket buffers' worth of memory.  A minute is nginx's
@@ -110,7 +115,6 @@ class RelayProtocol(asyncio.Protocol):
             self.splice.close()
         else:
             peer.transport.write_eof()
-            self.splice.watch_drain()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -121,8 +125,6 @@ class RelayProtocol(asyncio.Protocol):
         self.write_paused = True
         if self.peer.transport is not None:
             self.peer.transport.pause_reading()
-        if self.splice.ending:  # the direction still open has bytes waiting: they may be stuck
-            self.splice.watch_drain()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -156,8 +158,6 @@ class Splice:
         #: Bytes a direction relays in Python before :meth:`to_kernel` is tried (inf: never).
         self.switch_at = _SWITCH_AT
         self.kernel: kernel.KernelRelay | None = None
-        #: A direction is done or a side is closing (set where :meth:`watch_drain` is called).
-        self.ending = False
         self._drain: asyncio.TimerHandle | None = None  # the drain deadline, while bytes are held
         self._drain_mark = (0, 0)  # (bytes relayed, bytes still to send) when it was armed
 
@@ -207,7 +207,6 @@ class Splice:
                     ended = True
                 else:
                     other.write_eof()
-                    self.watch_drain()
             elif not one.peer.write_paused:
                 one.transport.resume_reading()
         if ended:
@@ -266,13 +265,12 @@ class Splice:
 
     # --- the drain deadline -------------------------------------------------------------------
     def watch_drain(self) -> None:
-        """The connection is ending (a direction is done, a side closing), or, ending, a
-        direction's receiver is full: if the relay holds bytes for a peer (a transport's write
-        buffer), reset the connection once :attr:`drain_timeout` seconds go by without progress
-        (see :data:`DRAIN_TIMEOUT`).  Arms nothing when nothing is held, the usual case (a close
-        costs two ``get_write_buffer_size`` calls); armed, one timer for the connection, checked
-        once per deadline, and stopped when the buffers are empty or both sides are gone."""
-        self.ending = True
+        """The relay is closing the connection (both directions done, a side gone): if it holds
+        bytes for a peer (a transport's write buffer), reset the connection once
+        :attr:`drain_timeout` seconds go by without progress (see :data:`DRAIN_TIMEOUT`).  Arms
+        nothing when nothing is held, the usual case (a close costs two ``get_write_buffer_size``
+        calls); armed, one timer for the connection, checked once per deadline, and stopped when
+        the buffers are empty or both sides are gone."""
         if self._drain is None and self._lost < 2 and self._held():
             self._drain_mark = self._progress()
             self._drain = asyncio.get_running_loop().call_later(self.drain_timeout, self._drain_check)
