@@ -399,3 +399,34 @@ def test_both_sides_lost_while_the_dial_still_runs_end_the_splice_once(loop: str
 
     _run(loop, main)
     assert len(ends) == 1, ends
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_failed_dial_onward_resets_the_accepted_side(loop: str) -> None:
+    """A dial onward that fails (the target refuses) ends the accepted connection with a reset, as
+    every error ends a relayed connection: its peer (a transparent-TCP application, a transport's
+    client) must not take it for a clean, empty answer."""
+    log, _ = _log()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        refused = Address("127.0.0.1", s.getsockname()[1])
+
+    async def dial(splice: Splice, accepted: asyncio.Transport) -> object:
+        return await upstream.create_connection(lambda: splice.b, refused, timeout=5)
+
+    async def main() -> None:
+        loop_ = asyncio.get_running_loop()
+
+        def accepted() -> asyncio.Protocol:
+            return Splice(None, a_factory=lambda splice: DialOnAccept(splice, dial, log, "t")).a
+
+        server = await loop_.create_server(accepted, "127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+        finally:
+            server.close()
+
+    _run(loop, main)

@@ -320,7 +320,9 @@ class Splice:
                 reset_transport(side.transport)
 
     def fail(self, exc: BaseException) -> None:
-        """A side could not be connected (dial failed): close the other and finish."""
+        """A side could not be connected (dial failed, or the other side left during the dial):
+        reset the other, as any error resets (its peer must not take the end for a clean one:
+        a transparent-TCP application learns that its connection failed), and finish."""
         if self.error is None and isinstance(exc, Exception):
             self.error = exc
         done_before = self._lost == 2  # both sides lost already (a dial task cancelled late)
@@ -328,7 +330,7 @@ class Splice:
             if side.transport is None and not side.lost:
                 side.lost = True
                 self._lost += 1
-        self.abort()
+        self.reset()
         if self._lost == 2 and not done_before:
             self._finish()
 
