@@ -18,7 +18,7 @@ from ptdispatch.frontends.socks import server as socks_server
 from ptdispatch.ipc.reporter import Reporter
 from ptdispatch.logs import EventLog, library_logs, scrub
 from ptdispatch.net import upstream
-from ptdispatch.net.accept import DialOnAccept
+from ptdispatch.net.accept import Dial, DialOnAccept
 from ptdispatch.net.addr import Address
 from ptdispatch.net.relay import Splice
 from ptdispatch.net.tracker import ConnectionTracker, closed_logger
@@ -188,6 +188,24 @@ def test_the_close_line_scrubs_the_error(shown: bool) -> None:
     assert "(ConnectionRefusedError: [Errno 111] Connect call failed (" in out.getvalue()
 
 
+async def _connect_failing_onward(log: EventLog, dial: Dial) -> None:
+    """Connect to a listener whose connections dial onward with ``dial``, which fails: the
+    connection is reset (a failed dial onward resets the accepted side)."""
+
+    def accepted() -> asyncio.Protocol:
+        on_done = closed_logger(log, ConnectionTracker(), "obfs4")
+        return Splice(on_done, a_factory=lambda splice: DialOnAccept(splice, dial, log, "obfs4")).a
+
+    server = await asyncio.get_running_loop().create_server(accepted, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    finally:
+        server.close()
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("shown", [False, True])
 async def test_cannot_connect_onward(shown: bool) -> None:
@@ -198,18 +216,7 @@ async def test_cannot_connect_onward(shown: bool) -> None:
     async def dial(splice: Splice, accepted: asyncio.Transport) -> object:
         return await upstream.create_connection(lambda: splice.b, Address("127.0.0.1", port), timeout=5)
 
-    def accepted() -> asyncio.Protocol:
-        on_done = closed_logger(log, ConnectionTracker(), "obfs4")
-        return Splice(on_done, a_factory=lambda splice: DialOnAccept(splice, dial, log, "obfs4")).a
-
-    server = await asyncio.get_running_loop().create_server(accepted, "127.0.0.1", 0)
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        with pytest.raises(ConnectionResetError):  # a failed dial onward resets the accepted side
-            await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-    finally:
-        server.close()
+    await _connect_failing_onward(log, dial)
     line = next(line for line in out.getvalue().splitlines() if "cannot connect onward" in line)
     assert line.startswith("LOG WARN obfs4: cannot connect onward: [Errno 111] ")
     assert ("127.0.0.1" in line) is shown
@@ -281,17 +288,6 @@ async def test_a_bug_in_the_dial_onward(shown: bool) -> None:
     async def dial(splice: Splice, accepted: asyncio.Transport) -> object:
         raise ValueError(_BUG)
 
-    def accepted() -> asyncio.Protocol:
-        on_done = closed_logger(log, ConnectionTracker(), "obfs4")
-        return Splice(on_done, a_factory=lambda splice: DialOnAccept(splice, dial, log, "obfs4")).a
-
-    server = await asyncio.get_running_loop().create_server(accepted, "127.0.0.1", 0)
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        with pytest.raises(ConnectionResetError):  # a failed dial onward resets the accepted side
-            await asyncio.wait_for(reader.read(), 5)
-        writer.close()
-    finally:
-        server.close()
+    await _connect_failing_onward(log, dial)
     [line] = [line for line in out.getvalue().splitlines() if line.startswith("LOG ERROR")]
     _check_bug_line(line, shown, "obfs4")
