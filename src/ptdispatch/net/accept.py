@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 
-from ..errors import ConfigError, RemoteProtocolError, failed_dial
+from ..errors import ConfigError, failed_dial
 from ..logs import EventLog
 from .addr import Address
 from .relay import RelayProtocol, Splice
@@ -81,7 +81,7 @@ class DialOnAccept(RelayProtocol):
             # ConfigError: bad per-connection options, or tor's ExtORPort cookie file missing or
             # half-written when this connection read it (tor rewrites it when it restarts): a failed
             # dial like an unreachable target or a host name the IDNA codec refuses, not a bug.
-            if isinstance(exc, ConfigError | RemoteProtocolError) or failed_dial(exc):
+            if isinstance(exc, ConfigError) or failed_dial(exc):  # failed_dial: OSError (RemoteProtocolError too)
                 self._log.warn(f"{self._label}: cannot connect onward: {self._log.reason(exc)}")
             else:  # a bug must cost one connection, never the process
                 self._log.internal_error(self._label, exc)
